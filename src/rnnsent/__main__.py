@@ -1,0 +1,3 @@
+from rnnsent.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""Raw text in, probabilities out, with the training preprocessing stored in the model."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from rnnsent.artifact import Artifact, load_artifact
+
+LABELS = ("negative", "positive")
+PREDICT_BATCH_SIZE = 4096
+
+
+@dataclass
+class Prediction:
+    label: str
+    probability: float  # probability of the positive class
+    empty: bool = False  # the text had no words: the model saw only the start token
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "probability": self.probability, "empty": self.empty}
+
+
+class Predictor:
+    """A loaded model that scores raw text: ``rnnsent.load(path).predict(["..."])``."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        self.artifact = artifact
+        self.model = artifact.model
+        self.encoder = artifact.encoder
+        self.config = artifact.config
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu") -> "Predictor":
+        return cls(load_artifact(path, device))
+
+    def probabilities(self, texts: Sequence[str], batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
+        """Positive-class probabilities ``(n,)`` float32 for raw texts."""
+        return self._score(texts, batch_size)[0]
+
+    def predict(self, texts: Sequence[str], batch_size: int = PREDICT_BATCH_SIZE) -> list[Prediction]:
+        """Label and probability per text.
+
+        A text with no words (empty, whitespace or punctuation only) is still scored: the
+        model reads only the start token, which gives its prior. Such results are marked
+        ``empty=True`` so a caller can treat them as "no opinion".
+        """
+        probabilities, lengths = self._score(texts, batch_size)
+        return [Prediction(LABELS[int(p > 0.5)], float(p), empty=bool(n <= 1)) for p, n in zip(probabilities, lengths)]
+
+    def _score(self, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(probabilities (n,) float32, kept token counts (n,) int64)``."""
+        if isinstance(texts, str):
+            raise TypeError("pass a list of texts, not a single string")
+        device = next(self.model.parameters()).device
+        probabilities, lengths = [], []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                ids, kept = self.encoder.encode_batch(texts[start:start + batch_size])
+                ids_tensor = torch.from_numpy(ids).to(device)
+                lengths_tensor = torch.from_numpy(kept).to(device) if self.config.model.use_lengths else None
+                logits, _ = self.model(ids_tensor, lengths_tensor)
+                probabilities.append(torch.sigmoid(logits.float()).cpu().numpy())
+                lengths.append(kept)
+        if not probabilities:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        return np.concatenate(probabilities), np.concatenate(lengths)
+
+    def predict_stream(self, texts: Iterable[str], batch_size: int = PREDICT_BATCH_SIZE) -> Iterator[Prediction]:
+        """Score an iterable of any length in batches, yielding in input order (constant memory)."""
+        chunk: list[str] = []
+        for text in texts:
+            chunk.append(text)
+            if len(chunk) >= batch_size:
+                yield from self.predict(chunk, batch_size)
+                chunk = []
+        if chunk:
+            yield from self.predict(chunk, batch_size)

@@ -1,0 +1,293 @@
+"""The training loop: batches cut from pre-built tensors, checkpoints, exact resume, DDP.
+
+One loop serves every model: ``model(ids, lengths, labels)`` returns ``(logits, loss)``.
+The order of batches is a pure function of ``(seed, epoch)`` and the dropout RNG is saved in
+each checkpoint, so a resumed run takes exactly the steps an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from rnnsent import checkpoint as checkpoints
+from rnnsent.config import RunConfig
+from rnnsent.data import HELD_OUT_SEED, EncodedCorpus, EncodedSplit, epoch_batches, limit_split, stratified_split
+from rnnsent.distributed import World, all_reduce_sum, any_rank
+from rnnsent.evaluate import classification_metrics, predict_logits
+from rnnsent.model import RecurrentClassifier
+from rnnsent.optim import RMSprop, build_optimizer, clip_gradients, learning_rate
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a SIGINT/SIGTERM once the checkpoint is safely written."""
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Tensors:
+    """One split, padded: ids ``(n, maxlen)`` int64, lengths ``(n,)`` int64, labels ``(n,)`` float32."""
+
+    ids: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def from_split(cls, split: EncodedSplit, config: RunConfig) -> "Tensors":
+        ids, lengths = split.padded(config.text)
+        return cls(torch.from_numpy(ids), torch.from_numpy(lengths), torch.from_numpy(split.labels.astype(np.float32)))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class TrainingData:
+    train: Tensors
+    validation: Tensors | None
+    test: Tensors | None
+
+
+def prepare_data(corpus: EncodedCorpus, config: RunConfig) -> TrainingData:
+    """Limit, hold out the validation split (fixed seed, stratified) and pad."""
+    train_split = limit_split(corpus.train, config.train.limit)
+    validation = None
+    if config.train.validation_split:
+        kept, held = stratified_split(train_split.labels, config.train.validation_split, HELD_OUT_SEED)
+        validation = Tensors.from_split(train_split.subset(held), config)
+        train_split = train_split.subset(kept)
+    test = Tensors.from_split(limit_split(corpus.test, config.train.limit), config) if config.train.report_test else None
+    return TrainingData(Tensors.from_split(train_split, config), validation, test)
+
+
+@dataclass
+class TrainResult:
+    model: RecurrentClassifier
+    history: list[dict[str, Any]]
+    best_epoch: int
+    steps: int
+
+
+def build_model(config: RunConfig, vocab_size: int) -> RecurrentClassifier:
+    return RecurrentClassifier(config.model, vocab_size, sparse_embedding=uses_sparse_embedding(config))
+
+
+def uses_sparse_embedding(config: RunConfig, world: World | None = None) -> bool:
+    """Sparse embedding gradients pay with RMSprop (the lazy update is exact), on one process."""
+    distributed = world is not None and world.distributed
+    return config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not distributed
+
+
+class Trainer:
+    """Runs (or resumes) one training run, writing checkpoints into ``run_dir``."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        data: TrainingData,
+        vocab_size: int,
+        run_dir: Path,
+        world: World = World(),
+        log: Callable[[str], None] | None = None,
+        progress_bar: bool | None = None,
+        extra_checkpoint_fields: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.data = data
+        self.vocab_size = vocab_size
+        self.run_dir = Path(run_dir)
+        self.world = world
+        self.log = log or (lambda message: print(message, flush=True))
+        self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+        self.extra = extra_checkpoint_fields or {}
+        self._stop_requested = False
+        if config.train.batch_size % world.size:
+            raise ValueError(f"--batch-size {config.train.batch_size} must divide evenly over {world.size} processes")
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        config, world = self.config, self.world
+        torch.manual_seed(config.train.seed)
+        sparse = uses_sparse_embedding(config, world)
+        if config.train.sparse_embedding and config.train.optimizer == "rmsprop" and world.distributed and world.is_main:
+            self.log("note: sparse embedding updates are off under DDP; gradients are dense and all-reduced")
+        model = RecurrentClassifier(config.model, self.vocab_size, sparse_embedding=sparse).to(world.device)
+        optimizer = build_optimizer(config.train, model.parameters())
+        progress, best_state = checkpoints.Progress(), None
+        if resume:
+            meta, tensors = checkpoints.load_checkpoint(self.run_dir)
+            progress, best_state = checkpoints.restore(meta, tensors, model, optimizer)
+            self.log(f"resuming at epoch {progress.epoch + 1}, step {progress.step_in_epoch} of it ({progress.global_step} steps done)")
+        network = DistributedDataParallel(model) if world.distributed else model
+
+        train = self.data.train
+        steps_per_epoch = len(self._batches(0))
+        total_steps = steps_per_epoch * config.train.epochs
+        if config.train.max_steps:
+            total_steps = min(total_steps, config.train.max_steps)
+
+        with self._stop_signals():
+            while progress.epoch < config.train.epochs and not progress.finished:
+                epoch_start = time.perf_counter()
+                batches = self._batches(progress.epoch)
+                model.train()
+                sums = torch.tensor(progress.epoch_sums, dtype=torch.float64)
+                running = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count since last sync
+                bar = self._bar(len(batches), progress)
+                for index in range(progress.step_in_epoch, len(batches)):
+                    batch = torch.from_numpy(batches[index])
+                    lengths = train.lengths[batch]
+                    width = int(lengths.max()) if config.text.padding == "post" else train.ids.shape[1]
+                    ids = train.ids[batch, :width].to(world.device)  # (batch, time): trailing padding cut
+                    labels = train.labels[batch].to(world.device)
+                    for group in optimizer.param_groups:
+                        group["lr"] = learning_rate(config.train, progress.global_step, total_steps)
+                    logits, loss = network(ids, lengths.to(world.device), labels)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.train.clip_norm:
+                        clip_gradients(list(model.parameters()), config.train.clip_norm)
+                    optimizer.step()
+                    with torch.no_grad():
+                        running += torch.stack([
+                            loss.detach().double() * len(batch),
+                            ((logits.detach() > 0) == (labels > 0.5)).sum().double(),
+                            torch.tensor(float(len(batch)), dtype=torch.float64),
+                        ]).cpu()
+                    progress.global_step += 1
+                    progress.step_in_epoch = index + 1
+                    if progress.global_step % 50 == 0 or index + 1 == len(batches):
+                        sums += running
+                        running.zero_()
+                        self._check_finite(sums, progress)
+                        if bar is not None:
+                            bar.update(progress.step_in_epoch - bar.n)
+                            bar.set_postfix(loss=f"{sums[0] / max(sums[2], 1):.4f}", acc=f"{sums[1] / max(sums[2], 1):.4f}")
+                    reached_max = bool(config.train.max_steps) and progress.global_step >= config.train.max_steps
+                    checkpoint_due = bool(config.train.checkpoint_every) and progress.global_step % config.train.checkpoint_every == 0
+                    if any_rank(world, self._stop_requested) if world.distributed else self._stop_requested:
+                        sums += running
+                        progress.epoch_sums = sums.tolist()
+                        self._save(progress, model, optimizer, best_state)
+                        if bar is not None:
+                            bar.close()
+                        raise TrainingInterrupted(f"stopped at step {progress.global_step}; checkpoint saved")
+                    if checkpoint_due and not reached_max:
+                        sums += running
+                        running.zero_()
+                        progress.epoch_sums = sums.tolist()
+                        self._save(progress, model, optimizer, best_state)
+                    if reached_max:
+                        break
+                sums += running
+                if bar is not None:
+                    bar.close()
+                best_state = self._end_epoch(progress, sums, model, best_state, time.perf_counter() - epoch_start)
+                self._save(progress, model, optimizer, best_state)
+        if best_state is not None:
+            # Model selection: keep the weights of the epoch with the best validation loss.
+            model.load_state_dict(best_state)
+            if progress.best_epoch and progress.best_epoch != len(progress.history):
+                self.log(f"restored the weights of epoch {progress.best_epoch} (best validation loss)")
+        if isinstance(optimizer, RMSprop):
+            optimizer.materialize()
+        return TrainResult(model, progress.history, progress.best_epoch, progress.global_step)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _batches(self, epoch: int) -> list[np.ndarray]:
+        train, config = self.data.train, self.config.train
+        lengths = train.lengths.numpy() if config.bucket_by_length else None
+        return epoch_batches(len(train), config.batch_size, config.seed, epoch, lengths, self.world.rank, self.world.size)
+
+    def _end_epoch(self, progress, sums, model, best_state, seconds) -> dict[str, torch.Tensor] | None:
+        config, world = self.config, self.world
+        all_reduce_sum(world, sums)
+        loss, accuracy = float(sums[0] / max(sums[2], 1)), float(sums[1] / max(sums[2], 1))
+        row: dict[str, Any] = {"epoch": progress.epoch + 1, "loss": loss, "accuracy": accuracy}
+        for prefix, split in (("val_", self.data.validation), ("test_", self.data.test)):
+            if split is not None:
+                metrics = classification_metrics(split.labels.numpy(), self._logits(model, split))
+                row[prefix + "loss"], row[prefix + "accuracy"] = metrics["loss"], metrics["accuracy"]
+        row["seconds"] = round(seconds, 3)
+        row["lr"] = learning_rate(config.train, max(progress.global_step - 1, 0), max(progress.global_step, 1))
+        progress.history.append(row)
+        if world.is_main:
+            self.log(_epoch_line(row, config.train.epochs))
+        if "val_loss" in row:
+            if progress.best_val_loss is None or row["val_loss"] < progress.best_val_loss:
+                progress.best_val_loss, progress.best_epoch, progress.bad_epochs = row["val_loss"], row["epoch"], 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                progress.bad_epochs += 1
+                if config.train.early_stopping and progress.bad_epochs >= config.train.early_stopping:
+                    self.log(f"early stopping: no better validation loss for {progress.bad_epochs} epochs")
+                    progress.finished = True
+        progress.epoch += 1
+        progress.step_in_epoch = 0
+        progress.epoch_sums = [0.0, 0.0, 0.0]
+        if config.train.max_steps and progress.global_step >= config.train.max_steps:
+            progress.finished = True
+        return best_state
+
+    def _logits(self, model: RecurrentClassifier, split: Tensors) -> np.ndarray:
+        lengths = split.lengths if self.config.model.use_lengths else None
+        return predict_logits(model, split.ids, lengths)
+
+    def _check_finite(self, sums: torch.Tensor, progress: checkpoints.Progress) -> None:
+        if not math.isfinite(float(sums[0])):
+            raise TrainingDiverged(
+                f"the loss became NaN or infinite by step {progress.global_step}; "
+                "lower --lr or set --clip-norm 1.0"
+            )
+
+    def _save(self, progress, model, optimizer, best_state) -> None:
+        if self.world.is_main:
+            checkpoints.save_checkpoint(self.run_dir, progress, self.config.to_dict(), model, optimizer, best_state, self.extra)
+
+    def _bar(self, total: int, progress):
+        if not self.progress_bar or not self.world.is_main:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=progress.step_in_epoch, desc=f"epoch {progress.epoch + 1}/{self.config.train.epochs}",
+                    leave=False, unit="batch", file=sys.stderr)
+
+    @contextmanager
+    def _stop_signals(self):
+        """On SIGINT/SIGTERM, finish the current step, checkpoint and stop."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame):
+            self._stop_requested = True
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}", f"acc {row['accuracy']:.4f}"]
+    for prefix, name in (("val_", "val"), ("test_", "test")):
+        if prefix + "loss" in row:
+            parts += [f"{name}_loss {row[prefix + 'loss']:.4f}", f"{name}_acc {row[prefix + 'accuracy']:.4f}"]
+    parts.append(f"{row['seconds']:.1f}s")
+    return "  ".join(parts)
