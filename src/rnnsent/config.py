@@ -156,11 +156,14 @@ class RunConfig:
         sections = {}
         for name, section_type in SECTIONS.items():
             values = data.get(name, {})
-            known = {f.name for f in fields(section_type)}
-            bad = set(values) - known
+            if not isinstance(values, dict):
+                raise ValueError(f"config section {name!r} must be a JSON object, got {values!r}")
+            types = {f.name: f.type for f in fields(section_type)}
+            bad = set(values) - set(types)
             if bad:
                 raise ValueError(f"unknown {name} setting(s): {', '.join(sorted(bad))}")
-            sections[name] = section_type(**values)
+            # Saved values get the same type checks as flags, so a hand-edited file fails clearly.
+            sections[name] = section_type(**{key: _coerce(key, value, types[key]) for key, value in values.items()})
         return cls(**sections, preset=data.get("preset", "custom")).validate()
 
 
@@ -237,6 +240,8 @@ def _coerce(name: str, value: Any, type_name: Any) -> Any:
             raise ValueError(f"{name} must be a whole number, got {value!r}")
         return int(value)
     if type_name == "float":
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a number, got {value!r}")
         try:
             result = float(value)
         except (TypeError, ValueError):
