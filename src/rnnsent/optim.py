@@ -56,6 +56,21 @@ class RMSprop(torch.optim.Optimizer):
                     parameter.addcdiv_(grad, square_avg.add(eps).sqrt_(), value=-lr)
         return None
 
+    def load_state_dict(self, state_dict) -> None:
+        """Restore a saved state, keeping ``row_step`` the integer step counter it is.
+
+        ``torch.optim.Optimizer.load_state_dict`` casts every state tensor except ``step`` to
+        its parameter's dtype, which would turn ``row_step`` into floats (inexact past 2**24
+        steps, and rejected by the integer index_put in :meth:`step`).
+        """
+        row_steps = {index: state["row_step"] for index, state in state_dict["state"].items() if "row_step" in state}
+        super().load_state_dict(state_dict)
+        saved_ids = [index for group in state_dict["param_groups"] for index in group["params"]]
+        parameters = [parameter for group in self.param_groups for parameter in group["params"]]
+        for index, parameter in zip(saved_ids, parameters):
+            if index in row_steps:
+                self.state[parameter]["row_step"] = row_steps[index].to(device=parameter.device, dtype=torch.int64, copy=True)
+
     @torch.no_grad()
     def materialize(self) -> None:
         """Apply every pending lazy decay, so ``square_avg`` equals the dense optimiser's."""
