@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import http.client
+import io
 import json
 import os
 import sys
@@ -134,16 +136,21 @@ def download_file(url: str, destination: Path, md5: str | None, quiet: bool = Fa
 
             with tqdm(total=total or None, unit="B", unit_scale=True, desc=f"downloading {destination.name}",
                       disable=quiet or not sys.stderr.isatty()) as bar:
+                received = 0
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
+                    received += len(chunk)
+            # A dropped connection can end the body early without an exception.
+            if total and received != total:
+                raise DataError(f"download of {url} was cut short ({received} of {total} bytes); try again")
             out.flush()
             os.fsync(out.fileno())
         if md5 and digest.hexdigest() != md5:
             raise DataError(f"download of {url} is corrupt (MD5 {digest.hexdigest()}, expected {md5}); try again")
         os.replace(temporary, destination)
-    except (urllib.error.URLError, OSError) as error:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         raise DataError(
             f"could not download {url} ({getattr(error, 'reason', error)}); "
             "without network access pass --data PATH to a local copy"
@@ -263,9 +270,15 @@ def _review_sort_key(file_name: str) -> tuple[int, str]:
 
 
 def _read_csv(path: Path) -> LabelledTexts:
+    raw = path.read_bytes()
     try:
-        handle = open(path, newline="", encoding="utf-8")
-        with handle:
+        # utf-8-sig: spreadsheet programs often start a UTF-8 CSV with a byte-order mark.
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text ({error.reason}); convert the file to UTF-8") from None
+    try:
+        with io.StringIO(content, newline="") as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or "text" not in reader.fieldnames or "label" not in reader.fieldnames:
                 raise DataError(f"{path}: needs a header with 'text' and 'label' columns, found {reader.fieldnames}")
@@ -276,8 +289,6 @@ def _read_csv(path: Path) -> LabelledTexts:
                     raise DataError(f"{where}: row has missing columns")
                 texts.append(row["text"])
                 labels.append(parse_label(row["label"], where))
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except csv.Error as error:
         raise DataError(f"{path}: malformed CSV ({error})") from None
     return _labelled(texts, labels, path)
