@@ -159,11 +159,12 @@ def save_artifact(
     }
     for name, data in files.items():
         write_bytes_atomic(directory / name, data)
-    if history:
-        plot = _learning_curves_png(history)
-        if plot is not None:
-            files["curves.png"] = plot
-            write_bytes_atomic(directory / "curves.png", plot)
+    plot = _learning_curves_png(history) if history else None
+    if plot is not None:
+        files["curves.png"] = plot
+        write_bytes_atomic(directory / "curves.png", plot)
+    else:
+        (directory / "curves.png").unlink(missing_ok=True)  # a previous model's curves would mislead
     manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                 "files": {name: sha256_bytes(data) for name, data in files.items()}}
     write_json_atomic(directory / "manifest.json", manifest)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from rnnsent.artifact import Artifact, load_artifact
+from rnnsent.text import tokenize
 
 LABELS = ("negative", "positive")
 PREDICT_BATCH_SIZE = 4096
@@ -50,7 +51,9 @@ class Predictor:
         ``empty=True`` so a caller can treat them as "no opinion".
         """
         probabilities, lengths = self._score(texts, batch_size)
-        return [Prediction(LABELS[int(p > 0.5)], float(p), empty=bool(n <= 1)) for p, n in zip(probabilities, lengths)]
+        # One kept token is the start token alone, unless truncation to maxlen 1 kept a word instead.
+        return [Prediction(LABELS[int(p > 0.5)], float(p), empty=bool(n <= 1 and not tokenize(text)))
+                for p, n, text in zip(probabilities, lengths, texts)]
 
     def _score(self, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """``(probabilities (n,) float32, kept token counts (n,) int64)``."""
