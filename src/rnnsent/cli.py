@@ -41,10 +41,17 @@ token alone (the model's prior) and reported with "empty": true.""",
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what is wrong and where to look, not a page of usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rnnsent.config import PRESETS, section_fields
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rnnsent", description="Train, evaluate, explain and serve recurrent-network text classifiers.",
         epilog="run 'rnnsent COMMAND --help' for a command's options and examples",
     )
@@ -84,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = command("predict", "label raw texts with a saved model")
     predict.add_argument("model", type=Path, help="model directory")
-    predict.add_argument("texts", nargs="*", help="texts to label (default: read --file or standard input)")
+    predict.add_argument("texts", nargs="*", default=[], help="texts to label (default: read --file or standard input)")
     predict.add_argument("--file", help="read texts from a file: one per line, or JSONL objects with 'text'")
     predict.add_argument("--json", action="store_true", help="one JSON object per text")
     predict.add_argument("--batch-size", type=int, default=4096, help="texts scored at once (default: 4096)")
@@ -95,10 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Parse first: a mistyped flag or --version answers at once, without importing torch.
+    args = build_parser().parse_args(argv)
     from rnnsent.artifact import ArtifactError
     from rnnsent.train import TrainingInterrupted
 
-    args = build_parser().parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary}[args.command]
     try:
         return handler(args) or 0

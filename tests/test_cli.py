@@ -1,0 +1,298 @@
+"""The command line end to end on tiny generated data: train, evaluate, predict, and every bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import rnnsent
+from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl
+from rnnsent.artifact import load_artifact
+from rnnsent.cli import main
+
+SOURCE_ROOT = Path(rnnsent.__file__).resolve().parents[1]  # the src/ folder these tests import
+TRAIN_FLAGS = ["--epochs", "3", "--lr", "0.01", "--batch-size", "16", "--maxlen", "20", "--num-words", "100",
+               "--threads", "1", "--quiet"]
+POSITIVE = "A great, wonderful film. I loved it, the best!"
+NEGATIVE = "Awful and boring, the worst waste of time. Hated it."
+ARTIFACT_FILES = {"config.json", "vocabulary.json", "model.safetensors", "metrics.json", "history.json",
+                  "history.csv", "curves.png", "manifest.json"}
+METRIC_KEYS = {"loss", "accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix"}
+
+
+def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None, cwd: Path | None = None):
+    """``python -m rnnsent ARGS`` in a real subprocess, with this checkout's package."""
+    environment = {**os.environ, **(env or {})}
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), environment.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "rnnsent", *args], input=stdin, capture_output=True, env=environment,
+                          cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(stderr: str, *fragments: str) -> None:
+    """The CLI's contract for a user's mistake: one ``error:`` line last, and no traceback."""
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert lines, "nothing on stderr"
+    assert lines[-1].startswith("error: ")
+    assert sum(line.startswith("error") for line in lines) == 1
+    for fragment in fragments:
+        assert fragment in lines[-1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One model trained in-process on 200 generated reviews (160 train, 40 held-out test)."""
+    root = tmp_path_factory.mktemp("trained")
+    data = write_csv(root / "reviews.csv", make_reviews(200))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RNNSENT_CACHE", str(root / "cache"))
+        patch.delenv("RNNSENT_DATA", raising=False)
+        stdout = io.StringIO()
+        patch.setattr(sys, "stdout", stdout)
+        code = main(["train", "--data", str(data), "--out", str(root / "model"), *TRAIN_FLAGS])
+    assert code == 0
+    return root / "model", data, stdout.getvalue()
+
+
+@pytest.fixture
+def model_copy(trained, tmp_path):
+    return Path(shutil.copytree(trained[0], tmp_path / "model"))
+
+
+# ----------------------------------------------------------------------------- train / evaluate
+
+
+def test_train_writes_a_complete_artifact(trained):
+    model, _, stdout = trained
+    assert ARTIFACT_FILES <= {path.name for path in model.iterdir()}
+    assert (model / "checkpoint" / "state.json").exists()
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert set(manifest["files"]) == ARTIFACT_FILES - {"manifest.json"}
+    assert "160 training reviews" in stdout
+    for epoch in (1, 2, 3):
+        assert f"epoch {epoch}/3  loss " in stdout
+    assert "Test accuracy: " in stdout
+    artifact = load_artifact(model)
+    assert [row["epoch"] for row in artifact.history] == [1, 2, 3]
+    assert {"loss", "accuracy", "test_loss", "test_accuracy", "seconds"} <= set(artifact.history[0])
+    # The words are obvious: a working model separates the 40 held-out reviews.
+    assert artifact.metrics["accuracy"] >= 0.9
+    assert artifact.metrics["count"] == 40
+    assert artifact.config.text.maxlen == 20 and artifact.config.train.epochs == 3
+
+
+def test_train_in_a_subprocess_from_an_imdb_archive(tmp_path):
+    tree = write_imdb_tree(tmp_path / "tree", per_label=12)
+    archive = tmp_path / "aclImdb.tar.gz"
+    with tarfile.open(archive, "w:gz") as out:
+        out.add(tree, arcname="aclImdb")
+    result = run_cli("train", "--out", str(tmp_path / "model"), "--epochs", "1", "--threads", "1", "--quiet",
+                     "--num-words", "50", env={"RNNSENT_DATA": str(archive), "RNNSENT_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr.decode()
+    stdout = result.stdout.decode()
+    assert "24 training reviews" in stdout and "epoch 1/1" in stdout
+    accuracy_lines = [line for line in stdout.splitlines() if line.startswith("Test accuracy: ")]
+    assert len(accuracy_lines) == 1 and 0.0 <= float(accuracy_lines[0].split(": ")[1]) <= 1.0
+    assert ARTIFACT_FILES <= {path.name for path in (tmp_path / "model").iterdir()}
+    assert load_artifact(tmp_path / "model").metrics["count"] == 24
+
+
+def test_evaluate_json(trained, model_copy, capsys):
+    _, data, _ = trained
+    assert main(["evaluate", str(model_copy), "--data", str(data), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1
+    metrics = json.loads(out)
+    assert METRIC_KEYS <= set(metrics)
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+    assert tn + fp + fn + tp == 40
+    assert metrics["accuracy"] == pytest.approx((tn + tp) / 40)
+    assert metrics["accuracy"] == pytest.approx(load_artifact(trained[0]).metrics["accuracy"])
+    assert 0.0 <= metrics["roc_auc"] <= 1.0 and metrics["loss"] > 0
+
+
+def test_evaluate_text_report_and_another_source(trained, model_copy, capsys, tmp_path):
+    jsonl = write_jsonl(tmp_path / "other.jsonl", make_reviews(50, seed=9))
+    assert main(["evaluate", str(model_copy), "--data", str(jsonl)]) == 0
+    out = capsys.readouterr().out
+    assert "Test accuracy: " in out and "Confusion matrix" in out
+    assert load_artifact(model_copy).metrics["count"] == 10  # a fifth of 50, encoded with the model's vocabulary
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def predict_json(capsys, *args) -> list[dict]:
+    assert main(["predict", *args, "--json"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_predict_labels_obvious_reviews(trained, capsys):
+    assert main(["predict", str(trained[0]), POSITIVE, NEGATIVE]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["positive", "negative"]
+    assert lines[0].split("\t")[2] == POSITIVE
+    assert 0.5 < float(lines[0].split("\t")[1]) <= 1.0
+
+
+def test_predict_json_and_every_input_route_agree(trained, capsys, monkeypatch, tmp_path):
+    model = str(trained[0])
+    texts = [POSITIVE, NEGATIVE, "plain plot"]
+    from_args = predict_json(capsys, model, *texts)
+    assert [set(row) for row in from_args] == [{"text", "label", "probability", "empty"}] * 3
+    assert [row["text"] for row in from_args] == texts
+    assert [row["label"] for row in from_args[:2]] == ["positive", "negative"]
+
+    plain = tmp_path / "reviews.txt"
+    plain.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    jsonl = tmp_path / "reviews.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": text, "id": i}) + "\n\n" for i, text in enumerate(texts)), encoding="utf-8")
+    from_file = predict_json(capsys, model, "--file", str(plain))
+    from_jsonl = predict_json(capsys, model, "--file", str(jsonl))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(plain.read_bytes())))
+    from_stdin = predict_json(capsys, model)
+    assert from_file == from_jsonl == from_stdin == from_args
+    # Small batches give the same answers as one large one.
+    assert predict_json(capsys, model, "--file", str(plain), "--batch-size", "1") == from_args
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t", "?!?"])
+def test_empty_and_whitespace_text_is_scored_and_marked(trained, capsys, text):
+    (row,) = predict_json(capsys, str(trained[0]), text)
+    assert row["empty"] is True and row["text"] == text
+    assert 0.0 <= row["probability"] <= 1.0
+    assert row["label"] == ("positive" if row["probability"] > 0.5 else "negative")
+
+
+def test_a_1_megabyte_review(trained, capsys, tmp_path):
+    review = (NEGATIVE + " ") * (1_000_000 // (len(NEGATIVE) + 1) + 1)
+    assert len(review.encode()) > 1_000_000
+    path = tmp_path / "long.txt"
+    path.write_text(review + "\n", encoding="utf-8")
+    (row,) = predict_json(capsys, str(trained[0]), "--file", str(path))
+    assert row["label"] == "negative" and row["empty"] is False
+    # Only the last maxlen tokens matter ("pre" truncation), so the long review scores as its tail does.
+    (tail,) = predict_json(capsys, str(trained[0]), " ".join(review.split()[-30:]))
+    assert row["probability"] == pytest.approx(tail["probability"], abs=1e-6)
+
+
+def test_a_1_megabyte_review_in_a_subprocess_on_stdin(trained):
+    review = (POSITIVE + " ") * (1_000_000 // (len(POSITIVE) + 1) + 1)
+    result = run_cli("predict", str(trained[0]), "--json", stdin=review.encode())
+    assert result.returncode == 0, result.stderr.decode()
+    (line,) = result.stdout.decode().splitlines()
+    assert json.loads(line)["label"] == "positive"
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_unknown_flag_in_a_subprocess():
+    result = run_cli("train", "--no-such-flag", "3")
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr.decode(), "--no-such-flag")
+    assert result.stdout == b""
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["train", "--epochs", "many"], ["--epochs", "invalid int value"]),
+    (["train", "--cell", "transformer", "--out", "x"], ["cell must be one of"]),
+    (["train", "--maxlen", "0", "--out", "x"], ["maxlen must be in"]),
+    (["train", "--preset", "nope"], ["invalid choice: 'nope'"]),
+    (["frobnicate"], ["invalid choice"]),
+    ([], ["required: COMMAND"]),
+    (["predict"], ["required: model"]),
+])
+def test_bad_command_lines_exit_2_with_one_line(capsys, args, fragments):
+    with pytest.raises(SystemExit) as stop:
+        code = main(args)
+        raise SystemExit(code)
+    assert stop.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, *fragments)
+
+
+def test_train_needs_out(capsys):
+    assert main(["train"]) == 2
+    assert_one_line_error(capsys.readouterr().err, "--out DIR")
+
+
+def test_missing_model_dir(capsys, tmp_path):
+    for command in ("predict", "evaluate"):
+        assert main([command, str(tmp_path / "nowhere"), *(["hello"] if command == "predict" else [])]) == 2
+        assert_one_line_error(capsys.readouterr().err, "no such model directory")
+
+
+@pytest.mark.parametrize("name, change, fragment", [
+    ("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[:-10]), "checksum mismatch"),
+    ("manifest.json", lambda p: p.unlink(), "not a complete model"),
+    ("config.json", lambda p: p.write_text("{"), "checksum mismatch"),
+])
+def test_corrupt_model_dir(model_copy, capsys, name, change, fragment):
+    change(model_copy / name)
+    assert main(["predict", str(model_copy), "hello"]) == 2
+    assert_one_line_error(capsys.readouterr().err, name, fragment)
+
+
+def test_non_utf8_file(trained, capsys, tmp_path):
+    path = tmp_path / "reviews.txt"
+    path.write_bytes(b"fine first line\ncaf\xe9 au lait\n")
+    assert main(["predict", str(trained[0]), "--file", str(path)]) == 2
+    assert_one_line_error(capsys.readouterr().err, f"{path}:2: not UTF-8")
+
+
+def test_non_utf8_stdin(trained, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"ok\n\xff\xfe\n")))
+    assert main(["predict", str(trained[0])]) == 2
+    assert_one_line_error(capsys.readouterr().err, "<stdin>:2: not UTF-8")
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ('{"text": "fine"}\nnot json\n', ":2: not valid JSON"),
+    ('{"review": "no text key"}\n', ":1: each JSONL line needs a string 'text'"),
+])
+def test_bad_jsonl_file(trained, capsys, tmp_path, content, fragment):
+    path = tmp_path / "reviews.jsonl"
+    path.write_text(content, encoding="utf-8")
+    assert main(["predict", str(trained[0]), "--file", str(path)]) == 2
+    assert_one_line_error(capsys.readouterr().err, fragment)
+
+
+def test_predict_argument_conflicts(trained, capsys, tmp_path):
+    assert main(["predict", str(trained[0]), "text", "--file", "x.txt"]) == 2
+    assert_one_line_error(capsys.readouterr().err, "not both")
+    assert main(["predict", str(trained[0]), "--file", str(tmp_path / "missing.txt")]) == 2
+    assert_one_line_error(capsys.readouterr().err, "no such file")
+    assert main(["predict", str(trained[0]), "text", "--batch-size", "0"]) == 2
+    assert_one_line_error(capsys.readouterr().err, "--batch-size")
+
+
+def test_labels_not_binary_in_csv(capsys, tmp_path):
+    rows = make_reviews(20)
+    rows[5] = ("it was fine", "3")
+    data = write_csv(tmp_path / "reviews.csv", rows)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "model"), *TRAIN_FLAGS]) == 2
+    assert_one_line_error(capsys.readouterr().err, f"{data}:7: label '3' is not binary")
+    assert not (tmp_path / "model").exists()  # nothing half-written
+
+
+def test_missing_data_source(capsys, tmp_path):
+    assert main(["train", "--data", str(tmp_path / "nothing.csv"), "--out", str(tmp_path / "m")]) == 2
+    assert_one_line_error(capsys.readouterr().err, "does not exist")
+
+
+def test_resume_without_a_checkpoint(capsys, tmp_path):
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert_one_line_error(capsys.readouterr().err, "no checkpoint to resume from")
+
+
+def test_version_in_a_subprocess():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.decode().strip() == f"rnnsent {rnnsent.__version__}"
