@@ -6,12 +6,14 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 import rnnsent
 from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl
@@ -125,6 +127,30 @@ def test_evaluate_text_report_and_another_source(trained, model_copy, capsys, tm
     out = capsys.readouterr().out
     assert "Test accuracy: " in out and "Confusion matrix" in out
     assert load_artifact(model_copy).metrics["count"] == 10  # a fifth of 50, encoded with the model's vocabulary
+
+
+def test_ctrl_c_then_resume_gives_the_uninterrupted_model(trained, tmp_path, capsys, monkeypatch):
+    from rnnsent import train as train_module
+
+    epoch_line = train_module._epoch_line
+
+    def interrupt_after_epoch_one(row, epochs):
+        if row["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # the loop finishes this step, checkpoints and stops
+        return epoch_line(row, epochs)
+
+    monkeypatch.setattr(train_module, "_epoch_line", interrupt_after_epoch_one)
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(trained[1]), "--out", str(out), *TRAIN_FLAGS]) == 130
+    err = capsys.readouterr().err
+    assert f"continue with 'rnnsent train --resume {out}'" in err and "Traceback" not in err
+    assert not (out / "manifest.json").exists()  # no model yet, only the checkpoint
+    monkeypatch.setattr(train_module, "_epoch_line", epoch_line)
+    assert main(["train", "--resume", str(out)]) == 0
+    resumed, reference = load_artifact(out), load_artifact(trained[0])
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
+    assert resumed.metrics["accuracy"] == reference.metrics["accuracy"]
 
 
 # ----------------------------------------------------------------------------- predict
@@ -263,6 +289,14 @@ def test_bad_jsonl_file(trained, capsys, tmp_path, content, fragment):
     path.write_text(content, encoding="utf-8")
     assert main(["predict", str(trained[0]), "--file", str(path)]) == 2
     assert_one_line_error(capsys.readouterr().err, fragment)
+
+
+def test_predict_without_texts_on_a_terminal(trained, capsys, monkeypatch):
+    terminal = io.TextIOWrapper(io.BytesIO(b""))
+    monkeypatch.setattr(terminal, "isatty", lambda: True)
+    monkeypatch.setattr(sys, "stdin", terminal)
+    assert main(["predict", str(trained[0])]) == 2
+    assert_one_line_error(capsys.readouterr().err, "no texts")
 
 
 def test_predict_argument_conflicts(trained, capsys, tmp_path):

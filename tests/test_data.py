@@ -91,6 +91,20 @@ def test_missing_split_folder(tmp_path):
         read_corpus(tree)
 
 
+def test_archive_with_the_wrong_layout(tmp_path):
+    tree = write_imdb_tree(tmp_path / "tree", per_label=2)
+    archive = make_archive(tree, tmp_path / "reviews.tar.gz")
+    with tarfile.open(archive, "w:gz") as out:
+        out.add(tree, arcname="reviews")  # not under aclImdb/
+    with pytest.raises(DataError, match=r"train split needs reviews in both neg/ and pos/ \(found 0 reviews\)"):
+        read_corpus(archive)
+
+
+def test_empty_folder_source(tmp_path):
+    with pytest.raises(DataError, match="no train/ and test/ folders and no label folders"):
+        read_corpus(tmp_path)
+
+
 def test_archive_without_a_test_split(tmp_path):
     tree = write_imdb_tree(tmp_path / "tree", per_label=2)
     archive = tmp_path / "aclImdb.tar.gz"
