@@ -32,6 +32,8 @@ data (--data, else $RNNSENT_DATA, else the cache, else a download of aclImdb):
   rnnsent predict runs/seed "Great!" "Awful." --json
   rnnsent predict runs/seed --file reviews.txt       # one review per line (or .jsonl with "text")
   cat reviews.txt | rnnsent predict runs/seed
+  rnnsent predict runs/seed --explain "Great acting, but the plot was dull."   # why: word by word
+  rnnsent predict runs/seed --explain "..." --integrated-gradients --json
 
 A text without words (empty, or only spaces/punctuation) is still scored from the start
 token alone (the model's prior) and reported with "empty": true.""",
@@ -88,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--file", help="read texts from a file: one per line, or JSONL objects with 'text'")
     predict.add_argument("--json", action="store_true", help="one JSON object per text")
     predict.add_argument("--batch-size", type=int, default=4096, help="texts scored at once (default: 4096)")
+    predict.add_argument("--explain", metavar="TEXT", help="explain one text: probability after each word and "
+                         "each word's influence (coloured on a terminal)")
+    predict.add_argument("--integrated-gradients", action="store_true",
+                         help="with --explain: also integrated gradients on the word embeddings")
 
     summary = command("summary", "print a model's layers and parameter counts")
     add_settings(summary)
@@ -225,7 +231,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError("--batch-size must be at least 1")
     if args.texts and args.file:
         raise UserError("give texts on the command line or --file, not both")
+    if args.integrated_gradients and args.explain is None:
+        raise UserError("--integrated-gradients goes with --explain TEXT")
+    if args.explain is not None and (args.texts or args.file):
+        raise UserError("--explain takes one text: drop the other texts and --file")
     predictor = Predictor.load(args.model)
+    if args.explain is not None:
+        return _explain(predictor, args)
     if args.texts:
         texts: Iterator[str] = iter(args.texts)
     elif args.file and args.file != "-":
@@ -243,6 +255,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
             snippet = snippet if len(snippet) <= 70 else snippet[:67] + "..."
             out.write(f"{prediction.label}\t{prediction.probability:.4f}\t{snippet}\n")
     out.flush()
+    return 0
+
+
+def _explain(predictor, args: argparse.Namespace) -> int:
+    import os
+
+    from rnnsent.explain import render_text
+
+    explanation = predictor.explain(args.explain, integrated_gradients=args.integrated_gradients)
+    if args.json:
+        print(json.dumps(explanation.to_dict()))
+    else:
+        # Colour only for a terminal that wants it (https://no-color.org).
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        print(render_text(explanation, color))
     return 0
 
 
