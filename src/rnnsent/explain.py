@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from rnnsent.predict import LABELS
 from rnnsent.text import OOV_ID, START_ID, START_TOKEN, pad_rows
 
 if TYPE_CHECKING:
     from rnnsent.artifact import Artifact
 
-LABELS = ("negative", "positive")
 DEFAULT_IG_STEPS = 32
 
 

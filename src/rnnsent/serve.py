@@ -17,7 +17,7 @@ import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -81,7 +81,6 @@ class BatchStats:
     model_calls: int = 0
     texts: int = 0
     largest_call_requests: int = 0
-    call_sizes: list[int] = field(default_factory=list)  # requests per call, the most recent 1000
 
     def to_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "model_calls": self.model_calls, "texts": self.texts,
@@ -158,7 +157,6 @@ class MicroBatcher:
         stats.model_calls += 1
         stats.texts += len(texts)
         stats.largest_call_requests = max(stats.largest_call_requests, len(group))
-        stats.call_sizes = stats.call_sizes[-999:] + [len(group)]
         try:
             results = await asyncio.get_running_loop().run_in_executor(self.executor, self.score, texts)
         except Exception as error:  # a failed call fails its requests, never the batching task
