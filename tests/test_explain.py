@@ -27,6 +27,7 @@ VARIANTS = {
     "gru-mean": {"cell": "gru", "pooling": "mean"},
     "gru-maxmean-lengths-post": {"cell": "gru", "pooling": "maxmean", "use_lengths": True,
                                  "padding": "post", "truncating": "post"},
+    "gru-2layers-last-lengths-post": {"cell": "gru", "num_layers": 2, "use_lengths": True, "padding": "post"},
     "simple-attention": {"pooling": "attention", "nonlinearity": "tanh"},
     "lstm-attention-post-no-lengths": {"cell": "lstm", "pooling": "attention", "padding": "post"},
     "bigru-maxmean-lengths": {"cell": "gru", "bidirectional": True, "pooling": "maxmean", "use_lengths": True,

@@ -216,6 +216,15 @@ def test_cli_serve_missing_model(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+def test_cli_serve_busy_port(tiny_model_dir, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(tiny_model_dir), "--port", str(port)]) == 2
+    assert f"error: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
 def test_cli_serve_subprocess(tiny_model_dir):
     """`rnnsent serve` in its own process answers over HTTP and stops on SIGTERM."""
     with socket.socket() as probe:

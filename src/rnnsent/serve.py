@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import math
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -425,10 +426,34 @@ def _validation_message(errors: Sequence[dict]) -> tuple[int, str]:
 
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None,
           access_log: bool = False) -> None:
-    """Load a model directory and serve it until interrupted."""
+    """Load a model directory and serve it until interrupted.
+
+    The address is taken before the model loads, so a busy port fails fast with a clear message.
+    """
     import uvicorn
 
-    predictor = Predictor.load(model_dir)
-    app = create_app(predictor, limits)
-    print(f"serving {model_dir} on http://{host}:{port}/  (API docs: http://{host}:{port}/docs; Ctrl+C stops)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log)
+    sock = _listen(host, port)
+    try:
+        predictor = Predictor.load(model_dir)
+        app = create_app(predictor, limits)
+        bound_port = sock.getsockname()[1]
+        print(f"serving {model_dir} on http://{host}:{bound_port}/  "
+              f"(API: http://{host}:{bound_port}/docs; Ctrl+C stops)", flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=access_log))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for ``host:port`` (uvicorn listens on it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        reason = error.strerror or str(error)
+        raise ValueError(f"cannot listen on {host}:{port} ({reason}); choose another --port or --host") from None
+    return sock
