@@ -32,9 +32,15 @@ data (--data, else $RNNSENT_DATA, else the cache, else a download of aclImdb):
   rnnsent predict runs/seed "Great!" "Awful." --json
   rnnsent predict runs/seed --file reviews.txt       # one review per line (or .jsonl with "text")
   cat reviews.txt | rnnsent predict runs/seed
+  rnnsent predict runs/seed --explain "Great acting, but the plot was dull."   # why: word by word
+  rnnsent predict runs/seed --explain "..." --integrated-gradients --json
 
 A text without words (empty, or only spaces/punctuation) is still scored from the start
 token alone (the model's prior) and reported with "empty": true.""",
+    "serve": """examples:
+  rnnsent serve runs/seed                            # http://127.0.0.1:8000/ : the page; /docs : the API
+  rnnsent serve runs/seed --host 0.0.0.0 --port 9000
+  curl -s localhost:8000/predict -H 'content-type: application/json' -d '{"texts": ["Loved it."]}'""",
     "summary": """examples:
   rnnsent summary --preset seed
   rnnsent summary --preset bigru --hidden-size 128""",
@@ -95,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--file", help="read texts from a file: one per line, or JSONL objects with 'text'")
     predict.add_argument("--json", action="store_true", help="one JSON object per text")
     predict.add_argument("--batch-size", type=int, default=4096, help="texts scored at once (default: 4096)")
+    predict.add_argument("--explain", metavar="TEXT", help="explain one text: probability after each word and "
+                         "each word's influence (coloured on a terminal)")
+    predict.add_argument("--integrated-gradients", action="store_true",
+                         help="with --explain: also integrated gradients on the word embeddings")
+
+    serve = command("serve", "serve a saved model over HTTP: a JSON API and a web page")
+    serve.add_argument("model", type=Path, help="model directory")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: 1; 0: all cores)")
+    serve.add_argument("--max-texts", type=int, default=256, help="texts per /predict request (default: 256)")
+    serve.add_argument("--max-text-chars", type=int, default=20_000, help="characters per text (default: 20000)")
+    serve.add_argument("--max-body-bytes", type=int, default=2 * 1024 * 1024, help="request body size limit (default: 2 MiB)")
+    serve.add_argument("--batch-wait-ms", type=float, default=0.0,
+                       help="wait this long for more requests before each model call (default: 0, take what is queued)")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
 
     summary = command("summary", "print a model's layers and parameter counts")
     add_settings(summary)
@@ -107,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rnnsent.artifact import ArtifactError
     from rnnsent.train import TrainingInterrupted
 
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary}[args.command]
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
+               "summary": cmd_summary}[args.command]
     try:
         return handler(args) or 0
     except TrainingInterrupted as stop:
@@ -233,7 +256,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError("--batch-size must be at least 1")
     if args.texts and args.file:
         raise UserError("give texts on the command line or --file, not both")
+    if args.integrated_gradients and args.explain is None:
+        raise UserError("--integrated-gradients goes with --explain TEXT")
+    if args.explain is not None and (args.texts or args.file):
+        raise UserError("--explain takes one text: drop the other texts and --file")
     predictor = Predictor.load(args.model)
+    if args.explain is not None:
+        return _explain(predictor, args)
     if args.texts:
         texts: Iterator[str] = iter(args.texts)
     elif args.file and args.file != "-":
@@ -251,6 +280,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
             snippet = snippet if len(snippet) <= 70 else snippet[:67] + "..."
             out.write(f"{prediction.label}\t{prediction.probability:.4f}\t{snippet}\n")
     out.flush()
+    return 0
+
+
+def _explain(predictor, args: argparse.Namespace) -> int:
+    import os
+
+    from rnnsent.explain import render_text
+
+    explanation = predictor.explain(args.explain, integrated_gradients=args.integrated_gradients)
+    if args.json:
+        print(json.dumps(explanation.to_dict()))
+    else:
+        # Colour only for a terminal that wants it (https://no-color.org).
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        print(render_text(explanation, color))
     return 0
 
 
@@ -288,6 +332,24 @@ def _read_lines(handle, name: str, jsonl: bool) -> Iterator[str]:
                     raise UserError(f"{name}:{number}: each JSONL line needs a string 'text'")
                 line = record["text"]
             yield line
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import torch
+
+    from rnnsent.serve import ServeLimits, serve
+
+    if not 0 <= args.port <= 65535:
+        raise UserError("--port must be between 0 and 65535")
+    if args.threads < 0:
+        raise UserError("--threads must be 0 (all cores) or more")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    limits = ServeLimits(max_texts=args.max_texts, max_text_chars=args.max_text_chars,
+                         max_body_bytes=args.max_body_bytes, max_batch_texts=max(1024, args.max_texts),
+                         batch_wait_seconds=args.batch_wait_ms / 1000)
+    serve(args.model, args.host, args.port, limits, access_log=args.access_log)
+    return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:

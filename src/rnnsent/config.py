@@ -96,6 +96,7 @@ class TrainConfig:
     early_stopping: int = setting(0, "stop after this many epochs without a better validation loss (0: off)")
     report_test: bool = setting(True, "the notebook's per-epoch test-set report (never used for selection)")
     sparse_embedding: bool = setting(True, "sparse embedding gradients with a lazy, exact optimizer update")
+    fused: bool = setting(True, "use the compiled CPU step for single-layer simple RNNs when it applies")
     bucket_by_length: bool = setting(False, "batch reviews of similar length so padding is not computed")
     seed: int = setting(0, "seed of initialisation, batch order and dropout: same seed, same run")
     threads: int = setting(0, "CPU threads for torch (0: all cores)")

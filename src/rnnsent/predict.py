@@ -73,6 +73,15 @@ class Predictor:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         return np.concatenate(probabilities), np.concatenate(lengths)
 
+    def explain(self, text: str, integrated_gradients: bool = False, steps: int = 32):
+        """Tokens, probability after each token and per-word influence for one text.
+
+        Returns an :class:`rnnsent.explain.Explanation`; see that module for the methods.
+        """
+        from rnnsent.explain import explain
+
+        return explain(self.artifact, text, integrated_gradients=integrated_gradients, steps=steps)
+
     def predict_stream(self, texts: Iterable[str], batch_size: int = PREDICT_BATCH_SIZE) -> Iterator[Prediction]:
         """Score an iterable of any length in batches, yielding in input order (constant memory)."""
         chunk: list[str] = []

@@ -92,6 +92,42 @@ def uses_sparse_embedding(config: RunConfig, world: World | None = None) -> bool
     return config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not distributed
 
 
+class EpochSums:
+    """Loss sum, correct predictions and examples of the epoch so far.
+
+    The autograd path adds tensors (no device sync per step); the compiled path adds floats.
+    :meth:`flush` folds both into the float64 totals.
+    """
+
+    def __init__(self, initial: list[float]) -> None:
+        self.totals = torch.tensor(initial, dtype=torch.float64)
+        self.pending_tensor: torch.Tensor | None = None
+        self.pending_floats = [0.0, 0.0, 0.0]
+
+    def add_floats(self, mean_loss: float, correct: int, count: int) -> None:
+        self.pending_floats[0] += mean_loss * count
+        self.pending_floats[1] += correct
+        self.pending_floats[2] += count
+
+    @torch.no_grad()
+    def add_tensors(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        count = labels.numel()
+        step = torch.stack([
+            loss.detach().double() * count,
+            ((logits.detach() > 0) == (labels > 0.5)).sum().double(),
+            torch.full((), float(count), dtype=torch.float64, device=logits.device),
+        ])
+        self.pending_tensor = step if self.pending_tensor is None else self.pending_tensor + step
+
+    def flush(self) -> torch.Tensor:
+        if self.pending_tensor is not None:
+            self.totals += self.pending_tensor.cpu()
+            self.pending_tensor = None
+        self.totals += torch.tensor(self.pending_floats, dtype=torch.float64)
+        self.pending_floats = [0.0, 0.0, 0.0]
+        return self.totals
+
+
 class Trainer:
     """Runs (or resumes) one training run, writing checkpoints into ``run_dir``."""
 
@@ -132,6 +168,7 @@ class Trainer:
             progress, best_state = checkpoints.restore(meta, tensors, model, optimizer)
             self.log(f"resuming at epoch {progress.epoch + 1}, step {progress.step_in_epoch} of it ({progress.global_step} steps done)")
         network = DistributedDataParallel(model) if world.distributed else model
+        fused_step = self._fused_step(model, optimizer)
 
         train = self.data.train
         steps_per_epoch = len(self._batches(0))
@@ -144,8 +181,7 @@ class Trainer:
                 epoch_start = time.perf_counter()
                 batches = self._batches(progress.epoch)
                 model.train()
-                sums = torch.tensor(progress.epoch_sums, dtype=torch.float64)
-                running = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count since last sync
+                sums = EpochSums(progress.epoch_sums)
                 bar = self._bar(len(batches), progress)
                 for index in range(progress.step_in_epoch, len(batches)):
                     batch = torch.from_numpy(batches[index])
@@ -155,47 +191,40 @@ class Trainer:
                     labels = train.labels[batch].to(world.device)
                     for group in optimizer.param_groups:
                         group["lr"] = learning_rate(config.train, progress.global_step, total_steps)
-                    logits, loss = network(ids, lengths.to(world.device), labels)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if config.train.clip_norm:
-                        clip_gradients(list(model.parameters()), config.train.clip_norm)
-                    optimizer.step()
-                    with torch.no_grad():
-                        running += torch.stack([
-                            loss.detach().double() * len(batch),
-                            ((logits.detach() > 0) == (labels > 0.5)).sum().double(),
-                            torch.tensor(float(len(batch)), dtype=torch.float64),
-                        ]).cpu()
+                    if fused_step is not None:
+                        loss_value, correct = fused_step(ids, labels)
+                        sums.add_floats(loss_value, correct, len(batch))
+                    else:
+                        logits, loss = network(ids, lengths.to(world.device), labels)
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if config.train.clip_norm:
+                            clip_gradients(list(model.parameters()), config.train.clip_norm)
+                        optimizer.step()
+                        sums.add_tensors(loss, logits, labels)
                     progress.global_step += 1
                     progress.step_in_epoch = index + 1
                     if progress.global_step % 50 == 0 or index + 1 == len(batches):
-                        sums += running
-                        running.zero_()
-                        self._check_finite(sums, progress)
+                        totals = sums.flush()
+                        self._check_finite(totals, progress)
                         if bar is not None:
                             bar.update(progress.step_in_epoch - bar.n)
-                            bar.set_postfix(loss=f"{sums[0] / max(sums[2], 1):.4f}", acc=f"{sums[1] / max(sums[2], 1):.4f}")
+                            bar.set_postfix(loss=f"{totals[0] / max(totals[2], 1):.4f}", acc=f"{totals[1] / max(totals[2], 1):.4f}")
                     reached_max = bool(config.train.max_steps) and progress.global_step >= config.train.max_steps
                     checkpoint_due = bool(config.train.checkpoint_every) and progress.global_step % config.train.checkpoint_every == 0
-                    if any_rank(world, self._stop_requested) if world.distributed else self._stop_requested:
-                        sums += running
-                        progress.epoch_sums = sums.tolist()
+                    stop = any_rank(world, self._stop_requested) if world.distributed else self._stop_requested
+                    if stop or (checkpoint_due and not reached_max):
+                        progress.epoch_sums = sums.flush().tolist()
                         self._save(progress, model, optimizer, best_state)
+                    if stop:
                         if bar is not None:
                             bar.close()
                         raise TrainingInterrupted(f"stopped at step {progress.global_step}; checkpoint saved")
-                    if checkpoint_due and not reached_max:
-                        sums += running
-                        running.zero_()
-                        progress.epoch_sums = sums.tolist()
-                        self._save(progress, model, optimizer, best_state)
                     if reached_max:
                         break
-                sums += running
                 if bar is not None:
                     bar.close()
-                best_state = self._end_epoch(progress, sums, model, best_state, time.perf_counter() - epoch_start)
+                best_state = self._end_epoch(progress, sums.flush(), model, best_state, time.perf_counter() - epoch_start)
                 self._save(progress, model, optimizer, best_state)
         if best_state is not None:
             # Model selection: keep the weights of the epoch with the best validation loss.
@@ -207,6 +236,18 @@ class Trainer:
         return TrainResult(model, progress.history, progress.best_epoch, progress.global_step)
 
     # ------------------------------------------------------------------ helpers
+
+    def _fused_step(self, model, optimizer):
+        """The compiled CPU step when this run fits it (see :mod:`rnnsent.fused`), else None."""
+        if not self.config.train.fused:
+            return None
+        try:
+            from rnnsent.fused import FusedSimpleRNNStep, fused_step_supported
+        except ImportError:
+            return None
+        if fused_step_supported(self.config, self.world.device, self.world.size) is not None:
+            return None
+        return FusedSimpleRNNStep(model, optimizer)
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
         train, config = self.data.train, self.config.train

@@ -1,0 +1,223 @@
+// The rnnsent page: send the review to /explain, then draw the verdict, the words coloured
+// by influence and the probability after each word. Plain DOM and SVG, no libraries.
+"use strict";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const CHART = { height: 230, left: 44, right: 12, top: 12, bottom: 34 };
+
+const elements = {};
+let current = null; // { explanation, index } while a result is shown
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const id of ["review-form", "review", "submit", "status", "result", "label", "probability",
+                    "meter-fill", "notes", "words", "readout", "chart", "chart-summary", "model-info"]) {
+    elements[id] = document.getElementById(id);
+  }
+  elements["review-form"].addEventListener("submit", (event) => { event.preventDefault(); analyse(); });
+  elements.review.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); analyse(); }
+  });
+  for (const button of document.querySelectorAll("button.example")) {
+    button.addEventListener("click", () => { elements.review.value = button.dataset.text; analyse(); });
+  }
+  elements.words.addEventListener("keydown", stepThroughWords);
+  loadModelInfo();
+});
+
+async function analyse() {
+  const text = elements.review.value;
+  if (!text.trim()) {
+    showStatus("Type a review first.", true);
+    elements.review.focus();
+    return;
+  }
+  elements.submit.disabled = true;
+  showStatus("Reading…", false);
+  try {
+    const response = await fetch("/explain", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ text }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      throw new Error(body.error || `the server answered ${response.status}`);
+    }
+    showResult(body);
+    showStatus("", false);
+  } catch (error) {
+    showStatus(`Could not analyse the review: ${error.message}`, true);
+  } finally {
+    elements.submit.disabled = false;
+  }
+}
+
+function showStatus(message, isError) {
+  elements.status.textContent = message;
+  elements.status.classList.toggle("error", isError);
+}
+
+function showResult(explanation) {
+  current = { explanation, index: null };
+  const label = elements.label;
+  label.textContent = explanation.label;
+  label.className = `label ${explanation.label}`;
+  const percent = (100 * explanation.probability).toFixed(1);
+  elements.probability.textContent = `${percent}% positive`;
+  elements["meter-fill"].style.width = `${percent}%`;
+
+  const notes = [];
+  const words = explanation.special.filter((isStart) => !isStart).length;
+  notes.push(`${words} word${words === 1 ? "" : "s"} read.`);
+  if (explanation.truncated) {
+    notes.push(`The model reads at most a fixed number of tokens, so ${explanation.dropped_words} word${explanation.dropped_words === 1 ? " was" : "s were"} cut.`);
+  }
+  if (explanation.empty) notes.push("No words: the probability is the model's prior.");
+  const unknown = explanation.oov.filter(Boolean).length;
+  if (unknown) notes.push(`${unknown} word${unknown === 1 ? " is" : "s are"} not in the vocabulary.`);
+  elements.notes.textContent = notes.join(" ");
+
+  elements.result.hidden = false; // shown before drawing, so the chart can measure its width
+  drawWords(explanation);
+  drawChart(explanation);
+  elements.readout.textContent = "";
+}
+
+function influenceColour(value, largest) {
+  if (value === null || largest <= 0) return "";
+  const share = Math.min(1, Math.abs(value) / largest);
+  if (Math.abs(value) < 0.002 || share < 0.03) return "";
+  const alpha = (0.08 + 0.7 * share).toFixed(3);
+  return value > 0 ? `rgba(22, 140, 70, ${alpha})` : `rgba(200, 40, 40, ${alpha})`;
+}
+
+function largestInfluence(explanation) {
+  return Math.max(0, ...explanation.influence.filter((v) => v !== null).map(Math.abs));
+}
+
+function drawWords(explanation) {
+  const container = elements.words;
+  container.replaceChildren();
+  const largest = largestInfluence(explanation);
+  explanation.tokens.forEach((token, index) => {
+    if (explanation.special[index]) return;
+    const span = document.createElement("span");
+    span.className = "word" + (explanation.oov[index] ? " oov" : "");
+    span.textContent = token;
+    span.dataset.index = String(index);
+    const influence = explanation.influence[index];
+    span.dataset.influence = influence === null ? "" : influence.toFixed(4);
+    span.style.backgroundColor = influenceColour(influence, largest);
+    span.title = describe(explanation, index);
+    span.addEventListener("mouseenter", () => select(index));
+    container.append(span, " ");
+  });
+  if (!container.childElementCount) container.textContent = "(no words)";
+}
+
+function describe(explanation, index) {
+  const influence = explanation.influence[index];
+  const sign = influence > 0 ? "+" : "";
+  const push = influence === null ? "" :
+    `, influence ${sign}${(100 * influence).toFixed(1)} points${explanation.oov[index] ? " (unknown word)" : ""}`;
+  return `“${explanation.tokens[index]}”: ${(100 * explanation.trajectory[index]).toFixed(1)}% positive after it${push}`;
+}
+
+function select(index) {
+  if (!current) return;
+  current.index = index;
+  for (const node of document.querySelectorAll(".word.current, #chart .point.current")) {
+    node.classList.remove("current");
+  }
+  const word = elements.words.querySelector(`.word[data-index="${index}"]`);
+  if (word) word.classList.add("current");
+  const point = elements.chart.querySelector(`.point[data-index="${index}"]`);
+  if (point) point.classList.add("current");
+  elements.readout.textContent = describe(current.explanation, index);
+}
+
+function stepThroughWords(event) {
+  if (!current) return;
+  const indices = current.explanation.special.map((isStart, i) => (isStart ? -1 : i)).filter((i) => i >= 0);
+  if (!indices.length) return;
+  const position = indices.indexOf(current.index);
+  let next = null;
+  if (event.key === "ArrowRight" || event.key === "ArrowDown") next = position < 0 ? 0 : Math.min(position + 1, indices.length - 1);
+  else if (event.key === "ArrowLeft" || event.key === "ArrowUp") next = position < 0 ? 0 : Math.max(position - 1, 0);
+  else if (event.key === "Home") next = 0;
+  else if (event.key === "End") next = indices.length - 1;
+  if (next === null) return;
+  event.preventDefault();
+  select(indices[next]);
+}
+
+function svg(name, attributes, parent) {
+  const node = document.createElementNS(SVG_NS, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  if (parent) parent.append(node);
+  return node;
+}
+
+function drawChart(explanation) {
+  const chart = elements.chart;
+  chart.replaceChildren();
+  // Drawing units follow the box's width (within limits), so text stays legible on a phone.
+  const width = Math.max(320, Math.min(640, Math.round(chart.getBoundingClientRect().width) || 640));
+  chart.setAttribute("viewBox", `0 0 ${width} ${CHART.height}`);
+  const values = explanation.trajectory;
+  const plotWidth = width - CHART.left - CHART.right;
+  const plotHeight = CHART.height - CHART.top - CHART.bottom;
+  const x = (i) => CHART.left + (values.length > 1 ? (i * plotWidth) / (values.length - 1) : plotWidth / 2);
+  const y = (p) => CHART.top + (1 - p) * plotHeight;
+
+  for (const p of [0, 0.25, 0.5, 0.75, 1]) {
+    svg("line", { x1: CHART.left, x2: width - CHART.right, y1: y(p), y2: y(p),
+                  class: p === 0.5 ? "grid half" : "grid" }, chart);
+    const tick = svg("text", { x: CHART.left - 6, y: y(p) + 4, "text-anchor": "end", class: "axis-label" }, chart);
+    tick.textContent = `${Math.round(p * 100)}%`;
+  }
+  const axis = svg("text", { x: CHART.left + plotWidth / 2, y: CHART.height - 8, "text-anchor": "middle",
+                             class: "axis-label" }, chart);
+  axis.textContent = "words read →";
+  const first = svg("text", { x: CHART.left, y: CHART.height - 20, "text-anchor": "start", class: "axis-label" }, chart);
+  first.textContent = explanation.special[0] ? "start" : "1";
+  const last = svg("text", { x: width - CHART.right, y: CHART.height - 20, "text-anchor": "end",
+                             class: "axis-label" }, chart);
+  last.textContent = String(values.length - (explanation.special[0] ? 1 : 0));
+
+  svg("polyline", { class: "line", points: values.map((p, i) => `${x(i).toFixed(1)},${y(p).toFixed(1)}`).join(" ") }, chart);
+  const radius = values.length > 120 ? 2 : values.length > 50 ? 3 : 4;
+  values.forEach((p, i) => {
+    const point = svg("circle", { cx: x(i).toFixed(1), cy: y(p).toFixed(1), r: radius, class: "point",
+                                  fill: p > 0.5 ? "rgb(22, 140, 70)" : "rgb(200, 40, 40)", "data-index": i }, chart);
+    const title = svg("title", {}, point);
+    title.textContent = describe(explanation, i);
+    point.addEventListener("mouseenter", () => select(i));
+  });
+  const start = values[0];
+  const end = values[values.length - 1];
+  const lowest = Math.min(...values);
+  const highest = Math.max(...values);
+  elements["chart-summary"].textContent =
+    `From ${(100 * start).toFixed(0)}% at the first token to ${(100 * end).toFixed(0)}% at the last; ` +
+    `lowest ${(100 * lowest).toFixed(0)}%, highest ${(100 * highest).toFixed(0)}%. The dashed line is 50%.`;
+}
+
+async function loadModelInfo() {
+  try {
+    const response = await fetch("/model");
+    if (!response.ok) return;
+    const info = await response.json();
+    const model = info.config.model;
+    const parts = [`Model “${info.name}” (preset ${info.preset})`,
+                   `${model.bidirectional ? "bidirectional " : ""}${model.cell} cell, ${model.hidden_size} units`,
+                   `${info.vocab_size.toLocaleString("en")}-word vocabulary`,
+                   `reads up to ${info.config.text.maxlen} tokens`];
+    if (typeof info.metrics.accuracy === "number") {
+      parts.push(`test accuracy ${(100 * info.metrics.accuracy).toFixed(1)}%`);
+    }
+    elements["model-info"].textContent = parts.join(" · ") + ". API: /docs";
+  } catch (error) {
+    // The footer is optional; the page works without it.
+  }
+}

@@ -1,0 +1,194 @@
+"""Explanations: the trajectory, occlusion and integrated gradients against direct computations."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnsent.artifact import Artifact
+from rnnsent.cli import main
+from rnnsent.config import build_config
+from rnnsent.explain import explain, render_text
+from rnnsent.model import RecurrentClassifier
+from rnnsent.predict import Predictor
+from rnnsent.text import Vocabulary
+
+WORDS = tuple(f"w{i}" for i in range(40))
+
+# Architectures whose prefix summaries are computed differently; random weights suffice.
+VARIANTS = {
+    "simple-last-pre": {},
+    "lstm-2layers-max": {"cell": "lstm", "num_layers": 2, "pooling": "max"},
+    "gru-mean": {"cell": "gru", "pooling": "mean"},
+    "gru-maxmean-lengths-post": {"cell": "gru", "pooling": "maxmean", "use_lengths": True,
+                                 "padding": "post", "truncating": "post"},
+    "gru-2layers-last-lengths-post": {"cell": "gru", "num_layers": 2, "use_lengths": True, "padding": "post"},
+    "simple-attention": {"pooling": "attention", "nonlinearity": "tanh"},
+    "lstm-attention-post-no-lengths": {"cell": "lstm", "pooling": "attention", "padding": "post"},
+    "bigru-maxmean-lengths": {"cell": "gru", "bidirectional": True, "pooling": "maxmean", "use_lengths": True,
+                              "padding": "post", "truncating": "post"},
+    "bilstm-last-pre": {"cell": "lstm", "bidirectional": True},
+}
+
+
+def make_predictor(overrides: dict, maxlen: int = 12, seed: int = 0) -> Predictor:
+    """A predictor over an untrained model whose outputs vary with the input."""
+    settings = {"num_words": 3 + len(WORDS), "maxlen": maxlen, "embedding_dim": 6, "hidden_size": 4,
+                "recurrent_init": "orthogonal", "input_init_std": 0.0, **overrides}
+    config = build_config("seed", settings)
+    torch.manual_seed(seed)
+    model = RecurrentClassifier(config.model, config.text.num_words)
+    with torch.no_grad():
+        model.embedding.weight.normal_(0.0, 1.0)
+        model.head.weight.normal_(0.0, 2.0)
+    model.eval()
+    return Predictor(Artifact(Path("."), config, Vocabulary(WORDS), model))
+
+
+def prefix_reference(predictor: Predictor, text: str) -> list[float]:
+    """Probability after each token by running the model once per prefix of the padded row."""
+    config = predictor.config
+    ids, lengths = predictor.encoder.encode_batch([text])
+    length = int(lengths[0])
+    maxlen = config.text.maxlen
+    first = maxlen - length if config.text.padding == "pre" else 0
+    values = []
+    with torch.no_grad():
+        for column in range(first, first + length):
+            prefix = torch.from_numpy(ids[:, :column + 1])
+            prefix_lengths = torch.tensor([min(length, column + 1 - first)]) if config.model.use_lengths else None
+            logits, _ = predictor.model(prefix, prefix_lengths)
+            values.append(torch.sigmoid(logits).item())
+    return values
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_trajectory_matches_per_prefix_runs(name):
+    predictor = make_predictor(VARIANTS[name])
+    words = ["w3", "w17", "w5", "unknownword", "w30", "w8", "w1"]
+    text = " ".join(words)
+    explanation = predictor.explain(text)
+    assert explanation.tokens == ["<start>", *words]
+    if predictor.config.model.bidirectional:
+        # A bidirectional reader cannot give prefix verdicts from one pass: each prefix is a review.
+        reference = [prediction.probability for prediction in
+                     predictor.predict([" ".join(words[:count]) for count in range(len(words) + 1)])]
+    else:
+        reference = prefix_reference(predictor, text)
+    assert explanation.trajectory == pytest.approx(reference, abs=1e-5)
+    full = predictor.predict([text])[0].probability
+    assert explanation.probability == pytest.approx(full, abs=1e-6)
+    reads_to_the_end = predictor.config.text.padding == "pre" or predictor.config.model.use_lengths
+    if reads_to_the_end:
+        assert explanation.trajectory[-1] == pytest.approx(full, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["simple-last-pre", "gru-maxmean-lengths-post", "bilstm-last-pre"])
+def test_occlusion_is_probability_drop_without_each_word(name):
+    predictor = make_predictor(VARIANTS[name])
+    words = ["w12", "w3", "w25", "w3", "zzz", "w9"]
+    explanation = predictor.explain(" ".join(words))
+    full = predictor.predict([" ".join(words)])[0].probability
+    shortened = [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
+    expected = [full - prediction.probability for prediction in predictor.predict(shortened)]
+    assert explanation.influence[0] is None  # the start token is not a word
+    assert explanation.influence[1:] == pytest.approx(expected, abs=1e-5)
+
+
+def test_oov_truncation_and_dropped_words_pre():
+    predictor = make_predictor({}, maxlen=5)
+    explanation = predictor.explain("w1 w2 w3 notaword w4 w5 w6")
+    # "pre" truncation keeps the last 5 tokens, so the start token and w1, w2 are cut.
+    assert explanation.tokens == ["w3", "notaword", "w4", "w5", "w6"]
+    assert explanation.oov == [False, True, False, False, False]
+    assert explanation.special == [False] * 5
+    assert explanation.truncated and explanation.dropped_words == 2
+    assert explanation.token_ids == [3 + WORDS.index("w3"), 2, 3 + WORDS.index("w4"), 3 + WORDS.index("w5"),
+                                     3 + WORDS.index("w6")]
+    assert None not in explanation.influence
+
+
+def test_truncation_post_keeps_start():
+    predictor = make_predictor({"padding": "post", "truncating": "post"}, maxlen=4)
+    explanation = predictor.explain("w1, w2! w3 w4 w5")
+    assert explanation.tokens == ["<start>", "w1", "w2", "w3"]
+    assert explanation.truncated and explanation.dropped_words == 2
+    short = predictor.explain("w1 w2")
+    assert not short.truncated and short.dropped_words == 0
+
+
+def test_empty_text_is_the_prior():
+    predictor = make_predictor({})
+    explanation = predictor.explain("  ...  ")
+    assert explanation.tokens == ["<start>"] and explanation.empty
+    assert explanation.influence == [None]
+    assert explanation.trajectory == pytest.approx([predictor.predict([""])[0].probability], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["simple-last-pre", "gru-maxmean-lengths-post", "bilstm-last-pre"])
+def test_integrated_gradients_complete(name):
+    """Attributions add up to logit(text) - logit(every word's vector set to zero)."""
+    predictor = make_predictor(VARIANTS[name])
+    text = "w4 w11 w20 w4 w33"
+    explanation = predictor.explain(text, integrated_gradients=True, steps=256)
+    ids, lengths = predictor.encoder.encode_batch([text])
+    ids_tensor = torch.from_numpy(ids)
+    lengths_tensor = torch.from_numpy(lengths) if predictor.config.model.use_lengths else None
+    baseline_model = copy.deepcopy(predictor.model)
+    with torch.no_grad():
+        logit = predictor.model(ids_tensor, lengths_tensor)[0].item()
+        for word in set(text.split()):
+            baseline_model.embedding.weight[3 + WORDS.index(word)] = 0.0
+        baseline = baseline_model(ids_tensor, lengths_tensor)[0].item()
+    gradients = explanation.integrated_gradients
+    assert gradients[0] == 0.0  # the start token keeps its vector in the baseline
+    assert sum(gradients) == pytest.approx(logit - baseline, rel=0.03, abs=2e-3)
+    assert math.isclose(explanation.probability, 1 / (1 + math.exp(-logit)), abs_tol=1e-6)
+
+
+def test_explain_rejects_bad_input():
+    predictor = make_predictor({})
+    with pytest.raises(TypeError):
+        explain(predictor.artifact, ["not", "one", "text"])
+    with pytest.raises(ValueError, match="step"):
+        predictor.explain("w1", integrated_gradients=True, steps=0)
+
+
+def test_render_text_plain_and_coloured():
+    predictor = make_predictor({})
+    explanation = predictor.explain("w1 w2 nonword w3", integrated_gradients=True)
+    plain = render_text(explanation, color=False)
+    assert "\x1b[" not in plain
+    assert plain.splitlines()[0].startswith(f"{explanation.label}  {explanation.probability:.4f}")
+    assert "nonword (oov)" in plain and "int. grad" in plain
+    coloured = render_text(explanation, color=True)
+    assert "\x1b[4m" in coloured or ";4m" in coloured  # the unknown word is underlined
+    assert "\x1b[" in coloured.splitlines()[1]
+
+
+def test_cli_explain_json_and_plain(tiny_model_dir, capsys):
+    assert main(["predict", str(tiny_model_dir), "--explain", "The plot was awful but the cast was great",
+                 "--json", "--integrated-gradients"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["tokens"][0] == "<start>" and len(record["trajectory"]) == len(record["tokens"])
+    assert len(record["integrated_gradients"]) == len(record["tokens"])
+    by_word = dict(zip(record["tokens"], record["influence"]))
+    assert by_word["great"] > 0 > by_word["awful"]  # the tiny model learned these words' signs
+    assert main(["predict", str(tiny_model_dir), "--explain", "great fun"]) == 0
+    output = capsys.readouterr().out
+    assert "\x1b[" not in output  # captured output is not a terminal
+    assert "great" in output and "p after" in output
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["another text", "--explain", "x"], "--explain takes one text"),
+    (["some text", "--integrated-gradients"], "--integrated-gradients goes with --explain"),
+])
+def test_cli_explain_usage_errors(tiny_model_dir, capsys, arguments, message):
+    assert main(["predict", str(tiny_model_dir), *arguments]) == 2
+    assert f"error: {message}" in capsys.readouterr().err

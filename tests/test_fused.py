@@ -1,0 +1,95 @@
+"""The compiled CPU step must train exactly like the plain autograd path."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("numba")
+
+from rnnsent.config import build_config  # noqa: E402
+from rnnsent.fused import FusedSimpleRNNStep, fused_step_supported  # noqa: E402
+from rnnsent.model import RecurrentClassifier  # noqa: E402
+from rnnsent.optim import RMSprop  # noqa: E402
+
+VOCAB, TIME, BATCH, STEPS = 40, 12, 8, 60
+
+
+def tiny_config(nonlinearity: str, recurrent_init: str = "identity"):
+    return build_config("seed", {
+        "num_words": VOCAB, "maxlen": TIME, "embedding_dim": 6, "hidden_size": 4,
+        "nonlinearity": nonlinearity, "recurrent_init": recurrent_init, "input_init_std": 0.3, "lr": 3e-3,
+    })
+
+
+def batches(seed: int = 1):
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(STEPS):
+        # Ids concentrated on a few rows, so rows repeat within a batch and rest between batches.
+        ids = torch.randint(0, VOCAB // 2, (BATCH, TIME), generator=generator) * torch.randint(1, 3, (1,), generator=generator)
+        labels = torch.randint(0, 2, (BATCH,), generator=generator).float()
+        yield ids.clamp(max=VOCAB - 1), labels
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh"])
+@pytest.mark.parametrize("sparse", [True, False])
+def test_fused_matches_autograd_step_for_step(nonlinearity, sparse):
+    config = tiny_config(nonlinearity, "orthogonal" if nonlinearity == "tanh" else "identity")
+    torch.manual_seed(0)
+    reference = RecurrentClassifier(config.model, VOCAB, sparse_embedding=sparse)
+    fused_model = copy.deepcopy(reference)
+    fused_model.embedding.sparse = True
+    reference_optimizer = RMSprop(reference.parameters(), lr=config.train.lr, rho=0.9, eps=1e-7)
+    fused_optimizer = RMSprop(fused_model.parameters(), lr=config.train.lr, rho=0.9, eps=1e-7)
+    step = FusedSimpleRNNStep(fused_model, fused_optimizer)
+    reference_losses, fused_losses, agreements = [], [], []
+    for ids, labels in batches():
+        logits, loss = reference(ids, None, labels)
+        reference_optimizer.zero_grad()
+        loss.backward()
+        reference_optimizer.step()
+        reference_losses.append(loss.item())
+        fused_loss, correct = step(ids, labels)
+        fused_losses.append(fused_loss)
+        agreements.append(correct == int(((logits > 0) == (labels > 0.5)).sum()))
+    np.testing.assert_allclose(fused_losses, reference_losses, rtol=1e-5, atol=1e-6)
+    assert all(agreements)
+    # The weights moved, and moved the same way.
+    assert not torch.allclose(fused_model.embedding.weight, RecurrentClassifier(config.model, VOCAB).embedding.weight)
+    for (name, a), b in zip(reference.state_dict().items(), fused_model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
+    reference_optimizer.materialize()
+    fused_optimizer.materialize()
+    for a, b in zip(reference.parameters(), fused_model.parameters()):
+        torch.testing.assert_close(fused_optimizer.state[b]["square_avg"], reference_optimizer.state[a]["square_avg"],
+                                   rtol=1e-4, atol=1e-9)
+
+
+def test_fused_step_applies_only_where_it_is_exact():
+    cpu = torch.device("cpu")
+    assert fused_step_supported(build_config("seed"), cpu, 1) is None
+    assert "cell" in fused_step_supported(build_config("seed", {"cell": "gru"}), cpu, 1)
+    assert "dropout" in fused_step_supported(build_config("seed", {"dropout": 0.1}), cpu, 1)
+    assert "distributed" in fused_step_supported(build_config("seed"), cpu, 2)
+    assert "optimizer" in fused_step_supported(build_config("seed", {"optimizer": "adam"}), cpu, 1)
+
+
+def test_fused_and_plain_training_runs_agree(tmp_path):
+    """Whole runs through the Trainer, with and without the compiled step, end with the same weights."""
+    from rnnsent.train import Tensors, Trainer, TrainingData
+
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, VOCAB, (96, TIME), generator=generator)
+    labels = (ids[:, -1] % 2).float()
+    data = TrainingData(Tensors(ids, torch.full((96,), TIME), labels), None, None)
+    results = {}
+    for fused in (True, False):
+        config = build_config("seed", {**{k: v for k, v in tiny_config("relu").to_dict()["model"].items() if k == "hidden_size"},
+                                       "num_words": VOCAB, "maxlen": TIME, "embedding_dim": 6, "input_init_std": 0.3,
+                                       "lr": 3e-3, "epochs": 2, "batch_size": 16, "fused": fused})
+        trainer = Trainer(config, data, VOCAB, tmp_path / str(fused), log=lambda message: None, progress_bar=False)
+        results[fused] = trainer.fit()
+    for a, b in zip(results[True].model.state_dict().values(), results[False].model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert results[True].history[-1]["loss"] == pytest.approx(results[False].history[-1]["loss"], rel=1e-5)
