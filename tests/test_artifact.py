@@ -183,6 +183,18 @@ def test_consistent_but_wrong_config_is_refused(saved, edit, message):
         load_artifact(directory)
 
 
+def test_config_that_is_not_an_object_is_refused(saved):
+    from rnnsent.artifact import sha256_bytes
+
+    directory = saved[0]
+    (directory / "config.json").write_text("[1, 2]")
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["files"]["config.json"] = sha256_bytes((directory / "config.json").read_bytes())
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="config.json: not an rnnsent model"):
+        load_artifact(directory)
+
+
 def test_missing_directory(tmp_path):
     with pytest.raises(ArtifactError, match="no such model directory"):
         load_artifact(tmp_path / "nowhere")

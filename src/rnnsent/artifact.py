@@ -191,7 +191,7 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
         if name not in checksums:
             raise ArtifactError(f"{directory / 'manifest.json'}: does not list {name}; the artifact is incomplete")
     header = _verified_json(directory / "config.json", checksums["config.json"])
-    if header.get("format") != FORMAT_NAME:
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise ArtifactError(f"{directory / 'config.json'}: not an rnnsent model")
     if header.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(
