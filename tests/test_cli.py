@@ -186,6 +186,12 @@ def test_predict_json_and_every_input_route_agree(trained, capsys, monkeypatch, 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(plain.read_bytes())))
     from_stdin = predict_json(capsys, model)
     assert from_file == from_jsonl == from_stdin == from_args
+    # Windows line ends and a byte-order mark (as Notepad writes) change nothing.
+    windows = tmp_path / "windows.txt"
+    windows.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(texts).encode("utf-8") + b"\r\n")
+    assert predict_json(capsys, model, "--file", str(windows)) == from_args
+    jsonl.write_bytes(b"\xef\xbb\xbf" + jsonl.read_bytes())
+    assert predict_json(capsys, model, "--file", str(jsonl)) == from_args
     # Small batches give the same answers as one large one.
     assert predict_json(capsys, model, "--file", str(plain), "--batch-size", "1") == from_args
 

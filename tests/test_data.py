@@ -487,3 +487,10 @@ def test_csv_with_a_byte_order_mark(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     corpus = read_corpus(path)
     assert len(corpus.train) + len(corpus.test) == 10
+
+
+def test_jsonl_with_a_byte_order_mark(tmp_path):
+    path = write_jsonl(tmp_path / "r.jsonl", make_reviews(10))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    corpus = read_corpus(path)
+    assert len(corpus.train) + len(corpus.test) == 10

@@ -319,6 +319,8 @@ def _read_lines(handle, name: str, jsonl: bool) -> Iterator[str]:
         for number, raw in enumerate(handle, start=1):
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
+                if number == 1:
+                    line = line.removeprefix("\ufeff")  # a byte-order mark, as some editors write
             except UnicodeDecodeError as error:
                 raise UserError(f"{name}:{number}: not UTF-8 text ({error.reason}); convert the file to UTF-8") from None
             if jsonl:

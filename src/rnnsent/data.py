@@ -300,6 +300,8 @@ def _read_jsonl(path: Path) -> LabelledTexts:
         for number, raw in enumerate(handle, start=1):
             where = f"{path}:{number}"
             line = _decode(raw, where).strip()
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark, as some editors write
             if not line:
                 continue
             try:
