@@ -10,6 +10,7 @@ ids below ``num_words`` are kept.
 from __future__ import annotations
 
 from collections import Counter
+from itertools import chain
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -98,39 +99,47 @@ class TextEncoder:
         """The whole review as ids: the start id, then one id per word (no cut, no padding)."""
         return [START_ID, *self.vocabulary.ids(tokenize(text))]
 
-    def kept_tokens(self, text: str) -> tuple[list[str], bool]:
-        """The words the model reads after truncation, and whether truncation cut any.
+    def kept_words(self, text: str) -> tuple[list[str], bool]:
+        """The words that survive truncation (start token not included), and whether any were cut.
 
-        The start token is included as ``<start>`` when it survives truncation.
+        Under "pre" truncation only the end of a long text can matter (its start under
+        "post"), so a window of the text is tokenized first. The word at the window's cut edge
+        may be a fragment, so it is never used; when the window holds enough whole words the
+        result is exactly that of tokenizing the whole text, else the window grows.
         """
-        tokens = [START_TOKEN, *tokenize(text)]
         maxlen = self.config.maxlen
-        if len(tokens) <= maxlen:
-            return tokens, False
-        if self.config.truncating == "pre":
-            return tokens[-maxlen:], True
-        return tokens[:maxlen], True
+        pre_truncation = self.config.truncating == "pre"
+        window = 16 * maxlen
+        while window < len(text):
+            part = tokenize(text[-window:] if pre_truncation else text[:window])
+            if len(part) > maxlen:
+                return (part[-maxlen:] if pre_truncation else part[: maxlen - 1]), True
+            window *= 4
+        words = tokenize(text)
+        if len(words) + 1 <= maxlen:
+            return words, False
+        return (words[-maxlen:] if pre_truncation else words[: maxlen - 1]), True
+
+    def kept_tokens(self, text: str) -> tuple[list[str], bool]:
+        """The tokens the model reads (``<start>`` included when it survives), and whether any were cut."""
+        words, truncated = self.kept_words(text)
+        keeps_start = not truncated or self.config.truncating == "post"
+        return ([START_TOKEN, *words] if keeps_start else words), truncated
 
     def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Encode, truncate and pad many texts: ``(ids (n, maxlen) int64, lengths (n,) int64)``.
 
-        Only the words that survive truncation are looked up, which keeps inference on long
-        reviews cheap.
+        Only the words that survive truncation are tokenized and looked up, which keeps
+        inference on long reviews cheap.
         """
-        maxlen = self.config.maxlen
-        pre_truncation = self.config.truncating == "pre"
         lookup = self.vocabulary._ids.get  # type: ignore[attr-defined]
+        post_truncation = self.config.truncating == "post"
         rows = []
         for text in texts:
-            words = tokenize(text)
-            if len(words) + 1 <= maxlen:
-                row = [START_ID, *[lookup(word, OOV_ID) for word in words]]
-            elif pre_truncation:
-                row = [lookup(word, OOV_ID) for word in words[-maxlen:]]
-            else:
-                row = [START_ID, *[lookup(word, OOV_ID) for word in words[: maxlen - 1]]]
-            rows.append(row)
-        return pad_rows(rows, maxlen, self.config.padding)
+            words, truncated = self.kept_words(text)
+            ids = [lookup(word, OOV_ID) for word in words]
+            rows.append(ids if truncated and not post_truncation else [START_ID, *ids])
+        return pad_rows(rows, self.config.maxlen, self.config.padding)
 
     def decode(self, ids: Iterable[int], skip_padding: bool = True) -> list[str]:
         """Ids back to words; padding is dropped unless ``skip_padding`` is false."""
@@ -139,9 +148,9 @@ class TextEncoder:
 
 def pad_rows(rows: Sequence[Sequence[int]], maxlen: int, padding: str) -> tuple[np.ndarray, np.ndarray]:
     """Pad rows already no longer than ``maxlen``: ``(ids (n, maxlen), lengths (n,))``."""
-    lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     assert lengths.size == 0 or lengths.max() <= maxlen
-    flat = np.fromiter((token for row in rows for token in row), dtype=np.int64, count=int(lengths.sum()))
+    flat = np.array(list(chain.from_iterable(rows)), dtype=np.int64)
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return pad_sequences(flat, offsets, maxlen, padding=padding, truncating="pre")
