@@ -16,6 +16,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -342,7 +343,7 @@ def load_encoded(source: Path, config: TextConfig, cache_dir: Path | None = None
     if cached.exists():
         try:
             return _read_cache(cached)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # A damaged cache entry is rebuilt below.
     if not quiet:
         print(f"reading {source} (first time; cached afterwards)", file=sys.stderr)
