@@ -232,3 +232,51 @@ def test_nothing_reads_pickles():
         if re.search(r"\bimport pickle|\bpickle\.load|torch\.load\(|allow_pickle=True|weights_only=False", line)
     ]
     assert offending == []
+
+
+# ----------------------------------------------------------------------------- crashes while writing
+
+
+def crash_when_writing(monkeypatch, module, function: str, file_name: str) -> None:
+    """Make ``module.function`` raise as a kill would, when it is about to write ``file_name``."""
+    original = getattr(module, function)
+
+    def write(path, data):
+        if Path(path).name == file_name:
+            raise KeyboardInterrupt
+        original(path, data)
+
+    monkeypatch.setattr(module, function, write)
+
+
+@pytest.mark.parametrize("function", ["write_bytes_atomic", "write_json_atomic"])
+def test_crash_while_checkpointing_keeps_the_previous_checkpoint(run_dir, monkeypatch, function):
+    """Same step and epoch as the committed checkpoint (an epoch-end save right after a
+    step-interval one): the new tensors go to another file, so the old one stays valid."""
+    meta, tensors = checkpoint.load_checkpoint(run_dir)
+    config = build_config("seed", SETTINGS)
+    model = RecurrentClassifier(config.model, config.text.num_words)
+    optimizer = build_optimizer(config.train, model.parameters())
+    crash_when_writing(monkeypatch, checkpoint, function, "state.json" if function == "write_json_atomic" else
+                       meta["tensors"].replace(".safetensors", "b.safetensors"))
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(run_dir, checkpoint.Progress(**meta["progress"]), meta["config"], model, optimizer,
+                                   None, {})
+    monkeypatch.undo()
+    again, tensors_again = checkpoint.load_checkpoint(run_dir)
+    assert again == meta and tensors_again.keys() == tensors.keys()
+    # The next successful save clears the uncommitted file.
+    checkpoint.save_checkpoint(run_dir, checkpoint.Progress(global_step=2), meta["config"], model, optimizer, None, {})
+    assert len(list((run_dir / "checkpoint").iterdir())) == 2
+
+
+def test_crash_while_updating_metrics_leaves_a_loadable_model(model_dir, monkeypatch):
+    from rnnsent import artifact
+
+    crash_when_writing(monkeypatch, artifact, "write_bytes_atomic", "metrics.json")
+    with pytest.raises(KeyboardInterrupt):
+        artifact.update_metrics(model_dir, {"accuracy": 0.9})
+    monkeypatch.undo()
+    assert artifact.load_artifact(model_dir).metrics == {}  # the stale metrics are no longer listed
+    artifact.update_metrics(model_dir, {"accuracy": 0.9})
+    assert artifact.load_artifact(model_dir).metrics == {"accuracy": 0.9}

@@ -190,6 +190,10 @@ def update_metrics(directory: Path, metrics: dict[str, Any]) -> None:
     """Replace ``metrics.json`` of a complete artifact and its manifest entry."""
     manifest = _read_manifest(Path(directory))
     data = _json_bytes(metrics)
+    # Unlist the old metrics first: a crash between any two of these writes leaves a
+    # loadable model (at worst without metrics), never a manifest that contradicts a file.
+    manifest["files"].pop("metrics.json", None)
+    write_json_atomic(Path(directory) / "manifest.json", manifest)
     write_bytes_atomic(Path(directory) / "metrics.json", data)
     manifest["files"]["metrics.json"] = sha256_bytes(data)
     write_json_atomic(Path(directory) / "manifest.json", manifest)
