@@ -85,3 +85,18 @@ def test_bad_dataset_is_a_one_line_error(case, tmp_path, capsys, monkeypatch):
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("error: " + expected.format(root=tmp_path)), lines
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage", [lambda data: data[: len(data) // 2], lambda data: b"PK\x03\x04" + b"\x00" * 64,
+                                    lambda data: b"\x93NUMPY garbage"], ids=["truncated", "bad zip", "not a zip"])
+def test_damaged_encoding_cache_is_rebuilt(tmp_path, damage):
+    from rnnsent.config import TextConfig
+    from rnnsent.data import load_encoded
+
+    source = tmp_path / "d.jsonl"
+    source.write_bytes(jsonl(*GOOD, *GOOD))
+    first = load_encoded(source, TextConfig(num_words=10), cache_dir=tmp_path / "cache", quiet=True)
+    (cached,) = (tmp_path / "cache" / "encoded").glob("*.npz")
+    cached.write_bytes(damage(cached.read_bytes()))
+    again = load_encoded(source, TextConfig(num_words=10), cache_dir=tmp_path / "cache", quiet=True)
+    assert again.vocabulary == first.vocabulary and again.train.flat.tolist() == first.train.flat.tolist()
