@@ -36,9 +36,10 @@ COMMON = [
 ]
 # Keras' RMSprop with the lazy sparse embedding rows (the default optimiser).
 RMSPROP = COMMON
-# Adam, both dropouts (the RNG state must be restored) and a validation split (best weights).
+# Adam, a GRU (learns from the start, so dropout masks change the weights), both dropouts
+# (the RNG state must be restored) and a validation split (best weights in the checkpoint).
 ADAM_DROPOUT = COMMON + [
-    "--optimizer", "adam", "--dropout", "0.3", "--embedding-dropout", "0.2", "--validation-split", "0.2",
+    "--optimizer", "adam", "--cell", "gru", "--dropout", "0.3", "--embedding-dropout", "0.2", "--validation-split", "0.2",
 ]
 VARIANTS = {
     "sigkill-rmsprop": (signal.SIGKILL, RMSPROP),
@@ -180,6 +181,10 @@ def test_interrupted_run_resumes_to_identical_weights(workspace, interrupted, re
     assert_same_run(run["dir"], reference)
     total = json.loads((reference / "metrics.json").read_text())["steps"]
     assert 0 < stopped["global_step"] < total
+    # The run must learn: with frozen activations, dropout masks and optimiser state would not
+    # change the weights, and the comparison above could not fail.
+    history = json.loads((reference / "history.json").read_text())
+    assert history[-1]["loss"] < history[0]["loss"] - 0.05
 
 
 def test_resume_of_a_finished_run_changes_nothing(workspace, references, capsys):
