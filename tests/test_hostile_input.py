@@ -219,3 +219,25 @@ def test_predict_streams_its_input(predictor):
     first = list(itertools.islice(results, 10))
     assert len(first) == 10
     assert next(consumed) == 16  # two batches of 8 read to give 10 results, nothing more
+
+
+def test_training_data_with_hostile_words_round_trips(tmp_path, capsys, monkeypatch):
+    """Lone surrogates (legal JSON escapes), NUL and emoji become vocabulary words that
+    survive the cache, vocabulary.json and predict."""
+    monkeypatch.setenv("RNNSENT_CACHE", str(tmp_path / "cache"))
+    hostile = ["\ud800", "nul\x00word", "😀", "\u202eevil"]
+    records = [{"text": f"{hostile[i % 4]} {'good' if i % 2 else 'bad'} movie", "label": i % 2} for i in range(40)]
+    source = tmp_path / "reviews.jsonl"
+    source.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="ascii")
+    threads = torch.get_num_threads()
+    try:
+        assert main(["train", "--data", str(source), "--out", str(tmp_path / "model"), "--epochs", "1", "--num-words", "20",
+                     "--maxlen", "6", "--embedding-dim", "4", "--hidden-size", "3", "--threads", "1", "--quiet",
+                     "--no-report-test"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    words = Predictor.load(tmp_path / "model").encoder.vocabulary.words
+    assert set(hostile) <= set(words)
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "model"), *hostile, "--json"]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == hostile
