@@ -9,6 +9,7 @@ ids below ``num_words`` are kept.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from itertools import chain
 from dataclasses import dataclass
@@ -36,6 +37,44 @@ def normalize(text: str) -> str:
 def tokenize(text: str) -> list[str]:
     """Split normalised text into words (any run of whitespace separates words)."""
     return normalize(text).split()
+
+
+def tokenize_tail(text: str, count: int) -> list[str]:
+    """``tokenize(text)[-count:]``, normalising only as much of the text's end as needed.
+
+    The text is cut just after a whitespace character, where no word, ``<br />`` or
+    lower-casing context (Greek final sigma) can straddle the cut, so the words after it are
+    exactly the last words of the whole text. A 10 MB review thus costs no more than a short one.
+    """
+    return _tokenize_end(text, count, from_end=True)
+
+
+def tokenize_head(text: str, count: int) -> list[str]:
+    """``tokenize(text)[:count]``, normalising only as much of the text's start as needed."""
+    return _tokenize_end(text, count, from_end=False)
+
+
+_WHITESPACE = re.compile(r"\s")  # the characters str.split() splits on
+
+
+def _tokenize_end(text: str, count: int, from_end: bool) -> list[str]:
+    if count <= 0:
+        return []
+    window = 32 * count  # characters; grows fourfold until the window holds enough words
+    while window < len(text):
+        if from_end:
+            match = _WHITESPACE.search(text, len(text) - window)
+            part = text[match.end():] if match else None
+        else:
+            match = _WHITESPACE.search(text, window)
+            part = text[:match.start()] if match else None
+        # One word more than needed: the word beside the cut is never one of those returned.
+        words = tokenize(part) if part is not None else []
+        if len(words) > count:
+            return words[-count:] if from_end else words[:count]
+        window *= 4
+    words = tokenize(text)
+    return words[-count:] if from_end else words[:count]
 
 
 @dataclass(frozen=True)
@@ -99,47 +138,37 @@ class TextEncoder:
         """The whole review as ids: the start id, then one id per word (no cut, no padding)."""
         return [START_ID, *self.vocabulary.ids(tokenize(text))]
 
-    def kept_words(self, text: str) -> tuple[list[str], bool]:
-        """The words that survive truncation (start token not included), and whether any were cut.
-
-        Under "pre" truncation only the end of a long text can matter (its start under
-        "post"), so a window of the text is tokenized first. The word at the window's cut edge
-        may be a fragment, so it is never used; when the window holds enough whole words the
-        result is exactly that of tokenizing the whole text, else the window grows.
-        """
-        maxlen = self.config.maxlen
-        pre_truncation = self.config.truncating == "pre"
-        window = 16 * maxlen
-        while window < len(text):
-            part = tokenize(text[-window:] if pre_truncation else text[:window])
-            if len(part) > maxlen:
-                return (part[-maxlen:] if pre_truncation else part[: maxlen - 1]), True
-            window *= 4
-        words = tokenize(text)
-        if len(words) + 1 <= maxlen:
-            return words, False
-        return (words[-maxlen:] if pre_truncation else words[: maxlen - 1]), True
-
     def kept_tokens(self, text: str) -> tuple[list[str], bool]:
         """The tokens the model reads (``<start>`` included when it survives), and whether any were cut."""
-        words, truncated = self.kept_words(text)
-        keeps_start = not truncated or self.config.truncating == "post"
-        return ([START_TOKEN, *words] if keeps_start else words), truncated
+        maxlen = self.config.maxlen
+        # At most maxlen words are needed to tell whether the text fits with its start token.
+        if self.config.truncating == "pre":
+            words = tokenize_tail(text, maxlen)
+            return ([START_TOKEN, *words], False) if len(words) < maxlen else (words, True)
+        words = tokenize_head(text, maxlen)
+        return ([START_TOKEN, *words], False) if len(words) < maxlen else ([START_TOKEN, *words[: maxlen - 1]], True)
 
     def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Encode, truncate and pad many texts: ``(ids (n, maxlen) int64, lengths (n,) int64)``.
 
-        Only the words that survive truncation are tokenized and looked up, which keeps
-        inference on long reviews cheap.
+        Only the end of each text that survives truncation is tokenized and looked up, so
+        the cost per text is bounded by ``maxlen``, not by the text's length.
         """
+        maxlen = self.config.maxlen
+        pre_truncation = self.config.truncating == "pre"
         lookup = self.vocabulary._ids.get  # type: ignore[attr-defined]
-        post_truncation = self.config.truncating == "post"
         rows = []
         for text in texts:
-            words, truncated = self.kept_words(text)
-            ids = [lookup(word, OOV_ID) for word in words]
-            rows.append(ids if truncated and not post_truncation else [START_ID, *ids])
-        return pad_rows(rows, self.config.maxlen, self.config.padding)
+            # maxlen words are enough to tell whether the text fits beside its start token.
+            words = tokenize_tail(text, maxlen) if pre_truncation else tokenize_head(text, maxlen)
+            if len(words) + 1 <= maxlen:
+                row = [START_ID, *[lookup(word, OOV_ID) for word in words]]
+            elif pre_truncation:
+                row = [lookup(word, OOV_ID) for word in words]
+            else:
+                row = [START_ID, *[lookup(word, OOV_ID) for word in words[: maxlen - 1]]]
+            rows.append(row)
+        return pad_rows(rows, maxlen, self.config.padding)
 
     def decode(self, ids: Iterable[int], skip_padding: bool = True) -> list[str]:
         """Ids back to words; padding is dropped unless ``skip_padding`` is false."""
