@@ -93,3 +93,19 @@ def test_fused_and_plain_training_runs_agree(tmp_path):
     for a, b in zip(results[True].model.state_dict().values(), results[False].model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     assert results[True].history[-1]["loss"] == pytest.approx(results[False].history[-1]["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh"])
+def test_compiled_inference_matches_pytorch(nonlinearity):
+    config = tiny_config(nonlinearity, "orthogonal")
+    torch.manual_seed(1)
+    model = RecurrentClassifier(config.model, VOCAB).eval()
+    ids = torch.randint(0, VOCAB, (300, TIME))
+    with torch.inference_mode():
+        assert model._use_compiled(ids)
+        compiled, _ = model(ids)
+        plain = model.head_logits(model.encode(ids)[1])
+    torch.testing.assert_close(compiled, plain, rtol=1e-4, atol=1e-5)
+    # Gradients never take the compiled path.
+    logits, loss = model.train()(ids[:80], None, torch.ones(80))
+    assert loss.requires_grad

@@ -94,8 +94,24 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
-    """Safetensors bytes of contiguous CPU copies of ``tensors``."""
-    return save_tensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    """Safetensors bytes of contiguous CPU copies of ``tensors``, the same bytes for the same tensors."""
+    data = save_tensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    return _sorted_metadata(data) if metadata and len(metadata) > 1 else data
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """The safetensors bytes with the ``__metadata__`` keys in sorted order.
+
+    safetensors writes its metadata from a hash map, in an order that changes from process
+    to process, so identical weights would get different bytes and checksums. Sorting the
+    keys keeps the header's length (same text, other order), so the offsets stay valid.
+    """
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size].decode("utf-8"), object_pairs_hook=dict)
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert len(text) <= size, "re-serialised safetensors header grew"
+    return data[:8] + text + b" " * (size - len(text)) + data[8 + size:]
 
 
 def read_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
@@ -175,6 +191,10 @@ def update_metrics(directory: Path, metrics: dict[str, Any]) -> None:
     """Replace ``metrics.json`` of a complete artifact and its manifest entry."""
     manifest = _read_manifest(Path(directory))
     data = _json_bytes(metrics)
+    # Unlist the old metrics first: a crash between any two of these writes leaves a
+    # loadable model (at worst without metrics), never a manifest that contradicts a file.
+    manifest["files"].pop("metrics.json", None)
+    write_json_atomic(Path(directory) / "manifest.json", manifest)
     write_bytes_atomic(Path(directory) / "metrics.json", data)
     manifest["files"]["metrics.json"] = sha256_bytes(data)
     write_json_atomic(Path(directory) / "manifest.json", manifest)
@@ -207,19 +227,31 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
         vocabulary = Vocabulary(tuple(words["words"]), int(words["index_from"]))
     except (KeyError, TypeError, ValueError) as error:
         raise ArtifactError(f"{directory / 'vocabulary.json'}: invalid vocabulary ({error})") from None
+    # Every id must have a row in the embedding table, and the encoder's conventions must match.
+    if (not all(isinstance(word, str) for word in vocabulary.words) or vocabulary.index_from != config.text.index_from
+            or vocabulary.size > config.text.num_words):
+        raise ArtifactError(
+            f"{directory / 'vocabulary.json'}: does not fit the config (index_from {vocabulary.index_from}, "
+            f"{vocabulary.size} ids for num_words {config.text.num_words})"
+        )
     tensors = read_tensors(directory / "model.safetensors", checksums["model.safetensors"])
     model = RecurrentClassifier(config.model, config.text.num_words)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise ArtifactError(f"{directory / 'model.safetensors'}: weights do not fit the config ({first_line})") from None
+        raise ArtifactError(f"{directory / 'model.safetensors'}: weights do not fit the config ({one_line(error)})") from None
     model.to(device).eval()
     optional = {}
     for name in ("metrics.json", "history.json"):
         path = directory / name
         optional[name] = _verified_json(path, checksums[name]) if name in checksums and path.exists() else None
     return Artifact(directory, config, vocabulary, model, optional["metrics.json"] or {}, optional["history.json"] or [])
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (torch's load_state_dict errors span several)."""
+    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from typing import Any
 import torch
 
 from rnnsent.artifact import (
-    ArtifactError, read_json, read_tensors, sha256_bytes, tensors_to_bytes, write_bytes_atomic, write_json_atomic,
+    ArtifactError, one_line, read_json, read_tensors, sha256_bytes, tensors_to_bytes, write_bytes_atomic, write_json_atomic,
 )
+from rnnsent.config import RunConfig
 
 FORMAT_NAME = "rnnsent-checkpoint"
 FORMAT_VERSION = 1
@@ -69,9 +70,14 @@ def save_checkpoint(
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     data = tensors_to_bytes(tensors, {"format": FORMAT_NAME})
-    name = f"state-{progress.global_step:09d}.safetensors"
-    write_bytes_atomic(directory / name, data)
     previous = _current_tensor_file(directory)
+    # Never overwrite the committed tensor file: the end-of-epoch checkpoint can fall on the
+    # same step as a step-interval one, and a crash between the two renames would leave a
+    # state.json whose checksum no longer matches its tensors.
+    name = f"state-{progress.global_step:09d}-{progress.epoch:05d}.safetensors"
+    if name == previous:
+        name = name.replace(".safetensors", "b.safetensors")
+    write_bytes_atomic(directory / name, data)
     write_json_atomic(directory / "state.json", {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -82,8 +88,13 @@ def save_checkpoint(
         "config": config,
         **extra,
     })
-    if previous and previous != name:
-        (directory / previous).unlink(missing_ok=True)
+    # Now that the new state is committed, clear the replaced one and anything a killed
+    # process left half-written (tensor files never committed, temporary files).
+    for stale in directory.iterdir():
+        tensor_file = stale.name.startswith("state-") and stale.name.endswith(".safetensors")
+        temporary = stale.name.startswith(".") and stale.name.endswith(".tmp")
+        if stale.name != name and (tensor_file or temporary):
+            stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -97,8 +108,29 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tens
         raise ArtifactError(f"{path}: not an rnnsent checkpoint")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{path}: checkpoint format version {meta.get('format_version')} is not supported")
+    _check_fields(path, meta)
     tensors = read_tensors(directory / meta["tensors"], meta["sha256"])
+    missing = [name for name in ("rng.torch",) if name not in tensors]
+    if missing or not any(name.startswith("model.") for name in tensors):
+        raise ArtifactError(f"{directory / meta['tensors']}: not the tensors of an rnnsent checkpoint")
     return meta, tensors
+
+
+def _check_fields(path: Path, meta: dict[str, Any]) -> None:
+    """Reject a state.json whose fields are missing or malformed, naming the file."""
+    name = meta.get("tensors")
+    # The tensor file must be a plain name inside the checkpoint folder.
+    if not isinstance(name, str) or not name.endswith(".safetensors") or Path(name).name != name:
+        raise ArtifactError(f"{path}: 'tensors' must name a .safetensors file in {path.parent}")
+    if not isinstance(meta.get("sha256"), str):
+        raise ArtifactError(f"{path}: 'sha256' is missing")
+    if not isinstance(meta.get("param_groups"), list):
+        raise ArtifactError(f"{path}: 'param_groups' is missing")
+    try:
+        Progress(**meta["progress"])
+        RunConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ArtifactError(f"{path}: invalid checkpoint ({error})") from None
 
 
 def restore(
@@ -107,7 +139,20 @@ def restore(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
 ) -> tuple[Progress, dict[str, torch.Tensor] | None]:
-    """Put a checkpoint's state back into ``model``, ``optimizer`` and the RNG."""
+    """Put a checkpoint's state back into ``model``, ``optimizer`` and the RNG.
+
+    Raises :class:`ArtifactError` when the tensors do not fit the model and optimiser that
+    the checkpoint's own config describes (a checkpoint edited or mixed from two runs).
+    """
+    try:
+        return _restore(meta, tensors, model, optimizer)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ArtifactError(
+            f"checkpoint/{meta.get('tensors')}: does not fit the model and optimizer of its config ({one_line(error)})"
+        ) from None
+
+
+def _restore(meta, tensors, model, optimizer) -> tuple[Progress, dict[str, torch.Tensor] | None]:
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -115,6 +160,13 @@ def restore(
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # Optimizer.load_state_dict casts every state tensor except "step" to its parameter's
+    # dtype; integer bookkeeping such as RMSprop's lazy ``row_step`` must keep its own.
+    parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
+    for index, saved in state.items():
+        for name, value in saved.items():
+            if not value.is_floating_point():
+                optimizer.state[parameters[index]][name] = value.to(parameters[index].device)
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])

@@ -272,6 +272,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise UserError("no texts: pass them as arguments, with --file, or on standard input")
         texts = _read_lines(sys.stdin.buffer, "<stdin>", jsonl=False)
     out = sys.stdout
+    if hasattr(out, "reconfigure"):
+        # Any str may arrive (lone surrogates from undecodable argv bytes or JSON escapes,
+        # emoji on a Latin-1 terminal): print what cannot be encoded as a backslash escape.
+        out.reconfigure(errors="backslashreplace")
     for text, prediction in _zip_stream(texts, predictor, args.batch_size):
         if args.json:
             out.write(json.dumps({"text": text, **prediction.to_dict()}) + "\n")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import http.client
-import io
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -231,6 +231,8 @@ def _read_directory(path: Path, include_unlabelled: bool) -> Corpus:
                 if label != "unsup":
                     parse_label(label, str(label_dir))
         return _imdb_corpus(buckets, str(root))
+    if (root / "test").is_dir():
+        raise DataError(f"{root}: missing folder train/ (expected train/ and test/ with one folder per label)")
     labels = [d for d in sorted(path.iterdir()) if d.is_dir()]
     if not labels:
         raise DataError(f"{path}: no train/ and test/ folders and no label folders; see 'rnnsent train --help'")
@@ -270,27 +272,24 @@ def _review_sort_key(file_name: str) -> tuple[int, str]:
 
 
 def _read_csv(path: Path) -> LabelledTexts:
-    raw = path.read_bytes()
-    try:
-        # utf-8-sig: spreadsheet programs often start a UTF-8 CSV with a byte-order mark.
-        content = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text ({error.reason}); convert the file to UTF-8") from None
-    try:
-        with io.StringIO(content, newline="") as handle:
-            reader = csv.DictReader(handle)
+    texts, labels = [], []
+    with open(path, "rb") as raw:
+        # Lines are decoded one by one, so an encoding error can name its line.
+        # A UTF-8 byte-order mark, as spreadsheet programs write, is not part of the first column's name.
+        lines = (_decode(line.removeprefix(b"\xef\xbb\xbf") if number == 1 else line, f"{path}:{number}")
+                 for number, line in enumerate(raw, start=1))
+        reader = csv.DictReader(lines)
+        try:
             if not reader.fieldnames or "text" not in reader.fieldnames or "label" not in reader.fieldnames:
                 raise DataError(f"{path}: needs a header with 'text' and 'label' columns, found {reader.fieldnames}")
-            texts, labels = [], []
             for row in reader:
                 where = f"{path}:{reader.line_num}"
                 if row.get("text") is None or row.get("label") is None:
                     raise DataError(f"{where}: row has missing columns")
                 texts.append(row["text"])
                 labels.append(parse_label(row["label"], where))
-    except csv.Error as error:
-        raise DataError(f"{path}: malformed CSV ({error})") from None
+        except csv.Error as error:
+            raise DataError(f"{path}:{reader.reader.line_num}: malformed CSV ({error})") from None
     return _labelled(texts, labels, path)
 
 
@@ -355,7 +354,7 @@ def load_encoded(source: Path, config: TextConfig, cache_dir: Path | None = None
     if cached.exists():
         try:
             return _read_cache(cached)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # A damaged cache entry is rebuilt below.
     if not quiet:
         print(f"reading {source} (first time; cached afterwards)", file=sys.stderr)

@@ -100,6 +100,7 @@ def warm_up() -> None:
     config = build_config("seed", {"num_words": 8, "embedding_dim": 2, "hidden_size": 2})
     model = RecurrentClassifier(config.model, 8, sparse_embedding=True)
     FusedSimpleRNNStep(model, RMSprop(model.parameters()))(torch.ones(1, 2, dtype=torch.int64), torch.ones(1))
+    compiled_logits(model, torch.ones(1, 2, dtype=torch.int64))
 
 
 # numba compiles these on first call and caches the machine code on disk (cache=True).
@@ -220,3 +221,44 @@ def _rmsprop_dense(parameter, grad, square_avg, lr, rho, eps):
         v = square_avg[i] * rho + one_minus_rho * g * g
         square_avg[i] = v
         parameter[i] -= lr * g / np.sqrt(v + eps)
+
+
+def compiled_logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """Inference for the same model family: logits ``(batch,)`` from id rows ``(batch, time)``.
+
+    Rows are independent, so they are spread over all cores; used by the model's forward on
+    the CPU when no gradient is needed.
+    """
+    parameters = [model.embedding.weight, model.rnn.weight_ih_l0, model.rnn.weight_hh_l0, model.rnn.bias_ih_l0,
+                  model.head.weight, model.head.bias]
+    views = [p.detach().numpy() for p in parameters]
+    relu = model.config.nonlinearity == "relu"
+    return torch.from_numpy(_forward_logits(ids.contiguous().numpy(), *views, relu))
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, parallel=True)
+def _forward_logits(ids, embedding, w_in, w_rec, bias, w_out, b_out, relu):
+    rows, time = ids.shape
+    hidden, embedding_dim = w_in.shape
+    logits = np.empty(rows, dtype=np.float32)
+    for b in numba.prange(rows):
+        state = np.zeros(hidden, dtype=np.float32)  # (hidden,)
+        following = np.empty(hidden, dtype=np.float32)
+        for t in range(time):
+            row = ids[b, t]
+            for h in range(hidden):
+                total = bias[h]
+                for e in range(embedding_dim):
+                    total += embedding[row, e] * w_in[h, e]
+                for k in range(hidden):
+                    total += state[k] * w_rec[h, k]
+                if relu:
+                    following[h] = total if total > 0 else 0.0
+                else:
+                    following[h] = math.tanh(total)
+            state[:] = following
+        z = b_out[0]
+        for h in range(hidden):
+            z += state[h] * w_out[0, h]
+        logits[b] = z
+    return logits

@@ -64,6 +64,11 @@ class RecurrentClassifier(nn.Module):
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(summary_size, 1)
+        # A single-layer simple RNN read to its last state has a compiled CPU forward for inference.
+        self.compiled_inference = (
+            config.cell == "simple" and config.num_layers == 1 and not config.bidirectional
+            and config.pooling == "last" and not config.use_lengths
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -128,6 +133,14 @@ class RecurrentClassifier(nn.Module):
         weights = torch.softmax(scores, dim=1).unsqueeze(-1)
         return (weights * states).sum(dim=1)
 
+    def _use_compiled(self, ids: torch.Tensor) -> bool:
+        """Inference on the CPU, in batches big enough to pay for leaving PyTorch."""
+        return (
+            self.compiled_inference and not self.training and not torch.is_grad_enabled()
+            and ids.device.type == "cpu" and ids.shape[0] >= 64 and self.embedding.weight.dtype == torch.float32
+            and _numba_available()
+        )
+
     def head_logits(self, summary: torch.Tensor) -> torch.Tensor:
         """Logits ``(batch,)`` from summary vectors ``(batch, summary)``."""
         return self.head(self.dropout(summary)).squeeze(-1)
@@ -136,10 +149,23 @@ class RecurrentClassifier(nn.Module):
         self, ids: torch.Tensor, lengths: torch.Tensor | None = None, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(logits (batch,), mean binary cross-entropy or None)`` for id rows ``(batch, time)``."""
-        _, summary = self.encode(ids, lengths)
-        logits = self.head_logits(summary)
+        if self._use_compiled(ids):
+            from rnnsent.fused import compiled_logits
+
+            logits = compiled_logits(self, ids)
+        else:
+            _, summary = self.encode(ids, lengths)
+            logits = self.head_logits(summary)
         loss = None if labels is None else F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
         return logits, loss
+
+
+def _numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def count_parameters(model: nn.Module) -> int:

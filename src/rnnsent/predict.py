@@ -59,6 +59,9 @@ class Predictor:
         """``(probabilities (n,) float32, kept token counts (n,) int64)``."""
         if isinstance(texts, str):
             raise TypeError("pass a list of texts, not a single string")
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts must be str; text {index} is {type(text).__name__}")
         device = next(self.model.parameters()).device
         probabilities, lengths = [], []
         with torch.inference_mode():

@@ -9,7 +9,9 @@ ids below ``num_words`` are kept.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from itertools import chain
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -35,6 +37,44 @@ def normalize(text: str) -> str:
 def tokenize(text: str) -> list[str]:
     """Split normalised text into words (any run of whitespace separates words)."""
     return normalize(text).split()
+
+
+def tokenize_tail(text: str, count: int) -> list[str]:
+    """``tokenize(text)[-count:]``, normalising only as much of the text's end as needed.
+
+    The text is cut just after a whitespace character, where no word, ``<br />`` or
+    lower-casing context (Greek final sigma) can straddle the cut, so the words after it are
+    exactly the last words of the whole text. A 10 MB review thus costs no more than a short one.
+    """
+    return _tokenize_end(text, count, from_end=True)
+
+
+def tokenize_head(text: str, count: int) -> list[str]:
+    """``tokenize(text)[:count]``, normalising only as much of the text's start as needed."""
+    return _tokenize_end(text, count, from_end=False)
+
+
+_WHITESPACE = re.compile(r"\s")  # the characters str.split() splits on
+
+
+def _tokenize_end(text: str, count: int, from_end: bool) -> list[str]:
+    if count <= 0:
+        return []
+    window = 32 * count  # characters; grows fourfold until the window holds enough words
+    while window < len(text):
+        if from_end:
+            match = _WHITESPACE.search(text, len(text) - window)
+            part = text[match.end():] if match else None
+        else:
+            match = _WHITESPACE.search(text, window)
+            part = text[:match.start()] if match else None
+        # One word more than needed: the word beside the cut is never one of those returned.
+        words = tokenize(part) if part is not None else []
+        if len(words) > count:
+            return words[-count:] if from_end else words[:count]
+        window *= 4
+    words = tokenize(text)
+    return words[-count:] if from_end else words[:count]
 
 
 @dataclass(frozen=True)
@@ -99,34 +139,32 @@ class TextEncoder:
         return [START_ID, *self.vocabulary.ids(tokenize(text))]
 
     def kept_tokens(self, text: str) -> tuple[list[str], bool]:
-        """The words the model reads after truncation, and whether truncation cut any.
-
-        The start token is included as ``<start>`` when it survives truncation.
-        """
-        tokens = [START_TOKEN, *tokenize(text)]
+        """The tokens the model reads (``<start>`` included when it survives), and whether any were cut."""
         maxlen = self.config.maxlen
-        if len(tokens) <= maxlen:
-            return tokens, False
+        # At most maxlen words are needed to tell whether the text fits with its start token.
         if self.config.truncating == "pre":
-            return tokens[-maxlen:], True
-        return tokens[:maxlen], True
+            words = tokenize_tail(text, maxlen)
+            return ([START_TOKEN, *words], False) if len(words) < maxlen else (words, True)
+        words = tokenize_head(text, maxlen)
+        return ([START_TOKEN, *words], False) if len(words) < maxlen else ([START_TOKEN, *words[: maxlen - 1]], True)
 
     def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Encode, truncate and pad many texts: ``(ids (n, maxlen) int64, lengths (n,) int64)``.
 
-        Only the words that survive truncation are looked up, which keeps inference on long
-        reviews cheap.
+        Only the end of each text that survives truncation is tokenized and looked up, so
+        the cost per text is bounded by ``maxlen``, not by the text's length.
         """
         maxlen = self.config.maxlen
         pre_truncation = self.config.truncating == "pre"
         lookup = self.vocabulary._ids.get  # type: ignore[attr-defined]
         rows = []
         for text in texts:
-            words = tokenize(text)
+            # maxlen words are enough to tell whether the text fits beside its start token.
+            words = tokenize_tail(text, maxlen) if pre_truncation else tokenize_head(text, maxlen)
             if len(words) + 1 <= maxlen:
                 row = [START_ID, *[lookup(word, OOV_ID) for word in words]]
             elif pre_truncation:
-                row = [lookup(word, OOV_ID) for word in words[-maxlen:]]
+                row = [lookup(word, OOV_ID) for word in words]
             else:
                 row = [START_ID, *[lookup(word, OOV_ID) for word in words[: maxlen - 1]]]
             rows.append(row)
@@ -139,9 +177,9 @@ class TextEncoder:
 
 def pad_rows(rows: Sequence[Sequence[int]], maxlen: int, padding: str) -> tuple[np.ndarray, np.ndarray]:
     """Pad rows already no longer than ``maxlen``: ``(ids (n, maxlen), lengths (n,))``."""
-    lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     assert lengths.size == 0 or lengths.max() <= maxlen
-    flat = np.fromiter((token for row in rows for token in row), dtype=np.int64, count=int(lengths.sum()))
+    flat = np.array(list(chain.from_iterable(rows)), dtype=np.int64)
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return pad_sequences(flat, offsets, maxlen, padding=padding, truncating="pre")

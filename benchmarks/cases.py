@@ -1,0 +1,200 @@
+"""One benchmark case per process, so that each reports its own peak memory.
+
+``python -m benchmarks.cases CASE '{"option": value}'`` prints one JSON object on its last line.
+Every case first loads the encoded dataset (from the rnnsent cache) and warms up the imports
+both sides share (torch's optimiser machinery, the compiled kernels' on-disk cache), so the
+timed part is training or scoring alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _corpus(maxlen: int, padding: str = "pre", truncating: str = "pre"):
+    from rnnsent.config import TextConfig
+    from rnnsent.data import load_encoded, resolve_source
+
+    config = TextConfig(maxlen=maxlen, padding=padding, truncating=truncating)
+    return load_encoded(resolve_source(None), config, quiet=True), config
+
+
+def _warm_up() -> None:
+    # Both sides build torch optimisers, whose first construction imports torch._dynamo.
+    torch.optim.RMSprop([torch.nn.Parameter(torch.zeros(1))])
+    from rnnsent.fused import warm_up
+
+    warm_up()
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def seed_rnnsent(options: dict) -> dict:
+    """The seed preset through rnnsent's Trainer (per-epoch test report and checkpoints included)."""
+    from rnnsent.config import build_config
+    from rnnsent.train import Trainer, prepare_data
+
+    config = build_config("seed", {"epochs": options.get("epochs", 10), "seed": options.get("seed", 0)})
+    corpus, _ = _corpus(config.text.maxlen)
+    data = prepare_data(corpus, config)
+    _warm_up()
+    with tempfile.TemporaryDirectory() as run_dir:
+        start = time.perf_counter()
+        result = Trainer(config, data, config.text.num_words, Path(run_dir), log=lambda m: print(m, file=sys.stderr),
+                         progress_bar=False).fit()
+        seconds = time.perf_counter() - start
+    tokens = len(data.train) * config.text.maxlen * config.train.epochs
+    return {"seconds": seconds, "epoch_seconds": [row["seconds"] for row in result.history],
+            "accuracy": result.history[-1]["test_accuracy"], "tokens_per_second": tokens / seconds, "peak_mb": _peak_mb()}
+
+
+def seed_reference(options: dict) -> dict:
+    """The plain PyTorch loop of benchmarks/reference.py on the same padded arrays."""
+    from benchmarks.reference import seed_reference as run
+
+    corpus, config = _corpus(30)
+    train_ids, _ = corpus.train.padded(config)
+    test_ids, _ = corpus.test.padded(config)
+    _warm_up()
+    epochs = options.get("epochs", 10)
+    start = time.perf_counter()
+    result = run(train_ids, corpus.train.labels, test_ids, corpus.test.labels, epochs=epochs, seed=options.get("seed", 0),
+                 log=lambda m: print(m, file=sys.stderr))
+    seconds = time.perf_counter() - start
+    tokens = len(train_ids) * 30 * epochs
+    return {"seconds": seconds, "epoch_seconds": result["epoch_seconds"], "accuracy": result["accuracy"],
+            "tokens_per_second": tokens / seconds, "peak_mb": _peak_mb()}
+
+
+def _large_settings(options: dict) -> dict:
+    return {
+        "maxlen": 400, "padding": "post", "truncating": "post", "cell": options.get("cell", "gru"),
+        "embedding_dim": 64, "hidden_size": 128, "bidirectional": True, "pooling": "max",
+        "recurrent_init": "default", "input_init_std": 0.0, "use_lengths": True, "bucket_by_length": True,
+        "optimizer": "adam", "lr": 2e-3, "eps": 1e-8, "batch_size": 64, "epochs": options.get("epochs", 2),
+        "limit": options.get("limit", 0), "report_test": True, "seed": options.get("seed", 0),
+    }
+
+
+def large_rnnsent(options: dict) -> dict:
+    """A BiGRU/BiLSTM of 128 units at maxlen 400: length-bucketed batches, padding never computed."""
+    from rnnsent.config import build_config
+    from rnnsent.train import Trainer, prepare_data
+
+    config = build_config("seed", _large_settings(options))
+    corpus, _ = _corpus(400, "post", "post")
+    data = prepare_data(corpus, config)
+    _warm_up()
+    with tempfile.TemporaryDirectory() as run_dir:
+        start = time.perf_counter()
+        result = Trainer(config, data, config.text.num_words, Path(run_dir), log=lambda m: print(m, file=sys.stderr),
+                         progress_bar=False).fit()
+        seconds = time.perf_counter() - start
+    real_tokens = int(data.train.lengths.sum()) * config.train.epochs
+    train_seconds = [row["seconds"] for row in result.history]
+    return {"seconds": seconds, "epoch_seconds": train_seconds, "accuracy": result.history[-1]["test_accuracy"],
+            "tokens_per_second": real_tokens / seconds, "peak_mb": _peak_mb(), "train_reviews": len(data.train)}
+
+
+def large_reference(options: dict) -> dict:
+    """The same network in the plain loop: every review padded to 400, a DataLoader, Adam."""
+    from benchmarks.reference import RecurrentReference, train_reference
+    from rnnsent.data import limit_split
+
+    settings = _large_settings(options)
+    corpus, config = _corpus(400, "post", "post")
+    train = limit_split(corpus.train, settings["limit"])
+    test = limit_split(corpus.test, settings["limit"])
+    train_ids, train_lengths = train.padded(config)
+    test_ids, _ = test.padded(config)
+    _warm_up()
+    torch.manual_seed(settings["seed"])
+    model = RecurrentReference(settings["cell"], 20000, 64, 128, bidirectional=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
+    start = time.perf_counter()
+    result = train_reference(model, train_ids, train.labels, test_ids, test.labels, settings["epochs"], 64, optimizer,
+                             settings["seed"], log=lambda m: print(m, file=sys.stderr))
+    seconds = time.perf_counter() - start
+    real_tokens = int(train_lengths.sum()) * settings["epochs"]
+    return {"seconds": seconds, "epoch_seconds": result["epoch_seconds"], "accuracy": result["accuracy"],
+            "tokens_per_second": real_tokens / seconds, "peak_mb": _peak_mb(), "train_reviews": len(train_ids)}
+
+
+def _test_texts() -> tuple[list[str], np.ndarray]:
+    from rnnsent.data import read_corpus, resolve_source
+
+    test = read_corpus(resolve_source(None)).test
+    return test.texts, test.labels
+
+
+def inference_api(options: dict) -> dict:
+    """All test reviews as raw strings -> probabilities through ``rnnsent.load(...).predict``."""
+    import rnnsent
+
+    texts, labels = _test_texts()
+    predictor = rnnsent.load(options["model"])
+    predictor.predict(texts[:256])
+    timings = []
+    for _ in range(options.get("repeats", 3)):
+        start = time.perf_counter()
+        predictions = predictor.predict(texts)
+        timings.append(time.perf_counter() - start)
+    accuracy = float(np.mean([(p.label == "positive") == bool(y) for p, y in zip(predictions, labels)]))
+    seconds = float(np.median(timings))
+    return {"seconds": seconds, "reviews_per_second": len(texts) / seconds, "accuracy": accuracy, "peak_mb": _peak_mb()}
+
+
+def inference_naive(options: dict) -> dict:
+    """The same model run naively: one review at a time (tokenize, tensor, forward)."""
+    import rnnsent
+
+    texts, _ = _test_texts()
+    count = options.get("count", 5000)
+    predictor = rnnsent.load(options["model"])
+    model, encoder = predictor.model, predictor.encoder
+    start = time.perf_counter()
+    with torch.no_grad():
+        for text in texts[:count]:
+            ids, _ = encoder.encode_batch([text])
+            torch.sigmoid(model(torch.from_numpy(ids))[0])
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "reviews": count, "reviews_per_second": count / seconds, "peak_mb": _peak_mb()}
+
+
+def inference_cli(options: dict) -> dict:
+    """``rnnsent predict MODEL --file reviews.txt`` on all test reviews, one per line."""
+    texts, _ = _test_texts()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "reviews.txt"
+        path.write_text("".join(" ".join(text.split()) + "\n" for text in texts), encoding="utf-8")
+        command = [sys.executable, "-m", "rnnsent", "predict", options["model"], "--file", str(path), "--json"]
+        start = time.perf_counter()
+        completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+        seconds = time.perf_counter() - start
+    lines = completed.stdout.count(b"\n")
+    assert lines == len(texts), (lines, len(texts))
+    return {"seconds": seconds, "reviews_per_second": len(texts) / seconds, "process_start_included": True}
+
+
+CASES = {
+    "seed_rnnsent": seed_rnnsent, "seed_reference": seed_reference,
+    "large_rnnsent": large_rnnsent, "large_reference": large_reference,
+    "inference_api": inference_api, "inference_naive": inference_naive, "inference_cli": inference_cli,
+}
+
+if __name__ == "__main__":
+    name, raw_options = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "{}")
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    print(json.dumps(CASES[name](json.loads(raw_options))))
