@@ -236,3 +236,35 @@ def test_kept_tokens(truncating, expected):
     text_encoder = encoder(maxlen=4, truncating=truncating)
     assert text_encoder.kept_tokens("The cat sat on the mat") == (expected, True)
     assert text_encoder.kept_tokens("the cat") == (["<start>", "the", "cat"], False)
+
+
+# ----------------------------------------------------------------------------- windowed tokenization
+
+# Pieces that stress a cut: <br /> (which holds a space), Keras filters, every kind of whitespace
+# str.split() knows, letters whose lower case depends on context (final sigma) or grows (dotted I).
+PIECES = st.sampled_from([
+    "word", "Word", "ΣΑΣ", "σ", "İ", "a", "<br />", "<br", "/>", "<BR />", ",", "!", "'", "x" * 40, " ", "  ",
+    "\t", "\n", "\r\n", "\x0b", "\x1c", "\u00a0", "\u2028", "\u3000", "…", "-", "don't",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PIECES, max_size=120).map("".join), st.integers(0, 6))
+def test_tokenize_tail_and_head_equal_full_tokenization(text, count):
+    from rnnsent.text import tokenize_head, tokenize_tail
+
+    words = tokenize(text)
+    assert tokenize_tail(text, count) == (words[-count:] if count else [])
+    assert tokenize_head(text, count) == words[:count]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(PIECES, max_size=120).map("".join), st.integers(1, 6), st.sampled_from(["pre", "post"]))
+def test_encode_batch_and_kept_tokens_on_long_texts(text, maxlen, truncating):
+    text_encoder = encoder(maxlen=maxlen, truncating=truncating)
+    ids, _ = text_encoder.encode_batch([text])
+    expected, _ = pad_sequences(*flatten([text_encoder.encode(text)]), maxlen=maxlen, truncating=truncating)
+    assert np.array_equal(ids, expected)
+    tokens = ["<start>", *tokenize(text)]
+    kept = tokens[-maxlen:] if truncating == "pre" else tokens[:maxlen]
+    assert text_encoder.kept_tokens(text) == (kept, len(tokens) > maxlen)
