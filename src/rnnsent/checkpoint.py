@@ -159,14 +159,8 @@ def _restore(meta, tensors, model, optimizer) -> tuple[Progress, dict[str, torch
         if key.startswith("optimizer."):
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
+    # RMSprop.load_state_dict keeps its integer per-row step counters integer.
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    # Optimizer.load_state_dict casts every state tensor except "step" to its parameter's
-    # dtype; integer bookkeeping such as RMSprop's lazy ``row_step`` must keep its own.
-    parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
-    for index, saved in state.items():
-        for name, value in saved.items():
-            if not value.is_floating_point():
-                optimizer.state[parameters[index]][name] = value.to(parameters[index].device)
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
