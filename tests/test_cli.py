@@ -126,7 +126,10 @@ def test_evaluate_text_report_and_another_source(trained, model_copy, capsys, tm
     assert main(["evaluate", str(model_copy), "--data", str(jsonl)]) == 0
     out = capsys.readouterr().out
     assert "Test accuracy: " in out and "Confusion matrix" in out
-    assert load_artifact(model_copy).metrics["count"] == 10  # a fifth of 50, encoded with the model's vocabulary
+    # Scores on other data are printed, but the model's recorded test metrics stay those of its own test split.
+    assert load_artifact(model_copy).metrics["count"] == load_artifact(trained[0]).metrics["count"] == 40
+    assert main(["evaluate", str(model_copy), "--data", str(jsonl), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 10  # a fifth of 50, encoded with the model's vocabulary
 
 
 def test_ctrl_c_then_resume_gives_the_uninterrupted_model(trained, tmp_path, capsys, monkeypatch):
@@ -336,3 +339,10 @@ def test_resume_without_a_checkpoint(capsys, tmp_path):
 def test_version_in_a_subprocess():
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.decode().strip() == f"rnnsent {rnnsent.__version__}"
+
+
+def test_predict_takes_texts_after_flags(trained, capsys):
+    """`rnnsent predict MODEL --json TEXT` (flags before the texts) used to be refused."""
+    assert main(["predict", str(trained[0]), "--json", "a wonderful film", "a dull film"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line)["text"] for line in lines] == ["a wonderful film", "a dull film"]

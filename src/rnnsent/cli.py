@@ -125,10 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # Parse first: a mistyped flag or --version answers at once, without importing torch.
-    args = build_parser().parse_args(argv)
-    from rnnsent.artifact import ArtifactError
-    from rnnsent.train import TrainingInterrupted
-
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras and args.command == "predict" and not any(extra.startswith("-") for extra in extras):
+        # Texts may come after flags too: `rnnsent predict MODEL --json "text"`.
+        args.texts = [*args.texts, *extras]
+    elif extras:
+        parser.parse_args(argv)  # reports the unknown arguments the usual way
+    try:
+        from rnnsent.artifact import ArtifactError
+        from rnnsent.train import TrainingInterrupted
+    except KeyboardInterrupt:
+        return 130
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
                "summary": cmd_summary}[args.command]
     try:
@@ -224,7 +232,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config = artifact.config
     source = resolve_source(args.data)
     corpus = load_encoded(source, config.text, quiet=args.json)
-    if corpus.vocabulary.words == artifact.vocabulary.words:
+    training_source = corpus.vocabulary.words == artifact.vocabulary.words
+    if training_source:
         test = limit_split(corpus.test, args.limit)
         ids, lengths = test.padded(config.text)
         labels = test.labels
@@ -240,7 +249,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             ids, lengths, labels = ids[chosen], lengths[chosen], labels[chosen]
     logits = predict_logits(artifact.model, ids, lengths if config.model.use_lengths else None)
     metrics = classification_metrics(labels, logits)
-    if not args.limit:
+    if training_source and not args.limit:
+        # Only the full test split of the training data may replace the model's recorded metrics.
         update_metrics(args.model, {**artifact.metrics, **metrics})
     if args.json:
         print(json.dumps(metrics))
