@@ -20,12 +20,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnsent import cli, text
+from rnnsent import text
 from rnnsent.artifact import save_artifact
 from rnnsent.cli import main
 from rnnsent.config import TextConfig, build_config
 from rnnsent.model import RecurrentClassifier
 from rnnsent.predict import Predictor
+from rnnsent.streaming import score_chunks
 from rnnsent.text import (
     KERAS_FILTERS, OOV_TOKEN, START_ID, START_TOKEN, TextEncoder, Vocabulary, tokenize, tokenize_head, tokenize_tail,
 )
@@ -215,7 +216,7 @@ def test_predict_streams_its_input(predictor):
             next(consumed)
             yield "a good movie"
 
-    results = cli._zip_stream(endless(), predictor, 8)
+    results = itertools.chain.from_iterable(score_chunks(predictor, endless(), 8))
     first = list(itertools.islice(results, 10))
     assert len(first) == 10
     assert next(consumed) == 16  # two batches of 8 read to give 10 results, nothing more

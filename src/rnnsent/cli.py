@@ -30,10 +30,15 @@ data (--data, else $RNNSENT_DATA, else the cache, else a download of aclImdb):
     "predict": """examples:
   rnnsent predict runs/seed "This movie was wonderful, I loved every minute of it."
   rnnsent predict runs/seed "Great!" "Awful." --json
-  rnnsent predict runs/seed --file reviews.txt       # one review per line (or .jsonl with "text")
+  rnnsent predict runs/seed --file reviews.txt       # one review per line
+  rnnsent predict runs/seed --file reviews.jsonl --json --output scores.jsonl
+  rnnsent predict runs/seed --file reviews.csv --text-field review --batch-size 8192
   cat reviews.txt | rnnsent predict runs/seed
   rnnsent predict runs/seed --explain "Great acting, but the plot was dull."   # why: word by word
   rnnsent predict runs/seed --explain "..." --integrated-gradients --json
+
+Files are streamed: any size is scored in constant memory, results are written in input
+order as each batch is scored, and a progress bar shows on a terminal.
 
 A text without words (empty, or only spaces/punctuation) is still scored from the start
 token alone (the model's prior) and reported with "empty": true.""",
@@ -98,9 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict = command("predict", "label raw texts with a saved model")
     predict.add_argument("model", type=Path, help="model directory")
     predict.add_argument("texts", nargs="*", default=[], help="texts to label (default: read --file or standard input)")
-    predict.add_argument("--file", help="read texts from a file: one per line, or JSONL objects with 'text'")
+    predict.add_argument("--file", help="read texts from a file of any size (streamed): plain text, .jsonl or .csv")
+    predict.add_argument("--format", choices=["auto", "lines", "jsonl", "csv"], default="auto",
+                         help="input format (default: auto: .jsonl/.ndjson as JSONL, .csv as CSV, else one text per line)")
+    predict.add_argument("--text-field", default="text", help="JSONL field or CSV column holding the text (default: text)")
+    predict.add_argument("--output", help="write the results to this file instead of standard output")
     predict.add_argument("--json", action="store_true", help="one JSON object per text")
-    predict.add_argument("--batch-size", type=int, default=4096, help="texts scored at once (default: 4096)")
+    predict.add_argument("--batch-size", type=int, default=4096, help="texts read, scored and written at once (default: 4096)")
+    predict.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: 0, all cores)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--explain", metavar="TEXT", help="explain one text: probability after each word and "
                          "each word's influence (coloured on a terminal)")
     predict.add_argument("--integrated-gradients", action="store_true",
@@ -174,7 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rnnsent.artifact import save_artifact
     from rnnsent.config import RunConfig, build_config
     from rnnsent.data import limit_split, load_encoded, resolve_source
-    from rnnsent.distributed import setup, teardown
+    from rnnsent.distributed import barrier, setup, teardown
     from rnnsent.evaluate import classification_metrics, format_metrics, predict_logits
     from rnnsent.model import count_parameters
     from rnnsent.train import Tensors, Trainer, prepare_data
@@ -195,7 +206,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
         source = resolve_source(data_arg)
+        # One process per machine reads and encodes the data into the cache; the others wait
+        # for it and then read the cache, instead of all decoding the source at once.
+        if world.local_rank != 0:
+            barrier(world)
         corpus = load_encoded(source, config.text, quiet=not world.is_main)
+        if world.local_rank == 0:
+            barrier(world)
         data = prepare_data(corpus, config)
         log = print if world.is_main else (lambda message: None)
         if not args.resume and checkpoint.has_checkpoint(out) and world.is_main:
@@ -270,30 +287,57 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError("--integrated-gradients goes with --explain TEXT")
     if args.explain is not None and (args.texts or args.file):
         raise UserError("--explain takes one text: drop the other texts and --file")
+    if args.threads < 0:
+        raise UserError("--threads must be 0 (all cores) or more")
+    if args.explain is None:
+        if args.file and args.file != "-" and not Path(args.file).is_file():
+            raise UserError(f"{args.file}: no such file")
+        if args.output and args.file and args.file != "-" and Path(args.output).resolve() == Path(args.file).resolve():
+            raise UserError("--output must not be the input file")
+        if not args.texts and not args.file and sys.stdin.isatty():
+            raise UserError("no texts: pass them as arguments, with --file, or on standard input")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     predictor = Predictor.load(args.model)
     if args.explain is not None:
         return _explain(predictor, args)
+    return _score_stream(predictor, args)
+
+
+def _score_stream(predictor, args: argparse.Namespace) -> int:
+    """Score command-line texts, a file or standard input, streaming (see :mod:`rnnsent.streaming`)."""
+    from rnnsent.streaming import ProgressBar, detect_format, read_texts, score_to
+
+    handle = None
     if args.texts:
         texts: Iterator[str] = iter(args.texts)
     elif args.file and args.file != "-":
-        texts = _read_texts(Path(args.file))
+        handle = open(args.file, "rb")
+        texts = read_texts(handle, args.file, detect_format(args.file, args.format), args.text_field)
     else:
-        if sys.stdin.isatty():
-            raise UserError("no texts: pass them as arguments, with --file, or on standard input")
-        texts = _read_lines(sys.stdin.buffer, "<stdin>", jsonl=False)
-    out = sys.stdout
-    if hasattr(out, "reconfigure"):
-        # Any str may arrive (lone surrogates from undecodable argv bytes or JSON escapes,
-        # emoji on a Latin-1 terminal): print what cannot be encoded as a backslash escape.
-        out.reconfigure(errors="backslashreplace")
-    for text, prediction in _zip_stream(texts, predictor, args.batch_size):
-        if args.json:
-            out.write(json.dumps({"text": text, **prediction.to_dict()}) + "\n")
-        else:
-            snippet = " ".join(text.split())
-            snippet = snippet if len(snippet) <= 70 else snippet[:67] + "..."
-            out.write(f"{prediction.label}\t{prediction.probability:.4f}\t{snippet}\n")
-    out.flush()
+        handle = sys.stdin.buffer
+        texts = read_texts(handle, "<stdin>", detect_format("", args.format), args.text_field)
+    bar = ProgressBar(handle, enabled=handle is not None and not args.quiet and sys.stderr.isatty())
+    # Any str may arrive (lone surrogates from undecodable argv bytes or JSON escapes, emoji on
+    # a Latin-1 terminal): write what cannot be encoded as a backslash escape.
+    if args.output:
+        out = open(args.output, "w", encoding="utf-8", errors="backslashreplace")
+    else:
+        out = sys.stdout
+        if hasattr(out, "reconfigure"):
+            out.reconfigure(errors="backslashreplace")
+    try:
+        count = score_to(predictor, texts, out, args.batch_size, as_json=args.json, progress=bar)
+    finally:
+        bar.close()
+        if handle is not None and handle is not sys.stdin.buffer:
+            handle.close()
+        if out is not sys.stdout:
+            out.close()
+    if args.output:
+        print(f"scored {count} texts into {args.output}", file=sys.stderr)
     return 0
 
 
@@ -310,44 +354,6 @@ def _explain(predictor, args: argparse.Namespace) -> int:
         color = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
         print(render_text(explanation, color))
     return 0
-
-
-def _zip_stream(texts: Iterator[str], predictor, batch_size: int):
-    """Pairs of (text, prediction) in input order, scored ``batch_size`` at a time."""
-    from rnnsent.data import iter_text_chunks
-
-    for chunk in iter_text_chunks(texts, batch_size):
-        yield from zip(chunk, predictor.predict(chunk, batch_size))
-
-
-def _read_texts(path: Path) -> Iterator[str]:
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    handle = open(path, "rb")
-    return _read_lines(handle, str(path), jsonl=path.suffix.lower() in (".jsonl", ".ndjson"))
-
-
-def _read_lines(handle, name: str, jsonl: bool) -> Iterator[str]:
-    """Texts from a binary stream, one per line (or one JSON object with 'text' per line)."""
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-                if number == 1:
-                    line = line.removeprefix("\ufeff")  # a byte-order mark, as some editors write
-            except UnicodeDecodeError as error:
-                raise UserError(f"{name}:{number}: not UTF-8 text ({error.reason}); convert the file to UTF-8") from None
-            if jsonl:
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise UserError(f"{name}:{number}: not valid JSON ({error.msg})") from None
-                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                    raise UserError(f"{name}:{number}: each JSONL line needs a string 'text'")
-                line = record["text"]
-            yield line
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

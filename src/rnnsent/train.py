@@ -87,9 +87,13 @@ def build_model(config: RunConfig, vocab_size: int) -> RecurrentClassifier:
 
 
 def uses_sparse_embedding(config: RunConfig, world: World | None = None) -> bool:
-    """Sparse embedding gradients pay with RMSprop (the lazy update is exact), on one process."""
-    distributed = world is not None and world.distributed
-    return config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not distributed
+    """Sparse embedding gradients pay with RMSprop (the lazy update is exact).
+
+    Under DDP, gloo (CPU) all-reduces sparse gradients, which sends only the rows a batch
+    touched; nccl (GPU) cannot, so there the gradients stay dense.
+    """
+    on_nccl = world is not None and world.distributed and world.device.type == "cuda"
+    return config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not on_nccl
 
 
 class EpochSums:
@@ -158,8 +162,8 @@ class Trainer:
         config, world = self.config, self.world
         torch.manual_seed(config.train.seed)
         sparse = uses_sparse_embedding(config, world)
-        if config.train.sparse_embedding and config.train.optimizer == "rmsprop" and world.distributed and world.is_main:
-            self.log("note: sparse embedding updates are off under DDP; gradients are dense and all-reduced")
+        if config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not sparse and world.is_main:
+            self.log("note: sparse embedding updates are off under DDP on GPUs (nccl); gradients are dense and all-reduced")
         model = RecurrentClassifier(config.model, self.vocab_size, sparse_embedding=sparse).to(world.device)
         optimizer = build_optimizer(config.train, model.parameters())
         progress, best_state = checkpoints.Progress(), None
@@ -180,13 +184,18 @@ class Trainer:
             while progress.epoch < config.train.epochs and not progress.finished:
                 epoch_start = time.perf_counter()
                 batches = self._batches(progress.epoch)
+                global_sizes = self._global_batch_sizes(progress.epoch) if world.distributed else None
                 model.train()
-                sums = EpochSums(progress.epoch_sums)
+                # A checkpoint holds the epoch's sums over all ranks: rank 0 carries them on.
+                sums = EpochSums(progress.epoch_sums if world.is_main else [0.0, 0.0, 0.0])
                 bar = self._bar(len(batches), progress)
                 for index in range(progress.step_in_epoch, len(batches)):
                     batch = torch.from_numpy(batches[index])
                     lengths = train.lengths[batch]
-                    width = int(lengths.max()) if config.text.padding == "post" else train.ids.shape[1]
+                    # Trailing padding can be cut only when the model reads true lengths; otherwise it
+                    # runs over the padding, and the cut would make a review's result depend on its
+                    # batch (and differ from evaluation, which reads the full width).
+                    width = int(lengths.max()) if config.model.use_lengths else train.ids.shape[1]
                     ids = train.ids[batch, :width].to(world.device)  # (batch, time): trailing padding cut
                     labels = train.labels[batch].to(world.device)
                     for group in optimizer.param_groups:
@@ -197,7 +206,13 @@ class Trainer:
                     else:
                         logits, loss = network(ids, lengths.to(world.device), labels)
                         optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
+                        if global_sizes is not None:
+                            # DDP averages the ranks' gradients. Weighting each rank's mean loss by its
+                            # share of the global batch makes that average the gradient of the global
+                            # batch's mean loss, also when a last batch does not split evenly.
+                            (loss * (len(batch) * world.size / global_sizes[index])).backward()
+                        else:
+                            loss.backward()
                         if config.train.clip_norm:
                             clip_gradients(list(model.parameters()), config.train.clip_norm)
                         optimizer.step()
@@ -214,7 +229,7 @@ class Trainer:
                     checkpoint_due = bool(config.train.checkpoint_every) and progress.global_step % config.train.checkpoint_every == 0
                     stop = any_rank(world, self._stop_requested) if world.distributed else self._stop_requested
                     if stop or (checkpoint_due and not reached_max):
-                        progress.epoch_sums = sums.flush().tolist()
+                        progress.epoch_sums = all_reduce_sum(world, sums.flush().clone()).tolist()
                         self._save(progress, model, optimizer, best_state)
                     if stop:
                         if bar is not None:
@@ -254,13 +269,22 @@ class Trainer:
         lengths = train.lengths.numpy() if config.bucket_by_length else None
         return epoch_batches(len(train), config.batch_size, config.seed, epoch, lengths, self.world.rank, self.world.size)
 
+    def _global_batch_sizes(self, epoch: int) -> list[int]:
+        """Size of each global batch of the epoch whose per-rank shares :meth:`_batches` returns."""
+        train, config = self.data.train, self.config.train
+        lengths = train.lengths.numpy() if config.bucket_by_length else None
+        whole = epoch_batches(len(train), config.batch_size, config.seed, epoch, lengths)
+        return [len(batch) for batch in whole if len(batch) >= self.world.size]
+
     def _end_epoch(self, progress, sums, model, best_state, seconds) -> dict[str, torch.Tensor] | None:
         config, world = self.config, self.world
         all_reduce_sum(world, sums)
         loss, accuracy = float(sums[0] / max(sums[2], 1)), float(sums[1] / max(sums[2], 1))
         row: dict[str, Any] = {"epoch": progress.epoch + 1, "loss": loss, "accuracy": accuracy}
         for prefix, split in (("val_", self.data.validation), ("test_", self.data.test)):
-            if split is not None:
+            # Every rank scores the validation split, as model selection and early stopping must
+            # agree everywhere; the test report is only printed, so only rank 0 computes it.
+            if split is not None and (prefix == "val_" or world.is_main):
                 metrics = classification_metrics(split.labels.numpy(), self._logits(model, split))
                 row[prefix + "loss"], row[prefix + "accuracy"] = metrics["loss"], metrics["accuracy"]
         row["seconds"] = round(seconds, 3)
