@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -153,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args) or 0
     except TrainingInterrupted as stop:
-        print(f"interrupted: {stop}; continue with 'rnnsent train --resume {args.out or args.resume}'", file=sys.stderr)
+        # Under torchrun every rank stops; one message (from rank 0) is enough.
+        if os.environ.get("RANK", "0") == "0":
+            print(f"interrupted: {stop}; continue with 'rnnsent train --resume {args.out or args.resume}'", file=sys.stderr)
         return 130
     except (ValueError, ArtifactError, UserError) as error:
         print(f"error: {error}", file=sys.stderr)
