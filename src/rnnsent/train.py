@@ -173,7 +173,7 @@ class Trainer:
             self.log(f"resuming at epoch {progress.epoch + 1}, step {progress.step_in_epoch} of it ({progress.global_step} steps done)")
         # The model's only buffers are fixed zeros (KerasSimpleRNN's hidden bias), so DDP need not
         # broadcast them before every forward pass: that saves one collective per step.
-        network = DistributedDataParallel(model, broadcast_buffers=False) if world.distributed else model
+        network = DistributedDataParallel(model, forward_sync_buffers=False) if world.distributed else model
         fused_step = self._fused_step(model, optimizer)
 
         train = self.data.train
