@@ -197,4 +197,7 @@ CASES = {
 if __name__ == "__main__":
     name, raw_options = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "{}")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    print(json.dumps(CASES[name](json.loads(raw_options))))
+    options = json.loads(raw_options)
+    if options.get("threads"):
+        torch.set_num_threads(options["threads"])
+    print(json.dumps({**CASES[name](options), "threads": torch.get_num_threads()}))

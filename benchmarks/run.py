@@ -69,17 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-epochs", type=int, default=2)
     parser.add_argument("--large-limit", type=int, default=0, help="train/test reviews for the large model (0: all)")
     parser.add_argument("--large-repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for every case (0: torch's default)")
     parser.add_argument("--model", type=Path, help="seed model directory for inference (default: train one)")
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    report: dict = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+    report: dict = {"threads": args.threads, "load_average_at_start": os.getloadavg(), "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                                 "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")}}
     lines = ["| benchmark | rnnsent | plain PyTorch | ratio |", "|---|---|---|---|"]
 
     if "seed" in sections:
         print("seed recipe, 10 epochs", file=sys.stderr)
-        ours, theirs = alternate("seed_rnnsent", "seed_reference", {"epochs": 10}, args.repeats)
+        ours, theirs = alternate("seed_rnnsent", "seed_reference", {"epochs": 10, "threads": args.threads}, args.repeats)
         report["seed"] = {"rnnsent": summarise(ours), "reference": summarise(theirs)}
         a, b = report["seed"]["rnnsent"]["median"], report["seed"]["reference"]["median"]
         report["seed"]["speedup"] = b["seconds"] / a["seconds"]
@@ -94,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     if "inference" in sections:
         print("raw-text inference, 25,000 test reviews", file=sys.stderr)
         model = str(ensure_seed_model(args.model or RESULTS / "seed-model"))
-        api = [run_case("inference_api", {"model": model}) for _ in range(args.repeats)]
-        cli = [run_case("inference_cli", {"model": model}) for _ in range(args.repeats)]
-        naive = [run_case("inference_naive", {"model": model}) for _ in range(max(1, args.repeats // 2))]
+        options = {"model": model, "threads": args.threads}
+        api = [run_case("inference_api", options) for _ in range(args.repeats)]
+        cli = [run_case("inference_cli", options) for _ in range(args.repeats)]
+        naive = [run_case("inference_naive", options) for _ in range(max(1, args.repeats // 2))]
         report["inference"] = {"api": summarise(api), "cli": summarise(cli), "naive": summarise(naive)}
         api_rate, cli_rate = median_of(api, "reviews_per_second"), median_of(cli, "reviews_per_second")
         naive_rate = median_of(naive, "reviews_per_second")
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "large" in sections:
         print(f"BiGRU 128 at maxlen 400, {args.large_epochs} epochs", file=sys.stderr)
-        options = {"epochs": args.large_epochs, "limit": args.large_limit}
+        options = {"epochs": args.large_epochs, "limit": args.large_limit, "threads": args.threads}
         ours, theirs = alternate("large_rnnsent", "large_reference", options, args.large_repeats)
         report["large"] = {"options": options, "rnnsent": summarise(ours), "reference": summarise(theirs)}
         a, b = report["large"]["rnnsent"]["median"], report["large"]["reference"]["median"]

@@ -109,3 +109,17 @@ def test_compiled_inference_matches_pytorch(nonlinearity):
     # Gradients never take the compiled path.
     logits, loss = model.train()(ids[:80], None, torch.ones(80))
     assert loss.requires_grad
+
+
+def test_compiled_inference_keeps_torch_thread_count():
+    """numba's OpenMP layer used to reset torch's thread count (--threads 1 became 2)."""
+    config = tiny_config("relu")
+    model = RecurrentClassifier(config.model, VOCAB).eval()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            model(torch.randint(0, VOCAB, (100, TIME)))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -233,6 +233,10 @@ def compiled_logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
                   model.head.weight, model.head.bias]
     views = [p.detach().numpy() for p in parameters]
     relu = model.config.nonlinearity == "relu"
+    # numba's OpenMP layer would reset torch's OpenMP thread count (--threads); its own work
+    # queue does not. The layer is chosen when numba first starts threads, so set it first.
+    numba.config.THREADING_LAYER = "workqueue"
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     return torch.from_numpy(_forward_logits(ids.contiguous().numpy(), *views, relu))
 
 
