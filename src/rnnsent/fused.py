@@ -114,6 +114,8 @@ def _train_step(ids, labels, embedding, w_in, w_rec, bias, w_out, b_out,
     lr32, rho32, eps32 = np.float32(lr), np.float32(rho), np.float32(eps)
     one_minus_rho = np.float32(1.0) - rho32
     # Forward. states[t + 1] is the hidden state after reading token t: (time + 1, batch, hidden).
+    # The cell is written out here and in _forward_logits rather than shared: as a separate
+    # function taking array views it measured about 10% slower per step.
     states = np.zeros((time + 1, batch, hidden), dtype=np.float32)
     for t in range(time):
         for b in range(batch):
