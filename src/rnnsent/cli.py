@@ -35,6 +35,14 @@ data (--data, else $RNNSENT_DATA, else the cache, else a download of aclImdb):
 
 A text without words (empty, or only spaces/punctuation) is still scored from the start
 token alone (the model's prior) and reported with "empty": true.""",
+    "pretrain": """examples:
+  rnnsent pretrain --out runs/vectors.safetensors                 # 20,000 words x 64 dims
+  rnnsent pretrain --embedding-dim 100 --out runs/vectors100.safetensors
+  rnnsent train --preset bigru --embeddings runs/vectors.safetensors --out runs/bigru-vectors
+
+The vectors are an SVD of word co-occurrence statistics (PPMI) over the training reviews
+and the 50,000 unlabelled ones (aclImdb's train/unsup); test reviews are never read.
+Use the same --num-words (and data) for pretrain and train: the file is tied to the vocabulary.""",
     "summary": """examples:
   rnnsent summary --preset seed
   rnnsent summary --preset bigru --hidden-size 128""",
@@ -89,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per text")
     predict.add_argument("--batch-size", type=int, default=4096, help="texts scored at once (default: 4096)")
 
+    pretrain = command("pretrain", "build word vectors from training and unlabelled reviews for --embeddings")
+    pretrain.add_argument("--out", type=Path, required=True, help="word-vectors file to write (.safetensors)")
+    pretrain.add_argument("--data", help="data source (default: as for train)")
+    pretrain.add_argument("--num-words", type=int, default=None, help="vocabulary size, as given to train (default: 20000)")
+    pretrain.add_argument("--embedding-dim", type=int, default=None, help="vector size, as given to train (default: 64)")
+    pretrain.add_argument("--window", type=int, default=5, help="words either side that count as context (default: 5)")
+    pretrain.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: all cores)")
+
     summary = command("summary", "print a model's layers and parameter counts")
     add_settings(summary)
     return parser
@@ -99,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rnnsent.train import TrainingInterrupted
 
     args = build_parser().parse_args(argv)
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary}[args.command]
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "pretrain": cmd_pretrain,
+               "summary": cmd_summary}[args.command]
     try:
         return handler(args) or 0
     except TrainingInterrupted as stop:
@@ -164,9 +181,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         validation = f", {len(data.validation)} validation" if data.validation is not None else ""
         log(f"preset {config.preset}: {len(data.train)} training reviews{validation}, "
             f"maxlen {config.text.maxlen}, {config.model.cell} cell, device {world.device}")
+        initial_embedding = None
+        if config.model.embeddings and not args.resume:
+            from rnnsent.pretrain import load_vectors
+
+            initial_embedding = load_vectors(Path(config.model.embeddings), corpus.vocabulary,
+                                             config.text.num_words, config.model.embedding_dim)
         trainer = Trainer(config, data, config.text.num_words, out, world, log=log,
                           progress_bar=None if not args.quiet else False,
-                          extra_checkpoint_fields={"data": str(source.resolve())})
+                          extra_checkpoint_fields={"data": str(source.resolve())},
+                          initial_embedding=initial_embedding)
         started = time.perf_counter()
         result = trainer.fit(resume=bool(args.resume))
         seconds = time.perf_counter() - started
@@ -280,6 +304,35 @@ def _read_lines(handle, name: str, jsonl: bool) -> Iterator[str]:
                     raise UserError(f"{name}:{number}: each JSONL line needs a string 'text'")
                 line = record["text"]
             yield line
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    import torch
+
+    from rnnsent.config import build_config
+    from rnnsent.data import load_encoded, read_unlabelled, resolve_source
+    from rnnsent.pretrain import build_vectors, save_vectors
+    from rnnsent.text import encode_corpus
+
+    overrides = {name: value for name, value in (("num_words", args.num_words), ("embedding_dim", args.embedding_dim))
+                 if value is not None}
+    config = build_config("seed", {"embedding_dim": 64, **overrides})
+    if args.threads < 0:
+        raise UserError("--threads must be 0 (all cores) or more")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    source = resolve_source(args.data)
+    corpus = load_encoded(source, config.text)
+    unlabelled = read_unlabelled(source)
+    print(f"{len(corpus.train)} training and {len(unlabelled)} unlabelled reviews; test reviews are not read")
+    splits = [(corpus.train.flat, corpus.train.offsets)]
+    if unlabelled:
+        splits.append(encode_corpus(unlabelled, corpus.vocabulary))
+    vectors = build_vectors(splits, config.text.num_words, config.model.embedding_dim, args.window, log=print)
+    save_vectors(args.out, vectors, corpus.vocabulary)
+    print(f"word vectors {tuple(vectors.shape)} written to {args.out} in {time.perf_counter() - started:.1f}s")
+    return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
