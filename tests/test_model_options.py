@@ -193,3 +193,15 @@ def test_reverse_within_lengths_is_its_own_inverse():
     reversed_values = reverse_within_lengths(values, lengths)
     assert reversed_values[..., 0].tolist() == [[3, 2, 1, 0, 4, 5], [11, 10, 9, 8, 7, 6]]
     torch.testing.assert_close(reverse_within_lengths(reversed_values, lengths), values)
+
+
+def test_length_sorted_scoring_returns_logits_in_input_order():
+    from rnnsent.evaluate import predict_logits
+
+    model = small_model(cell="gru", bidirectional=True, pooling="maxmean", ngram_buckets=31)
+    ids, lengths = rows_with_padding(5)
+    with torch.no_grad():
+        expected = model(ids, lengths)[0].numpy()
+    for batch_size in (1, 2, 3):
+        torch.testing.assert_close(torch.from_numpy(predict_logits(model, ids, lengths, batch_size)),
+                                   torch.from_numpy(expected), rtol=1e-5, atol=1e-6)

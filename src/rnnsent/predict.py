@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from rnnsent.artifact import Artifact, load_artifact
+from rnnsent.evaluate import predict_logits
 
 LABELS = ("negative", "positive")
 PREDICT_BATCH_SIZE = 4096
@@ -56,15 +57,13 @@ class Predictor:
         """``(probabilities (n,) float32, kept token counts (n,) int64)``."""
         if isinstance(texts, str):
             raise TypeError("pass a list of texts, not a single string")
-        device = next(self.model.parameters()).device
         probabilities, lengths = [], []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 ids, kept = self.encoder.encode_batch(texts[start:start + batch_size])
-                ids_tensor = torch.from_numpy(ids).to(device)
-                lengths_tensor = torch.from_numpy(kept).to(device) if self.config.model.use_lengths else None
-                logits, _ = self.model(ids_tensor, lengths_tensor)
-                probabilities.append(torch.sigmoid(logits.float()).cpu().numpy())
+                lengths_given = kept if self.config.model.use_lengths else None
+                logits = predict_logits(self.model, ids, lengths_given, batch_size)
+                probabilities.append(torch.sigmoid(torch.from_numpy(logits)).numpy())
                 lengths.append(kept)
         if not probabilities:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
