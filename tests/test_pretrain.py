@@ -43,13 +43,13 @@ def test_ppmi_svd_vectors_are_deterministic_and_skip_unseen_words():
     counts = torch.zeros(8, 8)
     counts[3:, 3:] = torch.rand(5, 5, generator=torch.Generator().manual_seed(1)) * 10
     counts = counts + counts.T
-    first, second = ppmi_svd_vectors(counts, 3), ppmi_svd_vectors(counts, 3)
+    first, second = ppmi_svd_vectors(counts.clone(), 3), ppmi_svd_vectors(counts.clone(), 3)
     assert first.shape == (8, 3)
     torch.testing.assert_close(first, second)
     assert torch.count_nonzero(first[:3]) == 0
     assert float(first[3:].std()) == pytest.approx(0.05 / 3 ** 0.5, rel=0.3)
     with pytest.raises(ValueError, match="embedding-dim"):
-        ppmi_svd_vectors(counts, 9)
+        ppmi_svd_vectors(counts.clone(), 9)
 
 
 def test_vectors_file_round_trip_and_checks(tmp_path):
@@ -108,9 +108,24 @@ def test_cli_reports_a_diverged_run_without_a_traceback(imdb_folder, tmp_path, m
     config = build_config("seed", {"num_words": 40})
     corpus = load_encoded(imdb_folder, config.text)
     poisoned = save_vectors(tmp_path / "nan.safetensors", torch.full((40, 4), float("nan")), corpus.vocabulary)
+    capsys.readouterr()
     code = main(["train", "--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "4", "--hidden-size", "3",
                  "--epochs", "1", "--batch-size", "4", "--threads", "1", "--quiet", "--embeddings", str(poisoned),
                  "--out", str(tmp_path / "model")])
     captured = capsys.readouterr()
     assert code == 2
-    assert captured.err.startswith("error: the loss became NaN or infinite") and "Traceback" not in captured.err
+    assert captured.err.splitlines()[-1].startswith("error: the loss became NaN or infinite")
+    assert "Traceback" not in captured.err
+
+
+def test_train_can_build_its_own_vectors_first(imdb_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RNNSENT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "model"
+    settings = ["--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "3", "--hidden-size", "3",
+                "--epochs", "1", "--batch-size", "4", "--threads", "1", "--quiet"]
+    assert main(["train", *settings, "--pretrain-window", "2", "--out", str(out)]) == 0
+    assert "word vectors built from 20 reviews" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 < metrics["pretrain_seconds"] <= metrics["train_seconds"]
+    assert main(["train", *settings, "--pretrain-window", "2", "--embeddings", "x.safetensors", "--out", str(out)]) == 2
+    assert "choose one" in capsys.readouterr().err

@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--num-words", type=int, default=None, help="vocabulary size, as given to train (default: 20000)")
     pretrain.add_argument("--embedding-dim", type=int, default=None, help="vector size, as given to train (default: 64)")
     pretrain.add_argument("--window", type=int, default=5, help="words either side that count as context (default: 5)")
+    pretrain.add_argument("--validation-split", type=float, default=0.1,
+                          help="leave out the reviews train holds out with the same --validation-split (default: 0.1)")
     pretrain.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: all cores)")
 
     summary = command("summary", "print a model's layers and parameter counts")
@@ -181,24 +183,34 @@ def cmd_train(args: argparse.Namespace) -> int:
         validation = f", {len(data.validation)} validation" if data.validation is not None else ""
         log(f"preset {config.preset}: {len(data.train)} training reviews{validation}, "
             f"maxlen {config.text.maxlen}, {config.model.cell} cell, device {world.device}")
-        initial_embedding = None
+        started = time.perf_counter()
+        initial_embedding, pretrain_seconds = None, 0.0
         if config.model.embeddings and not args.resume:
             from rnnsent.pretrain import load_vectors
 
             initial_embedding = load_vectors(Path(config.model.embeddings), corpus.vocabulary,
                                              config.text.num_words, config.model.embedding_dim)
+        elif config.model.pretrain_window and not args.resume:
+            from rnnsent.pretrain import build_vectors, pretraining_reviews
+
+            # Every process builds the same vectors; the time counts as training time.
+            reviews = pretraining_reviews(corpus, source, config.train.validation_split, config.train.limit)
+            initial_embedding = build_vectors(reviews, config.text.num_words, config.model.embedding_dim,
+                                              config.model.pretrain_window, log=log)
+            pretrain_seconds = time.perf_counter() - started
+            log(f"word vectors built from {sum(len(r[1]) - 1 for r in reviews)} reviews in {pretrain_seconds:.1f}s")
         trainer = Trainer(config, data, config.text.num_words, out, world, log=log,
                           progress_bar=None if not args.quiet else False,
                           extra_checkpoint_fields={"data": str(source.resolve())},
                           initial_embedding=initial_embedding)
-        started = time.perf_counter()
         result = trainer.fit(resume=bool(args.resume))
         seconds = time.perf_counter() - started
         if world.is_main:
             test = Tensors.from_split(limit_split(corpus.test, config.train.limit), config)
             lengths = test.lengths if config.model.use_lengths else None
             metrics = classification_metrics(test.labels.numpy(), predict_logits(result.model, test.ids, lengths))
-            metrics.update({"train_seconds": round(seconds, 2), "parameters": count_parameters(result.model),
+            metrics.update({"train_seconds": round(seconds, 2), "pretrain_seconds": round(pretrain_seconds, 2),
+                            "parameters": count_parameters(result.model),
                             "steps": result.steps, "best_epoch": result.best_epoch})
             save_artifact(out, config, corpus.vocabulary, result.model.cpu(), metrics, result.history)
             log(f"trained in {seconds:.1f}s; model saved to {out}")
@@ -310,13 +322,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     import torch
 
     from rnnsent.config import build_config
-    from rnnsent.data import load_encoded, read_unlabelled, resolve_source
-    from rnnsent.pretrain import build_vectors, save_vectors
-    from rnnsent.text import encode_corpus
+    from rnnsent.data import load_encoded, resolve_source
+    from rnnsent.pretrain import build_vectors, pretraining_reviews, save_vectors
 
     overrides = {name: value for name, value in (("num_words", args.num_words), ("embedding_dim", args.embedding_dim))
                  if value is not None}
-    config = build_config("seed", {"embedding_dim": 64, **overrides})
+    config = build_config("seed", {"embedding_dim": 64, "validation_split": args.validation_split, **overrides})
     if args.threads < 0:
         raise UserError("--threads must be 0 (all cores) or more")
     if args.threads:
@@ -324,12 +335,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     source = resolve_source(args.data)
     corpus = load_encoded(source, config.text)
-    unlabelled = read_unlabelled(source)
-    print(f"{len(corpus.train)} training and {len(unlabelled)} unlabelled reviews; test reviews are not read")
-    splits = [(corpus.train.flat, corpus.train.offsets)]
-    if unlabelled:
-        splits.append(encode_corpus(unlabelled, corpus.vocabulary))
-    vectors = build_vectors(splits, config.text.num_words, config.model.embedding_dim, args.window, log=print)
+    reviews = pretraining_reviews(corpus, source, args.validation_split)
+    counts = [len(offsets) - 1 for _, offsets in reviews]
+    print(f"{counts[0]} training and {sum(counts[1:])} unlabelled reviews (validation and test reviews are not used)")
+    vectors = build_vectors(reviews, config.text.num_words, config.model.embedding_dim, args.window, log=print)
     save_vectors(args.out, vectors, corpus.vocabulary)
     print(f"word vectors {tuple(vectors.shape)} written to {args.out} in {time.perf_counter() - started:.1f}s")
     return 0

@@ -65,6 +65,8 @@ class ModelConfig:
     ngram_order: int = setting(2, "longest n-gram of that branch: 1 words, 2 adds bigrams, 3 adds trigrams")
     ngram_lr_scale: float = setting(1.0, "the n-gram weights learn this many times faster than the rest of the network")
     embeddings: str = setting("", "initialise the embedding with word vectors from 'rnnsent pretrain' (a .safetensors path)")
+    pretrain_window: int = setting(0, "build the initial word vectors first, with this context window, from the "
+                                      "training and unlabelled reviews (0: off)")
 
     def validate(self) -> None:
         _check_choice("cell", self.cell, CELLS)
@@ -80,6 +82,9 @@ class ModelConfig:
         _check_range("ngram_buckets", self.ngram_buckets, 0, 50_000_000)
         _check_range("ngram_order", self.ngram_order, 1, 3)
         _check_range("ngram_lr_scale", self.ngram_lr_scale, 0.0, 10_000.0, low_inclusive=False)
+        _check_range("pretrain_window", self.pretrain_window, 0, 100)
+        if self.embeddings and self.pretrain_window:
+            raise ValueError("--embeddings loads word vectors and --pretrain-window builds them: choose one")
 
 
 @dataclass

@@ -65,6 +65,8 @@ def cooccurrence(
 def ppmi_svd_vectors(counts: torch.Tensor, dim: int, seed: int = 0) -> torch.Tensor:
     """Word vectors ``(vocab, dim)`` from co-occurrence counts: SVD of the PPMI matrix.
 
+    ``counts`` is overwritten (with the PPMI matrix) to spare a second vocab-by-vocab table.
+
     Rows of words never seen get zero vectors. Each vector is ``U * sqrt(S)``, the
     symmetric split of the singular values that works best for similarity, then the whole
     table is scaled to the standard deviation of the embedding's default initialisation.
@@ -75,10 +77,11 @@ def ppmi_svd_vectors(counts: torch.Tensor, dim: int, seed: int = 0) -> torch.Ten
     if total <= 0:
         raise ValueError("no co-occurring words in the unlabelled text; give it more text")
     row = counts.sum(dim=1, keepdim=True)  # (vocab, 1)
+    unseen = row.squeeze(1) == 0
     context = counts.sum(dim=0, keepdim=True).pow(CONTEXT_SMOOTHING)  # (1, vocab)
     context = context / context.sum()
-    # PPMI = max(0, log(p(w, c) / (p(w) p_smoothed(c)))), computed in place to spare memory.
-    pmi = counts.div(total).div_(row.div(total).clamp(min=1e-30)).div_(context.clamp(min=1e-30))
+    # PPMI = max(0, log(p(w, c) / (p(w) p_smoothed(c)))), computed in place: the table can be 1.6 GB.
+    pmi = counts.div_(total).div_(row.div(total).clamp(min=1e-30)).div_(context.clamp(min=1e-30))
     pmi.clamp_(min=1.0).log_()
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -87,7 +90,7 @@ def ppmi_svd_vectors(counts: torch.Tensor, dim: int, seed: int = 0) -> torch.Ten
     finally:
         torch.random.set_rng_state(generator_state)
     vectors = left[:, :dim] * singular[:dim].sqrt()  # (vocab, dim)
-    vectors[row.squeeze(1) == 0] = 0.0
+    vectors[unseen] = 0.0
     # Match the uniform(-0.05, 0.05) embedding initialisation's scale (std 0.05 / sqrt(3)).
     return vectors * (0.05 / math.sqrt(3.0) / vectors.std().clamp(min=1e-12))
 
@@ -107,6 +110,27 @@ def build_vectors(
         cooccurrence(flat, offsets, vocab_size, window, counts)
     log(f"co-occurrences counted: {int((counts > 0).sum()):,} distinct word pairs")
     return ppmi_svd_vectors(counts, dim)
+
+
+def pretraining_reviews(corpus, source: Path, validation_split: float, limit: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(flat, offsets)`` id arrays of the reviews word vectors are built from.
+
+    These are the training reviews a run trains on (the same ``limit`` subset, minus the
+    held-out validation split, so a model selected on that split never saw its text) and
+    the source's unlabelled reviews. Test reviews are never used.
+    """
+    from rnnsent.data import HELD_OUT_SEED, limit_split, read_unlabelled, stratified_split
+    from rnnsent.text import encode_corpus
+
+    train = limit_split(corpus.train, limit)
+    if validation_split:
+        kept, _ = stratified_split(train.labels, validation_split, HELD_OUT_SEED)
+        train = train.subset(kept)
+    reviews = [(train.flat, train.offsets)]
+    unlabelled = read_unlabelled(source)
+    if unlabelled:
+        reviews.append(encode_corpus(unlabelled, corpus.vocabulary))
+    return reviews
 
 
 def save_vectors(path: Path, vectors: torch.Tensor, vocabulary: Vocabulary) -> Path:
