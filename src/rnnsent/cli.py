@@ -47,6 +47,14 @@ token alone (the model's prior) and reported with "empty": true.""",
   rnnsent serve runs/seed                            # http://127.0.0.1:8000/ : the page; /docs : the API
   rnnsent serve runs/seed --host 0.0.0.0 --port 9000
   curl -s localhost:8000/predict -H 'content-type: application/json' -d '{"texts": ["Loved it."]}'""",
+    "pretrain": """examples:
+  rnnsent pretrain --out runs/vectors.safetensors                 # 20,000 words x 64 dims
+  rnnsent pretrain --embedding-dim 100 --out runs/vectors100.safetensors
+  rnnsent train --preset bigru --embeddings runs/vectors.safetensors --out runs/bigru-vectors
+
+The vectors are an SVD of word co-occurrence statistics (PPMI) over the training reviews
+and the 50,000 unlabelled ones (aclImdb's train/unsup); test reviews are never read.
+Use the same --num-words (and data) for pretrain and train: the file is tied to the vocabulary.""",
     "summary": """examples:
   rnnsent summary --preset seed
   rnnsent summary --preset bigru --hidden-size 128""",
@@ -130,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="wait this long for more requests before each model call (default: 0, take what is queued)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
 
+    pretrain = command("pretrain", "build word vectors from training and unlabelled reviews for --embeddings")
+    pretrain.add_argument("--out", type=Path, required=True, help="word-vectors file to write (.safetensors)")
+    pretrain.add_argument("--data", help="data source (default: as for train)")
+    pretrain.add_argument("--num-words", type=int, default=None, help="vocabulary size, as given to train (default: 20000)")
+    pretrain.add_argument("--embedding-dim", type=int, default=None, help="vector size, as given to train (default: 64)")
+    pretrain.add_argument("--window", type=int, default=5, help="words either side that count as context (default: 5)")
+    pretrain.add_argument("--validation-split", type=float, default=0.1,
+                          help="leave out the reviews train holds out with the same --validation-split (default: 0.1)")
+    pretrain.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: all cores)")
+
     summary = command("summary", "print a model's layers and parameter counts")
     add_settings(summary)
     return parser
@@ -149,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rnnsent.train import TrainingInterrupted
     except KeyboardInterrupt:
         return 130
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve, "pretrain": cmd_pretrain,
                "summary": cmd_summary}[args.command]
     try:
         return handler(args) or 0
@@ -223,17 +241,34 @@ def cmd_train(args: argparse.Namespace) -> int:
         validation = f", {len(data.validation)} validation" if data.validation is not None else ""
         log(f"preset {config.preset}: {len(data.train)} training reviews{validation}, "
             f"maxlen {config.text.maxlen}, {config.model.cell} cell, device {world.device}")
+        started = time.perf_counter()
+        initial_embedding, pretrain_seconds = None, 0.0
+        if config.model.embeddings and not args.resume:
+            from rnnsent.pretrain import load_vectors
+
+            initial_embedding = load_vectors(Path(config.model.embeddings), corpus.vocabulary,
+                                             config.text.num_words, config.model.embedding_dim)
+        elif config.model.pretrain_window and not args.resume:
+            from rnnsent.pretrain import build_vectors, pretraining_reviews
+
+            # Every process builds the same vectors; the time counts as training time.
+            reviews = pretraining_reviews(corpus, source, config.train.validation_split, config.train.limit)
+            initial_embedding = build_vectors(reviews, config.text.num_words, config.model.embedding_dim,
+                                              config.model.pretrain_window, log=log)
+            pretrain_seconds = time.perf_counter() - started
+            log(f"word vectors built from {sum(len(r[1]) - 1 for r in reviews)} reviews in {pretrain_seconds:.1f}s")
         trainer = Trainer(config, data, config.text.num_words, out, world, log=log,
                           progress_bar=None if not args.quiet else False,
-                          extra_checkpoint_fields={"data": str(source.resolve())})
-        started = time.perf_counter()
+                          extra_checkpoint_fields={"data": str(source.resolve())},
+                          initial_embedding=initial_embedding)
         result = trainer.fit(resume=bool(args.resume))
         seconds = time.perf_counter() - started
         if world.is_main:
             test = Tensors.from_split(limit_split(corpus.test, config.train.limit), config)
             lengths = test.lengths if config.model.use_lengths else None
             metrics = classification_metrics(test.labels.numpy(), predict_logits(result.model, test.ids, lengths))
-            metrics.update({"train_seconds": round(seconds, 2), "parameters": count_parameters(result.model),
+            metrics.update({"train_seconds": round(seconds, 2), "pretrain_seconds": round(pretrain_seconds, 2),
+                            "parameters": count_parameters(result.model),
                             "steps": result.steps, "best_epoch": result.best_epoch})
             save_artifact(out, config, corpus.vocabulary, result.model.cpu(), metrics, result.history)
             log(f"trained in {seconds:.1f}s; model saved to {out}")
@@ -374,6 +409,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          max_body_bytes=args.max_body_bytes, max_batch_texts=max(1024, args.max_texts),
                          batch_wait_seconds=args.batch_wait_ms / 1000)
     serve(args.model, args.host, args.port, limits, access_log=args.access_log)
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    import torch
+
+    from rnnsent.config import build_config
+    from rnnsent.data import load_encoded, resolve_source
+    from rnnsent.pretrain import build_vectors, pretraining_reviews, save_vectors
+
+    overrides = {name: value for name, value in (("num_words", args.num_words), ("embedding_dim", args.embedding_dim))
+                 if value is not None}
+    config = build_config("seed", {"embedding_dim": 64, "validation_split": args.validation_split, **overrides})
+    if args.threads < 0:
+        raise UserError("--threads must be 0 (all cores) or more")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    source = resolve_source(args.data)
+    corpus = load_encoded(source, config.text)
+    reviews = pretraining_reviews(corpus, source, args.validation_split)
+    counts = [len(offsets) - 1 for _, offsets in reviews]
+    print(f"{counts[0]} training and {sum(counts[1:])} unlabelled reviews (validation and test reviews are not used)")
+    vectors = build_vectors(reviews, config.text.num_words, config.model.embedding_dim, args.window, log=print)
+    save_vectors(args.out, vectors, corpus.vocabulary)
+    print(f"word vectors {tuple(vectors.shape)} written to {args.out} in {time.perf_counter() - started:.1f}s")
     return 0
 
 

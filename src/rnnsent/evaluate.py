@@ -16,21 +16,36 @@ def predict_logits(
     lengths: np.ndarray | torch.Tensor | None = None,
     batch_size: int = EVAL_BATCH_SIZE,
 ) -> np.ndarray:
-    """Logits ``(n,)`` for id rows ``(n, time)``, in large batches under inference mode."""
+    """Logits ``(n,)`` for id rows ``(n, time)``, in large batches under inference mode.
+
+    With ``lengths`` (post-padded rows read up to their length), rows are scored in order of
+    length and each batch is cut to its longest row, so padding columns are not computed.
+    """
     device = next(model.parameters()).device
     ids = torch.as_tensor(ids)
     lengths = None if lengths is None else torch.as_tensor(lengths)
+    order = None if lengths is None else torch.argsort(lengths, stable=True)
     was_training = model.training
     model.eval()
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(ids), batch_size):
-            batch = ids[start:start + batch_size].to(device)
-            batch_lengths = None if lengths is None else lengths[start:start + batch_size].to(device)
-            logits, _ = model(batch, batch_lengths)
+            if order is None:
+                batch, batch_lengths = ids[start:start + batch_size], None
+            else:
+                chosen = order[start:start + batch_size]
+                batch_lengths = lengths[chosen]
+                batch = ids[chosen, : max(int(batch_lengths.max()), 1)]
+                batch_lengths = batch_lengths.to(device)
+            logits, _ = model(batch.to(device), batch_lengths)
             outputs.append(logits.float().cpu())
     model.train(was_training)
-    return torch.cat(outputs).numpy() if outputs else np.zeros(0, dtype=np.float32)
+    if not outputs:
+        return np.zeros(0, dtype=np.float32)
+    logits = torch.cat(outputs)
+    if order is not None:
+        logits = torch.empty_like(logits).index_copy_(0, order, logits)
+    return logits.numpy()
 
 
 def classification_metrics(labels: np.ndarray, logits: np.ndarray) -> dict:

@@ -103,8 +103,13 @@ def warm_up() -> None:
     compiled_logits(model, torch.ones(1, 2, dtype=torch.int64))
 
 
+# Reassociation lets the compiler vectorise sums; NaN and infinity keep their meaning (no
+# "nnan"/"ninf"), so a diverging run is still caught by the trainer's NaN guard.
+FAST_MATH = {"reassoc", "contract", "arcp"}
+
+
 # numba compiles these on first call and caches the machine code on disk (cache=True).
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=FAST_MATH)
 def _train_step(ids, labels, embedding, w_in, w_rec, bias, w_out, b_out,
                 v_embedding, v_in, v_rec, v_bias, v_out, v_bout, row_step,
                 s_embedding, s_in, s_rec, s_bias, s_out, s_bout, slot, lr, rho, eps, relu):
@@ -127,7 +132,8 @@ def _train_step(ids, labels, embedding, w_in, w_rec, bias, w_out, b_out,
                 for k in range(hidden):
                     total += states[t, b, k] * w_rec[h, k]
                 if relu:
-                    states[t + 1, b, h] = total if total > 0 else 0.0
+                    # Written so that NaN propagates, as torch.relu does.
+                    states[t + 1, b, h] = 0.0 if total <= 0 else total
                 else:
                     states[t + 1, b, h] = math.tanh(total)
     # Head and binary cross-entropy (mean over the batch), computed stably from logits.
@@ -215,7 +221,7 @@ def _train_step(ids, labels, embedding, w_in, w_rec, bias, w_out, b_out,
     return loss, correct
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=FAST_MATH)
 def _rmsprop_dense(parameter, grad, square_avg, lr, rho, eps):
     one_minus_rho = np.float32(1.0) - rho
     for i in range(parameter.shape[0]):
@@ -242,7 +248,7 @@ def compiled_logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(_forward_logits(ids.contiguous().numpy(), *views, relu))
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=FAST_MATH, parallel=True)
 def _forward_logits(ids, embedding, w_in, w_rec, bias, w_out, b_out, relu):
     rows, time = ids.shape
     hidden, embedding_dim = w_in.shape
@@ -259,7 +265,7 @@ def _forward_logits(ids, embedding, w_in, w_rec, bias, w_out, b_out, relu):
                 for k in range(hidden):
                     total += state[k] * w_rec[h, k]
                 if relu:
-                    following[h] = total if total > 0 else 0.0
+                    following[h] = 0.0 if total <= 0 else total
                 else:
                     following[h] = math.tanh(total)
             state[:] = following

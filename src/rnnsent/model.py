@@ -12,9 +12,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnsent.config import ModelConfig
+from rnnsent.ngrams import NgramBranch
 
 
 class KerasSimpleRNN(nn.RNN):
@@ -67,8 +67,12 @@ class RecurrentClassifier(nn.Module):
         # A single-layer simple RNN read to its last state has a compiled CPU forward for inference.
         self.compiled_inference = (
             config.cell == "simple" and config.num_layers == 1 and not config.bidirectional
-            and config.pooling == "last" and not config.use_lengths
+            and config.pooling == "last" and not config.use_lengths and not config.ngram_buckets
         )
+        # The optional bag-of-n-grams branch; its logit is added to the recurrent one.
+        self.ngrams = None
+        if config.ngram_buckets:
+            self.ngrams = NgramBranch(vocab_size, config.ngram_buckets, config.ngram_order, config.ngram_lr_scale)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -94,17 +98,17 @@ class RecurrentClassifier(nn.Module):
         """Per-step hidden states and the summary vector.
 
         Returns ``(states (batch, time, state), summary (batch, summary))``. With
-        ``use_lengths`` the padding at the end of each row is never read (packed sequences).
+        ``use_lengths`` the padding at the end of each row is never read (see
+        :func:`run_within_lengths`) and the states there are zero.
         """
         embedded = self.embedding_dropout(self.embedding(ids))  # (batch, time, embedding)
         batch, time = ids.shape
         if self.config.use_lengths:
             assert lengths is not None, "use_lengths needs the true lengths"
-            lengths = lengths.clamp(min=1)
-            packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            packed_states, final = self.rnn(packed)
-            states, _ = pad_packed_sequence(packed_states, batch_first=True, total_length=time)
-            mask = torch.arange(time, device=ids.device)[None, :] < lengths[:, None].to(ids.device)
+            lengths = lengths.clamp(min=1).to(ids.device)
+            mask = torch.arange(time, device=ids.device)[None, :] < lengths[:, None]  # (batch, time)
+            states, final = run_within_lengths(self.rnn, embedded, lengths, self.config.dropout if self.training else 0.0)
+            states = states * mask.unsqueeze(-1)
         else:
             states, final = self.rnn(embedded)  # (batch, time, state)
             mask = None
@@ -156,6 +160,8 @@ class RecurrentClassifier(nn.Module):
         else:
             _, summary = self.encode(ids, lengths)
             logits = self.head_logits(summary)
+            if self.ngrams is not None:
+                logits = logits + self.ngrams(ids)
         loss = None if labels is None else F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
         return logits, loss
 
@@ -166,6 +172,66 @@ def _numba_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def reverse_within_lengths(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's first ``lengths[i]`` steps of ``(batch, time, features)``; padding stays put.
+
+    Applying it twice gives the input back.
+    """
+    time = values.shape[1]
+    steps = torch.arange(time, device=values.device)[None, :]  # (1, time)
+    source = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)  # (batch, time)
+    return values.gather(1, source.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+
+
+def run_within_lengths(
+    rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tensor, dropout: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``rnn`` over post-padded ``inputs (batch, time, input)`` reading each row only up to its length.
+
+    The forward direction reads a row's words before its padding, so its states there are
+    exact. The backward direction runs forward over each row reversed within its length,
+    and its outputs are reversed back: it too starts at the row's last word, not at the
+    padding. This gives packed sequences' results (at real steps) with dense kernels,
+    which on CPU are several times faster than packed ones. Returns ``(states (batch,
+    time, directions * hidden), final (layers * directions, batch, hidden))``, where
+    ``final`` holds each direction's state after its last real word.
+    """
+    directions = 2 if rnn.bidirectional else 1
+    batch, hidden = inputs.shape[0], rnn.hidden_size
+    rows = torch.arange(batch, device=inputs.device)
+    layer_input, finals = inputs, []
+    for layer in range(rnn.num_layers):
+        if layer and dropout:
+            layer_input = F.dropout(layer_input, dropout, training=True)
+        outputs = []
+        for direction in range(directions):
+            suffix = "_reverse" if direction else ""
+            weights = [getattr(rnn, f"{kind}_l{layer}{suffix}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            sequence = reverse_within_lengths(layer_input, lengths) if direction else layer_input
+            output = _run_one_direction(rnn, sequence, weights)  # (batch, time, hidden)
+            if direction:
+                output = reverse_within_lengths(output, lengths)
+                finals.append(output[:, 0])  # the backward direction ends at the first word
+            else:
+                finals.append(output[rows, lengths - 1])  # (batch, hidden)
+            outputs.append(output)
+        layer_input = torch.cat(outputs, dim=-1) if directions == 2 else outputs[0]
+    assert layer_input.shape[-1] == directions * hidden
+    return layer_input, torch.stack(finals)
+
+
+def _run_one_direction(rnn: nn.RNNBase, sequence: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """One layer, one direction of ``rnn``'s cell over ``(batch, time, input)`` from a zero state."""
+    zeros = sequence.new_zeros(1, sequence.shape[0], rnn.hidden_size)
+    arguments = (weights, True, 1, 0.0, rnn.training, False, True)  # biases, 1 layer, no dropout, unidirectional, batch first
+    if isinstance(rnn, nn.LSTM):
+        return torch._VF.lstm(sequence, (zeros, zeros), *arguments)[0]
+    if isinstance(rnn, nn.GRU):
+        return torch._VF.gru(sequence, zeros, *arguments)[0]
+    kernel = torch._VF.rnn_relu if rnn.nonlinearity == "relu" else torch._VF.rnn_tanh
+    return kernel(sequence, zeros, *arguments)[0]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -186,6 +252,8 @@ def summary_table(model: RecurrentClassifier, maxlen: int) -> str:
         pool_params = sum(p.numel() for p in model.attention.parameters()) if config.pooling == "attention" else 0
         rows.append((f"pooling ({config.pooling})", (None, model.head.in_features), pool_params))
     rows.append(("head (Dense, sigmoid)", (None, 1), sum(p.numel() for p in model.head.parameters())))
+    if model.ngrams is not None:
+        rows.append((f"ngrams (bag of 1..{config.ngram_order}-grams)", (None, 1), model.ngrams.weight.weight.numel()))
     width = 34
     lines = [f"{'Layer (type)':<{width}}{'Output Shape':<22}{'Param #':>12}", "=" * (width + 34)]
     for name, shape, count in rows:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from rnnsent.artifact import Artifact, load_artifact
+from rnnsent.evaluate import predict_logits
 from rnnsent.text import tokenize
 
 LABELS = ("negative", "positive")
@@ -62,15 +63,13 @@ class Predictor:
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts must be str; text {index} is {type(text).__name__}")
-        device = next(self.model.parameters()).device
         probabilities, lengths = [], []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 ids, kept = self.encoder.encode_batch(texts[start:start + batch_size])
-                ids_tensor = torch.from_numpy(ids).to(device)
-                lengths_tensor = torch.from_numpy(kept).to(device) if self.config.model.use_lengths else None
-                logits, _ = self.model(ids_tensor, lengths_tensor)
-                probabilities.append(torch.sigmoid(logits.float()).cpu().numpy())
+                lengths_given = kept if self.config.model.use_lengths else None
+                logits = predict_logits(self.model, ids, lengths_given, batch_size)
+                probabilities.append(torch.sigmoid(torch.from_numpy(logits)).numpy())
                 lengths.append(kept)
         if not probabilities:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)

@@ -145,6 +145,7 @@ class Trainer:
         log: Callable[[str], None] | None = None,
         progress_bar: bool | None = None,
         extra_checkpoint_fields: dict[str, Any] | None = None,
+        initial_embedding: torch.Tensor | None = None,
     ) -> None:
         self.config = config
         self.data = data
@@ -154,6 +155,7 @@ class Trainer:
         self.log = log or (lambda message: print(message, flush=True))
         self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
         self.extra = extra_checkpoint_fields or {}
+        self.initial_embedding = initial_embedding  # (vocab, embedding) pretrained word vectors, or None
         self._stop_requested = False
         if config.train.batch_size % world.size:
             raise ValueError(f"--batch-size {config.train.batch_size} must divide evenly over {world.size} processes")
@@ -165,6 +167,9 @@ class Trainer:
         if config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not sparse and world.is_main:
             self.log("note: sparse embedding updates are off under DDP on GPUs (nccl); gradients are dense and all-reduced")
         model = RecurrentClassifier(config.model, self.vocab_size, sparse_embedding=sparse).to(world.device)
+        if self.initial_embedding is not None:
+            with torch.no_grad():
+                model.embedding.weight.copy_(self.initial_embedding)
         optimizer = build_optimizer(config.train, model.parameters())
         progress, best_state = checkpoints.Progress(), None
         if resume:

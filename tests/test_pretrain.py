@@ -1,0 +1,131 @@
+"""Word vectors from unlabelled text: counts by hand, the vectors file, and the CLI round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rnnsent.cli import main
+from rnnsent.config import build_config
+from rnnsent.data import load_encoded
+from rnnsent.pretrain import cooccurrence, load_vectors, ppmi_svd_vectors, save_vectors
+from rnnsent.text import Vocabulary
+
+POSITIVE = ["a wonderful film, great acting and a great story", "great fun, wonderful music, loved it",
+            "loved the story and the acting", "wonderful and great, a joy"]
+NEGATIVE = ["an awful film, boring acting and a dull story", "boring, dull and awful music, hated it",
+            "hated the story and the acting", "awful and boring, a mess"]
+UNLABELLED = ["great and wonderful story", "boring and awful story", "dull and boring film", "a great joy"] * 3
+
+
+def test_cooccurrence_counts_by_hand():
+    # Two reviews: <start> 3 4 3 and <start> 4 0(pad) 5; window 2, weight 1/distance.
+    flat = np.array([1, 3, 4, 3, 1, 4, 0, 5], dtype=np.int32)
+    offsets = np.array([0, 4, 8])
+    counts = cooccurrence(flat, offsets, vocab_size=6, window=2)
+    expected = torch.zeros(6, 6)
+    expected[3, 4] = expected[4, 3] = 2.0  # 3-4 and 4-3 at distance 1 in review one, both directions
+    expected[3, 3] = 2 * 0.5  # 3 .. 3 at distance 2, counted in both directions
+    expected[4, 5] = expected[5, 4] = 0.5  # 4 _ 5 at distance 2 in review two; the pad is skipped, not removed
+    torch.testing.assert_close(counts, expected)
+
+
+def test_pairs_never_cross_reviews():
+    flat = np.array([1, 3, 1, 4], dtype=np.int32)
+    counts = cooccurrence(flat, np.array([0, 2, 4]), vocab_size=5, window=3)
+    assert float(counts.sum()) == 0.0
+
+
+def test_ppmi_svd_vectors_are_deterministic_and_skip_unseen_words():
+    counts = torch.zeros(8, 8)
+    counts[3:, 3:] = torch.rand(5, 5, generator=torch.Generator().manual_seed(1)) * 10
+    counts = counts + counts.T
+    first, second = ppmi_svd_vectors(counts.clone(), 3), ppmi_svd_vectors(counts.clone(), 3)
+    assert first.shape == (8, 3)
+    torch.testing.assert_close(first, second)
+    assert torch.count_nonzero(first[:3]) == 0
+    assert float(first[3:].std()) == pytest.approx(0.05 / 3 ** 0.5, rel=0.3)
+    with pytest.raises(ValueError, match="embedding-dim"):
+        ppmi_svd_vectors(counts.clone(), 9)
+
+
+def test_vectors_file_round_trip_and_checks(tmp_path):
+    vocabulary = Vocabulary(("good", "bad", "film"))
+    other = Vocabulary(("good", "bad", "movie"))
+    vectors = torch.randn(6, 4)
+    path = save_vectors(tmp_path / "vectors.safetensors", vectors, vocabulary)
+    torch.testing.assert_close(load_vectors(path, vocabulary, 6, 4), vectors)
+    with pytest.raises(ValueError, match="another vocabulary"):
+        load_vectors(path, other, 6, 4)
+    with pytest.raises(ValueError, match="--embedding-dim"):
+        load_vectors(path, vocabulary, 6, 8)
+    with pytest.raises(ValueError, match="no such file"):
+        load_vectors(tmp_path / "missing.safetensors", vocabulary, 6, 4)
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="safetensors"):
+        load_vectors(tmp_path / "junk.safetensors", vocabulary, 6, 4)
+
+
+@pytest.fixture
+def imdb_folder(tmp_path):
+    root = tmp_path / "aclImdb"
+    for split, label, texts in [("train", "pos", POSITIVE), ("train", "neg", NEGATIVE), ("train", "unsup", UNLABELLED),
+                                ("test", "pos", POSITIVE[::-1]), ("test", "neg", NEGATIVE[::-1])]:
+        folder = root / split / label
+        folder.mkdir(parents=True)
+        for number, text in enumerate(texts):
+            (folder / f"{number}_{7 if label == 'pos' else 2}.txt").write_text(text)
+    return root
+
+
+def test_pretrain_then_train_with_the_vectors(imdb_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RNNSENT_CACHE", str(tmp_path / "cache"))
+    vectors = tmp_path / "vectors.safetensors"
+    assert main(["pretrain", "--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "4",
+                 "--window", "2", "--threads", "1", "--out", str(vectors)]) == 0
+    output = capsys.readouterr().out
+    assert "8 training and 12 unlabelled reviews" in output and "(40, 4)" in output
+    settings = ["--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "4", "--hidden-size", "3",
+                "--cell", "gru", "--maxlen", "12", "--padding", "post", "--use-lengths", "--epochs", "1",
+                "--batch-size", "4", "--threads", "1", "--quiet", "--no-report-test"]
+    out = tmp_path / "model"
+    assert main(["train", *settings, "--embeddings", str(vectors), "--ngram-buckets", "64", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["model"]["embeddings"] == str(vectors)
+    assert config["model"]["ngram_buckets"] == 64
+    capsys.readouterr()
+    # Vectors made for another vocabulary are refused with a one-line error.
+    assert main(["train", *settings[:2], "--num-words", "20", *settings[4:], "--embeddings", str(vectors),
+                 "--out", str(tmp_path / "other")]) == 2
+    assert "another vocabulary" in capsys.readouterr().err
+
+
+def test_cli_reports_a_diverged_run_without_a_traceback(imdb_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RNNSENT_CACHE", str(tmp_path / "cache"))
+    config = build_config("seed", {"num_words": 40})
+    corpus = load_encoded(imdb_folder, config.text)
+    poisoned = save_vectors(tmp_path / "nan.safetensors", torch.full((40, 4), float("nan")), corpus.vocabulary)
+    capsys.readouterr()
+    code = main(["train", "--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "4", "--hidden-size", "3",
+                 "--epochs", "1", "--batch-size", "4", "--threads", "1", "--quiet", "--embeddings", str(poisoned),
+                 "--out", str(tmp_path / "model")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.splitlines()[-1].startswith("error: the loss became NaN or infinite")
+    assert "Traceback" not in captured.err
+
+
+def test_train_can_build_its_own_vectors_first(imdb_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RNNSENT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "model"
+    settings = ["--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "3", "--hidden-size", "3",
+                "--epochs", "1", "--batch-size", "4", "--threads", "1", "--quiet"]
+    assert main(["train", *settings, "--pretrain-window", "2", "--out", str(out)]) == 0
+    assert "word vectors built from 20 reviews" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["pretrain_seconds"] <= metrics["train_seconds"]  # rounded to 0.01 s: may be 0 on tiny data
+    assert main(["train", *settings, "--pretrain-window", "2", "--embeddings", "x.safetensors", "--out", str(out)]) == 2
+    assert "choose one" in capsys.readouterr().err
