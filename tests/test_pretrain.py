@@ -126,6 +126,7 @@ def test_train_can_build_its_own_vectors_first(imdb_folder, tmp_path, monkeypatc
     assert main(["train", *settings, "--pretrain-window", "2", "--out", str(out)]) == 0
     assert "word vectors built from 20 reviews" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0 <= metrics["pretrain_seconds"] <= metrics["train_seconds"]  # rounded to 0.01 s: may be 0 on tiny data
+    # Building the vectors is part of the training time (on this tiny data it can round to 0.0 s).
+    assert 0 <= metrics["pretrain_seconds"] <= metrics["train_seconds"]
     assert main(["train", *settings, "--pretrain-window", "2", "--embeddings", "x.safetensors", "--out", str(out)]) == 2
     assert "choose one" in capsys.readouterr().err

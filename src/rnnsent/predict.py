@@ -15,6 +15,9 @@ from rnnsent.text import tokenize
 
 LABELS = ("negative", "positive")
 PREDICT_BATCH_SIZE = 4096
+# Rows scored at once within a chunk of texts: small enough that, sorted by length, each
+# batch is cut close to its own longest review instead of the chunk's.
+SCORE_BATCH_SIZE = 256
 
 
 @dataclass
@@ -68,7 +71,7 @@ class Predictor:
             for start in range(0, len(texts), batch_size):
                 ids, kept = self.encoder.encode_batch(texts[start:start + batch_size])
                 lengths_given = kept if self.config.model.use_lengths else None
-                logits = predict_logits(self.model, ids, lengths_given, batch_size)
+                logits = predict_logits(self.model, ids, lengths_given, min(batch_size, SCORE_BATCH_SIZE))
                 probabilities.append(torch.sigmoid(torch.from_numpy(logits)).numpy())
                 lengths.append(kept)
         if not probabilities:
