@@ -41,13 +41,13 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def seed_rnnsent(options: dict) -> dict:
-    """The seed preset through rnnsent's Trainer (per-epoch test report and checkpoints included)."""
+def _train_rnnsent(settings: dict, padding: str) -> dict:
+    """Train through rnnsent's Trainer (per-epoch test report and checkpoints included), timed."""
     from rnnsent.config import build_config
     from rnnsent.train import Trainer, prepare_data
 
-    config = build_config("seed", {"epochs": options.get("epochs", 10), "seed": options.get("seed", 0)})
-    corpus, _ = _corpus(config.text.maxlen)
+    config = build_config("seed", settings)
+    corpus, _ = _corpus(config.text.maxlen, padding, padding)
     data = prepare_data(corpus, config)
     _warm_up()
     with tempfile.TemporaryDirectory() as run_dir:
@@ -55,9 +55,16 @@ def seed_rnnsent(options: dict) -> dict:
         result = Trainer(config, data, config.text.num_words, Path(run_dir), log=lambda m: print(m, file=sys.stderr),
                          progress_bar=False).fit()
         seconds = time.perf_counter() - start
-    tokens = len(data.train) * config.text.maxlen * config.train.epochs
     return {"seconds": seconds, "epoch_seconds": [row["seconds"] for row in result.history],
-            "accuracy": result.history[-1]["test_accuracy"], "tokens_per_second": tokens / seconds, "peak_mb": _peak_mb()}
+            "accuracy": result.history[-1]["test_accuracy"], "peak_mb": _peak_mb(), "train_reviews": len(data.train),
+            "real_tokens": int(data.train.lengths.sum()) * config.train.epochs,
+            "tokens": len(data.train) * config.text.maxlen * config.train.epochs}
+
+
+def seed_rnnsent(options: dict) -> dict:
+    """The seed preset, 10 epochs."""
+    result = _train_rnnsent({"epochs": options.get("epochs", 10), "seed": options.get("seed", 0)}, "pre")
+    return {**result, "tokens_per_second": result["tokens"] / result["seconds"]}
 
 
 def seed_reference(options: dict) -> dict:
@@ -90,22 +97,8 @@ def _large_settings(options: dict) -> dict:
 
 def large_rnnsent(options: dict) -> dict:
     """A BiGRU/BiLSTM of 128 units at maxlen 400: length-bucketed batches, padding never computed."""
-    from rnnsent.config import build_config
-    from rnnsent.train import Trainer, prepare_data
-
-    config = build_config("seed", _large_settings(options))
-    corpus, _ = _corpus(400, "post", "post")
-    data = prepare_data(corpus, config)
-    _warm_up()
-    with tempfile.TemporaryDirectory() as run_dir:
-        start = time.perf_counter()
-        result = Trainer(config, data, config.text.num_words, Path(run_dir), log=lambda m: print(m, file=sys.stderr),
-                         progress_bar=False).fit()
-        seconds = time.perf_counter() - start
-    real_tokens = int(data.train.lengths.sum()) * config.train.epochs
-    train_seconds = [row["seconds"] for row in result.history]
-    return {"seconds": seconds, "epoch_seconds": train_seconds, "accuracy": result.history[-1]["test_accuracy"],
-            "tokens_per_second": real_tokens / seconds, "peak_mb": _peak_mb(), "train_reviews": len(data.train)}
+    result = _train_rnnsent(_large_settings(options), "post")
+    return {**result, "tokens_per_second": result["real_tokens"] / result["seconds"]}
 
 
 def large_reference(options: dict) -> dict:
