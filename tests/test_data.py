@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -239,18 +240,27 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def local_server(handler):
+    """An HTTP server with ``handler`` on a free loopback port, in a thread; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 @pytest.fixture
 def file_server(tmp_path):
     """A local HTTP server on a free port serving ``tmp_path/served``; yields its base URL."""
     served = tmp_path / "served"
     served.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served)))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", served
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with local_server(functools.partial(QuietHandler, directory=str(served))) as url:
+        yield url, served
 
 
 PAYLOAD = os.urandom(3 << 20 | 1234)  # more than one 1 MiB read chunk
@@ -296,17 +306,10 @@ class ShortBodyHandler(http.server.BaseHTTPRequestHandler):
 
 
 def test_download_cut_short_is_a_data_error(tmp_path):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ShortBodyHandler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
     destination = tmp_path / "cache" / "data.tar.gz"
-    try:
+    with local_server(ShortBodyHandler) as url:
         with pytest.raises(DataError, match=r"cut short \(16 of 10000 bytes\)"):
-            download_file(f"http://127.0.0.1:{server.server_address[1]}/x", destination, None, quiet=True)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+            download_file(f"{url}/x", destination, None, quiet=True)
     assert os.listdir(destination.parent) == []
 
 
@@ -321,17 +324,10 @@ class GarbageHandler(http.server.BaseHTTPRequestHandler):
 
 
 def test_download_from_a_server_that_does_not_speak_http(tmp_path):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), GarbageHandler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
     destination = tmp_path / "cache" / "data.tar.gz"
-    try:
+    with local_server(GarbageHandler) as url:
         with pytest.raises(DataError, match="could not download"):
-            download_file(f"http://127.0.0.1:{server.server_address[1]}/x", destination, None, quiet=True)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+            download_file(f"{url}/x", destination, None, quiet=True)
     assert os.listdir(destination.parent) == []
 
 

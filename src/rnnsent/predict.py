@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from rnnsent.artifact import Artifact, load_artifact
+from rnnsent.data import iter_text_chunks
 from rnnsent.evaluate import predict_logits
 from rnnsent.text import tokenize
 
@@ -89,11 +90,5 @@ class Predictor:
 
     def predict_stream(self, texts: Iterable[str], batch_size: int = PREDICT_BATCH_SIZE) -> Iterator[Prediction]:
         """Score an iterable of any length in batches, yielding in input order (constant memory)."""
-        chunk: list[str] = []
-        for text in texts:
-            chunk.append(text)
-            if len(chunk) >= batch_size:
-                yield from self.predict(chunk, batch_size)
-                chunk = []
-        if chunk:
+        for chunk in iter_text_chunks(iter(texts), batch_size):
             yield from self.predict(chunk, batch_size)

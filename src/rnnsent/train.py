@@ -82,10 +82,6 @@ class TrainResult:
     steps: int
 
 
-def build_model(config: RunConfig, vocab_size: int) -> RecurrentClassifier:
-    return RecurrentClassifier(config.model, vocab_size, sparse_embedding=uses_sparse_embedding(config))
-
-
 def uses_sparse_embedding(config: RunConfig, world: World | None = None) -> bool:
     """Sparse embedding gradients pay with RMSprop (the lazy update is exact).
 
