@@ -33,6 +33,10 @@ VARIANTS = {
     "bigru-maxmean-lengths": {"cell": "gru", "bidirectional": True, "pooling": "maxmean", "use_lengths": True,
                               "padding": "post", "truncating": "post"},
     "bilstm-last-pre": {"cell": "lstm", "bidirectional": True},
+    # The n-gram branch adds to the logit, so a one-pass trajectory must add its prefix logits too.
+    "simple-last-ngrams": {"ngram_buckets": 31, "ngram_order": 3},
+    "gru-max-lengths-stacked-ngrams": {"cell": "gru", "pooling": "max", "use_lengths": True, "padding": "post",
+                                       "ngram_buckets": 31, "ngram_fit": "stacked", "validation_split": 0.1},
 }
 
 
@@ -46,6 +50,10 @@ def make_predictor(overrides: dict, maxlen: int = 12, seed: int = 0) -> Predicto
     with torch.no_grad():
         model.embedding.weight.normal_(0.0, 1.0)
         model.head.weight.normal_(0.0, 2.0)
+        if model.ngrams is not None:
+            model.ngrams.weight.weight.normal_(0.0, 1.0)
+        if model.blend is not None:
+            model.blend.copy_(torch.tensor([0.7, 1.3, -0.2]))
     model.eval()
     return Predictor(Artifact(Path("."), config, Vocabulary(WORDS), model))
 

@@ -71,7 +71,7 @@ def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
     data = TrainingData(tiny_data(), None, None)
     poisoned = torch.full((VOCAB, 4), float("nan"))
     trainer = Trainer(config, data, VOCAB, tmp_path, log=lambda message: None, progress_bar=False,
-                      initial_embedding=poisoned)
+                      initial_weights={"embedding.weight": poisoned})
     with pytest.raises(TrainingDiverged, match="NaN or infinite.*--lr"):
         trainer.fit()
 
@@ -81,7 +81,7 @@ def test_initial_embedding_is_the_starting_point(tmp_path):
     data = TrainingData(tiny_data(), None, None)
     vectors = torch.arange(VOCAB * 4, dtype=torch.float32).view(VOCAB, 4) / 100
     trainer = Trainer(config, data, VOCAB, tmp_path, log=lambda message: None, progress_bar=False,
-                      initial_embedding=vectors)
+                      initial_weights={"embedding.weight": vectors})
     result = trainer.fit()
     torch.testing.assert_close(result.model.embedding.weight.detach(), vectors, atol=1e-6, rtol=0)
 

@@ -207,7 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rnnsent.config import RunConfig, build_config
     from rnnsent.data import limit_split, load_encoded, resolve_source
     from rnnsent.distributed import barrier, setup, teardown
-    from rnnsent.evaluate import classification_metrics, format_metrics, predict_logits
+    from rnnsent.evaluate import evaluate_model, format_metrics, predict_part_logits
     from rnnsent.model import count_parameters
     from rnnsent.train import Tensors, Trainer, prepare_data
 
@@ -242,34 +242,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         log(f"preset {config.preset}: {len(data.train)} training reviews{validation}, "
             f"maxlen {config.text.maxlen}, {config.model.cell} cell, device {world.device}")
         started = time.perf_counter()
-        initial_embedding, pretrain_seconds = None, 0.0
-        if config.model.embeddings and not args.resume:
-            from rnnsent.pretrain import load_vectors
-
-            initial_embedding = load_vectors(Path(config.model.embeddings), corpus.vocabulary,
-                                             config.text.num_words, config.model.embedding_dim)
-        elif config.model.pretrain_window and not args.resume:
-            from rnnsent.pretrain import build_vectors, pretraining_reviews
-
-            # Every process builds the same vectors; the time counts as training time.
-            reviews = pretraining_reviews(corpus, source, config.train.validation_split, config.train.limit)
-            initial_embedding = build_vectors(reviews, config.text.num_words, config.model.embedding_dim,
-                                              config.model.pretrain_window, log=log)
-            pretrain_seconds = time.perf_counter() - started
-            log(f"word vectors built from {sum(len(r[1]) - 1 for r in reviews)} reviews in {pretrain_seconds:.1f}s")
+        initial_weights, pretrain_seconds = {}, 0.0
+        if not args.resume:
+            initial_weights, pretrain_seconds = _initial_weights(config, corpus, source, data, log)
         trainer = Trainer(config, data, config.text.num_words, out, world, log=log,
                           progress_bar=None if not args.quiet else False,
                           extra_checkpoint_fields={"data": str(source.resolve())},
-                          initial_embedding=initial_embedding)
+                          initial_weights=initial_weights)
         result = trainer.fit(resume=bool(args.resume))
+        stacking_stats = {}
+        if result.model.blend is not None:
+            from rnnsent.stacking import fit_blend
+
+            lengths = data.validation.lengths if config.model.use_lengths else None
+            parts = predict_part_logits(result.model, data.validation.ids, lengths)
+            stacking_stats = fit_blend(result.model, parts, data.validation.labels.numpy(), log=log)
         seconds = time.perf_counter() - started
         if world.is_main:
             test = Tensors.from_split(limit_split(corpus.test, config.train.limit), config)
             lengths = test.lengths if config.model.use_lengths else None
-            metrics = classification_metrics(test.labels.numpy(), predict_logits(result.model, test.ids, lengths))
+            metrics = evaluate_model(result.model, test.ids, lengths, test.labels.numpy())
             metrics.update({"train_seconds": round(seconds, 2), "pretrain_seconds": round(pretrain_seconds, 2),
                             "parameters": count_parameters(result.model),
                             "steps": result.steps, "best_epoch": result.best_epoch})
+            if stacking_stats:
+                metrics["validation_accuracy"] = stacking_stats
             save_artifact(out, config, corpus.vocabulary, result.model.cpu(), metrics, result.history)
             log(f"trained in {seconds:.1f}s; model saved to {out}")
             log(format_metrics(metrics))
@@ -278,10 +275,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _initial_weights(config, corpus, source: Path, data, log) -> tuple[dict, float]:
+    """Starting weights built before the network trains, and the seconds the word vectors took.
+
+    Pretrained word vectors (loaded, or built from the training and unlabelled reviews), and a
+    stacked model's n-gram regression. Every process builds the same ones.
+    """
+    weights, pretrain_seconds = {}, 0.0
+    if config.model.embeddings:
+        from rnnsent.pretrain import load_vectors
+
+        weights["embedding.weight"] = load_vectors(Path(config.model.embeddings), corpus.vocabulary,
+                                                   config.text.num_words, config.model.embedding_dim)
+    elif config.model.pretrain_window:
+        from rnnsent.pretrain import build_vectors, pretraining_reviews
+
+        started = time.perf_counter()
+        reviews = pretraining_reviews(corpus, source, config.train.validation_split, config.train.limit)
+        weights["embedding.weight"] = build_vectors(reviews, config.text.num_words, config.model.embedding_dim,
+                                                    config.model.pretrain_window, log=log)
+        pretrain_seconds = time.perf_counter() - started
+        log(f"word vectors built from {sum(len(r[1]) - 1 for r in reviews)} reviews in {pretrain_seconds:.1f}s")
+    if config.model.ngram_buckets and config.model.ngram_fit == "stacked":
+        from rnnsent.ngrams import NgramBranch
+        from rnnsent.stacking import fit_ngram_regression
+
+        branch = NgramBranch(config.text.num_words, config.model.ngram_buckets, config.model.ngram_order, binary=True)
+        fit_ngram_regression(branch, data.train.ids, data.train.labels, config.model.ngram_c, log=log)
+        weights["ngrams.weight.weight"], weights["ngrams.bias"] = branch.weight.weight.detach(), branch.bias
+    return weights, pretrain_seconds
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rnnsent.artifact import load_artifact, update_metrics
     from rnnsent.data import limit_split, load_encoded, read_corpus, resolve_source
-    from rnnsent.evaluate import classification_metrics, format_metrics, predict_logits
+    from rnnsent.evaluate import evaluate_model, format_metrics
 
     artifact = load_artifact(args.model)
     config = artifact.config
@@ -302,8 +330,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
             _, chosen = stratified_split(labels, min(1.0, args.limit / len(labels)), HELD_OUT_SEED)
             ids, lengths, labels = ids[chosen], lengths[chosen], labels[chosen]
-    logits = predict_logits(artifact.model, ids, lengths if config.model.use_lengths else None)
-    metrics = classification_metrics(labels, logits)
+    metrics = evaluate_model(artifact.model, ids, lengths if config.model.use_lengths else None, labels)
     if training_source and not args.limit:
         # Only the full test split of the training data may replace the model's recorded metrics.
         update_metrics(args.model, {**artifact.metrics, **metrics})

@@ -21,6 +21,29 @@ def predict_logits(
     With ``lengths`` (post-padded rows read up to their length), rows are scored in order of
     length and each batch is cut to its longest row, so padding columns are not computed.
     """
+    return _score_batches(model, ids, lengths, batch_size, lambda batch, batch_lengths: model(batch, batch_lengths)[0][:, None])[:, 0]
+
+
+def predict_part_logits(
+    model: RecurrentClassifier,
+    ids: np.ndarray | torch.Tensor,
+    lengths: np.ndarray | torch.Tensor | None = None,
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> dict[str, np.ndarray]:
+    """Each part's logits (see ``RecurrentClassifier.part_logits``) and the model's, under ``"model"``."""
+    names = ["recurrent"] + (["ngrams"] if model.ngrams is not None else []) + ["model"]
+
+    def score(batch, batch_lengths):
+        parts = model.part_logits(batch, batch_lengths)
+        parts["model"] = model.combine(parts)
+        return torch.stack([parts[name] for name in names], dim=1)  # (batch, parts)
+
+    scores = _score_batches(model, ids, lengths, batch_size, score, width=len(names))
+    return {name: scores[:, index] for index, name in enumerate(names)}
+
+
+def _score_batches(model, ids, lengths, batch_size, score, width: int = 1) -> np.ndarray:
+    """``score(batch, lengths)`` ``(batch, k)`` over all rows, batched and length-sorted: ``(n, k)``."""
     device = next(model.parameters()).device
     ids = torch.as_tensor(ids)
     lengths = None if lengths is None else torch.as_tensor(lengths)
@@ -37,15 +60,14 @@ def predict_logits(
                 batch_lengths = lengths[chosen]
                 batch = ids[chosen, : max(int(batch_lengths.max()), 1)]
                 batch_lengths = batch_lengths.to(device)
-            logits, _ = model(batch.to(device), batch_lengths)
-            outputs.append(logits.float().cpu())
+            outputs.append(score(batch.to(device), batch_lengths).float().cpu())
     model.train(was_training)
     if not outputs:
-        return np.zeros(0, dtype=np.float32)
-    logits = torch.cat(outputs)
+        return np.zeros((0, width), dtype=np.float32)
+    scores = torch.cat(outputs)  # (n, k)
     if order is not None:
-        logits = torch.empty_like(logits).index_copy_(0, order, logits)
-    return logits.numpy()
+        scores = torch.empty_like(scores).index_copy_(0, order, scores)
+    return scores.numpy()
 
 
 def classification_metrics(labels: np.ndarray, logits: np.ndarray) -> dict:
@@ -99,9 +121,28 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 def format_metrics(metrics: dict) -> str:
     """A short human-readable report."""
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
-    return "\n".join([
+    lines = [
         f"Test loss: {metrics['loss']:.4f}",
         f"Test accuracy: {metrics['accuracy']:.4f}",
         f"Precision: {metrics['precision']:.4f}  Recall: {metrics['recall']:.4f}  F1: {metrics['f1']:.4f}  ROC-AUC: {metrics['roc_auc']:.4f}",
         f"Confusion matrix (rows: true neg/pos, columns: predicted neg/pos): [[{tn}, {fp}], [{fn}, {tp}]]",
-    ])
+    ]
+    if "part_accuracy" in metrics:
+        parts = ", ".join(f"{name} {value:.4f}" for name, value in metrics["part_accuracy"].items())
+        lines.append(f"Accuracy of each part alone: {parts}")
+    return "\n".join(lines)
+
+
+def evaluate_model(
+    model: RecurrentClassifier, ids: np.ndarray | torch.Tensor, lengths: np.ndarray | torch.Tensor | None, labels: np.ndarray
+) -> dict:
+    """:func:`classification_metrics` of the model, plus each part's accuracy when it has an n-gram branch.
+
+    ``lengths`` is None for a model that does not read true lengths.
+    """
+    if model.ngrams is None:
+        return classification_metrics(labels, predict_logits(model, ids, lengths))
+    parts = predict_part_logits(model, ids, lengths)
+    metrics = classification_metrics(labels, parts.pop("model"))
+    metrics["part_accuracy"] = {name: float(np.mean((logits > 0) == (np.asarray(labels) > 0.5))) for name, logits in parts.items()}
+    return metrics

@@ -129,10 +129,14 @@ def _trajectory(model, row: list[int], config, device) -> list[float]:
     ids, lengths = ids.to(device), lengths.to(device)
     states, _ = model.encode(ids, lengths if config.model.use_lengths else None)  # (1, time, state)
     summaries = _prefix_summaries(model, states[0])  # (time, summary)
-    probabilities = torch.sigmoid(model.head_logits(summaries).float())  # (time,)
     # Token k of the row sits at column first + k: after the padding with "pre" padding.
     first = config.text.maxlen - len(row) if config.text.padding == "pre" else 0
-    return probabilities[first:first + len(row)].cpu().tolist()
+    parts = {"recurrent": model.head_logits(summaries)[first:first + len(row)]}  # (tokens,)
+    if model.ngrams is not None:
+        # The n-gram branch does not see padding, so each prefix can be padded any way to batch them.
+        prefixes, _ = pad_rows([row[:end] for end in range(1, len(row) + 1)], len(row), "post")
+        parts["ngrams"] = model.ngrams(torch.from_numpy(prefixes).to(device))  # (tokens,)
+    return torch.sigmoid(model.combine(parts).float()).cpu().tolist()
 
 
 def _prefix_summaries(model, states: torch.Tensor) -> torch.Tensor:

@@ -72,7 +72,17 @@ class RecurrentClassifier(nn.Module):
         # The optional bag-of-n-grams branch; its logit is added to the recurrent one.
         self.ngrams = None
         if config.ngram_buckets:
-            self.ngrams = NgramBranch(vocab_size, config.ngram_buckets, config.ngram_order, config.ngram_lr_scale)
+            stacked = config.ngram_fit == "stacked"
+            self.ngrams = NgramBranch(vocab_size, config.ngram_buckets, config.ngram_order, config.ngram_lr_scale,
+                                      binary=stacked)
+        # A stacked model's logit is blend[0] * recurrent + blend[1] * n-grams + blend[2]. Until
+        # the blend is fitted (after the network trains) it is (1, 0, 0): the network trains on
+        # its own loss, not on what the n-gram regression leaves over, because on the reviews the
+        # regression was fitted to it is nearly always right and would leave nothing to learn.
+        if self.ngrams is not None and self.ngrams.binary:
+            self.register_buffer("blend", torch.tensor([1.0, 0.0, 0.0]))
+        else:
+            self.blend = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -149,6 +159,20 @@ class RecurrentClassifier(nn.Module):
         """Logits ``(batch,)`` from summary vectors ``(batch, summary)``."""
         return self.head(self.dropout(summary)).squeeze(-1)
 
+    def part_logits(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Each part's own logit ``(batch,)``: ``recurrent``, and ``ngrams`` when the branch is on."""
+        _, summary = self.encode(ids, lengths)
+        parts = {"recurrent": self.head_logits(summary)}
+        if self.ngrams is not None:
+            parts["ngrams"] = self.ngrams(ids)
+        return parts
+
+    def combine(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's logit from :meth:`part_logits`: their sum, or the fitted blend of a stacked model."""
+        if self.blend is not None:
+            return self.blend[0] * parts["recurrent"] + self.blend[1] * parts["ngrams"] + self.blend[2]
+        return sum(parts.values())
+
     def forward(
         self, ids: torch.Tensor, lengths: torch.Tensor | None = None, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -158,10 +182,7 @@ class RecurrentClassifier(nn.Module):
 
             logits = compiled_logits(self, ids)
         else:
-            _, summary = self.encode(ids, lengths)
-            logits = self.head_logits(summary)
-            if self.ngrams is not None:
-                logits = logits + self.ngrams(ids)
+            logits = self.combine(self.part_logits(ids, lengths))
         loss = None if labels is None else F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
         return logits, loss
 

@@ -141,7 +141,7 @@ class Trainer:
         log: Callable[[str], None] | None = None,
         progress_bar: bool | None = None,
         extra_checkpoint_fields: dict[str, Any] | None = None,
-        initial_embedding: torch.Tensor | None = None,
+        initial_weights: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.config = config
         self.data = data
@@ -151,7 +151,9 @@ class Trainer:
         self.log = log or (lambda message: print(message, flush=True))
         self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
         self.extra = extra_checkpoint_fields or {}
-        self.initial_embedding = initial_embedding  # (vocab, embedding) pretrained word vectors, or None
+        # Starting values for some of the model's tensors, by state-dict name: pretrained word
+        # vectors ("embedding.weight"), a stacked n-gram fit ("ngrams.weight.weight", "ngrams.bias").
+        self.initial_weights = initial_weights or {}
         self._stop_requested = False
         if config.train.batch_size % world.size:
             raise ValueError(f"--batch-size {config.train.batch_size} must divide evenly over {world.size} processes")
@@ -163,16 +165,19 @@ class Trainer:
         if config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not sparse and world.is_main:
             self.log("note: sparse embedding updates are off under DDP on GPUs (nccl); gradients are dense and all-reduced")
         model = RecurrentClassifier(config.model, self.vocab_size, sparse_embedding=sparse).to(world.device)
-        if self.initial_embedding is not None:
-            with torch.no_grad():
-                model.embedding.weight.copy_(self.initial_embedding)
-        optimizer = build_optimizer(config.train, model.parameters())
+        state = model.state_dict()
+        with torch.no_grad():
+            for name, value in self.initial_weights.items():
+                state[name].copy_(value)
+        # Frozen tensors (a stacked model's n-gram weights) are not the optimiser's to update.
+        optimizer = build_optimizer(config.train, [p for p in model.parameters() if p.requires_grad])
         progress, best_state = checkpoints.Progress(), None
         if resume:
             meta, tensors = checkpoints.load_checkpoint(self.run_dir)
             progress, best_state = checkpoints.restore(meta, tensors, model, optimizer)
             self.log(f"resuming at epoch {progress.epoch + 1}, step {progress.step_in_epoch} of it ({progress.global_step} steps done)")
-        # The model's only buffers are fixed zeros (KerasSimpleRNN's hidden bias), so DDP need not
+        # The model's buffers (KerasSimpleRNN's zero hidden bias, a stacked model's n-gram intercept
+        # and blend) are the same on every rank and fixed while it trains, so DDP need not
         # broadcast them before every forward pass: that saves one collective per step.
         network = DistributedDataParallel(model, forward_sync_buffers=False) if world.distributed else model
         fused_step = self._fused_step(model, optimizer)

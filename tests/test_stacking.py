@@ -1,0 +1,178 @@
+"""The stacked n-gram branch: binary features, NB ratios, the regression fit and the blend."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rnnsent.cli import main
+from rnnsent.config import build_config
+from rnnsent.evaluate import predict_logits, predict_part_logits
+from rnnsent.model import RecurrentClassifier
+from rnnsent.ngrams import NgramBranch, distinct_ngram_ids, ngram_ids
+from rnnsent.predict import Predictor
+from rnnsent.stacking import fit_blend, fit_ngram_regression, log_count_ratios, presence_matrix
+from tests.conftest import write_tiny_reviews
+
+VOCAB = 10
+
+
+def test_distinct_ngram_ids_keep_each_feature_once():
+    ids = torch.tensor([[1, 5, 5, 5, 0, 0]])
+    # Unigrams 1, 5, 5, 5; bigrams (1 5), (5 5), (5 5): each distinct feature once.
+    expected = sorted({f for f in ngram_ids(ids, VOCAB, 7, 2, mixed=True)[0].tolist() if f >= 0})
+    distinct = distinct_ngram_ids(ids, VOCAB, 7, 2)[0].tolist()
+    assert sorted(f for f in distinct if f >= 0) == expected
+    assert len(expected) == 4 and distinct.count(-1) == len(distinct) - 4
+
+
+def test_binary_branch_is_the_sum_of_distinct_weights_plus_bias():
+    branch = NgramBranch(VOCAB, 7, order=1, binary=True)
+    with torch.no_grad():
+        branch.weight.weight[:VOCAB, 0] = torch.arange(VOCAB, dtype=torch.float32)
+        branch.bias.fill_(0.5)
+    ids = torch.tensor([[1, 4, 4, 6, 0], [3, 0, 0, 0, 0]])
+    torch.testing.assert_close(branch(ids), torch.tensor([1 + 4 + 6 + 0.5, 3 + 0.5]))
+    assert not branch.weight.weight.requires_grad  # fitted on its own, never by the network's optimiser
+
+
+def test_log_count_ratios_by_hand():
+    # Feature 0 is in both positive reviews, feature 1 in the one negative review.
+    rows = torch.tensor([0, 1, 2])
+    features = torch.tensor([0, 0, 1])
+    labels = torch.tensor([1.0, 1.0, 0.0])
+    ratios = log_count_ratios(rows, features, labels, 2)
+    # Smoothed counts: positive p = (2 + 1, 0 + 1) of total 4; negative q = (0 + 1, 1 + 1) of total 3.
+    expected = [math.log((3 / 4) / (1 / 3)), math.log((1 / 4) / (2 / 3))]
+    torch.testing.assert_close(ratios, torch.tensor(expected, dtype=torch.float64))
+
+
+def noisy_reviews(count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Post-padded id rows whose label is set by words 3 (positive) and 4 (negative), with noise."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = (torch.rand(count, generator=generator) < 0.5).float()
+    ids = torch.randint(5, VOCAB, (count, 8), generator=generator)
+    cue = torch.where(labels > 0, 3, 4)
+    flipped = torch.rand(count, generator=generator) < 0.15  # a misleading cue on some reviews
+    ids[:, 2] = torch.where(flipped, 7 - cue, cue)
+    ids[:, 6:] = 0
+    return ids, labels
+
+
+def test_regression_reaches_the_optimum_of_its_objective():
+    ids, labels = noisy_reviews(200)
+    branch = NgramBranch(VOCAB, 13, order=2, binary=True)
+    stats = fit_ngram_regression(branch, ids, labels, inverse_l2=0.5)
+    # Rebuild the problem densely: presence scaled by the NB ratio, weights w = folded / ratio.
+    rows, features = presence_matrix(branch, ids)
+    seen, columns = torch.unique(features, return_inverse=True)
+    ratios = log_count_ratios(rows, columns, labels, len(seen)).double()
+    scaled = torch.zeros(len(ids), len(seen), dtype=torch.float64)
+    scaled[rows, columns] = ratios[columns]
+    weights = branch.weight.weight[seen, 0].double() / ratios
+    logits = scaled @ weights + float(branch.bias)
+    residual = 0.5 * (torch.sigmoid(logits) - labels.double())
+    # At the optimum of 0.5 * sum(log loss) + |w|^2 / 2 both gradients vanish.
+    assert (scaled.T @ residual + weights).abs().max() < 1e-3
+    assert abs(float(residual.sum())) < 1e-3
+    # Unseen n-grams keep weight zero; the fit explains the training data (85% clean cues).
+    unseen = torch.ones(branch.weight.num_embeddings, dtype=torch.bool)
+    unseen[seen] = False
+    assert branch.weight.weight[unseen].abs().max() == 0
+    assert stats["features"] == len(seen) and stats["train_accuracy"] >= 0.85
+    torch.testing.assert_close(branch(ids).double(), logits, atol=1e-4, rtol=1e-4)
+
+
+def test_regression_is_deterministic():
+    ids, labels = noisy_reviews(300, seed=1)
+    first, second = (NgramBranch(VOCAB, 13, order=3, binary=True) for _ in range(2))
+    fit_ngram_regression(first, ids, labels, 1.0)
+    fit_ngram_regression(second, ids, labels, 1.0)
+    assert torch.equal(first.weight.weight, second.weight.weight) and torch.equal(first.bias, second.bias)
+
+
+def stacked_model() -> RecurrentClassifier:
+    config = build_config("seed", {"num_words": VOCAB, "embedding_dim": 4, "hidden_size": 3, "padding": "post",
+                                   "use_lengths": True, "ngram_buckets": 13, "ngram_fit": "stacked",
+                                   "validation_split": 0.1})
+    torch.manual_seed(0)
+    return RecurrentClassifier(config.model, VOCAB).eval()
+
+
+def test_blend_recovers_known_coefficients():
+    # Labels drawn from a logistic model of two logits with known coefficients (2, 0.5, -0.3).
+    generator = np.random.default_rng(0)
+    parts = {"recurrent": generator.normal(size=40_000), "ngrams": generator.normal(size=40_000) * 2}
+    truth = 2.0 * parts["recurrent"] + 0.5 * parts["ngrams"] - 0.3
+    labels = (generator.random(40_000) < 1 / (1 + np.exp(-truth))).astype(np.float64)
+    model = stacked_model()
+    stats = fit_blend(model, parts, labels)
+    np.testing.assert_allclose(model.blend.numpy(), [2.0, 0.5, -0.3], atol=0.06)
+    assert stats["blend_accuracy"] >= max(stats["recurrent_accuracy"], stats["ngrams_accuracy"])
+
+
+def test_stacked_model_is_the_blend_of_its_parts():
+    model = stacked_model()
+    ids, labels = noisy_reviews(50)
+    lengths = (ids != 0).sum(dim=1)
+    with torch.no_grad():
+        model.ngrams.weight.weight.normal_()
+        model.blend.copy_(torch.tensor([0.5, 2.0, 0.25]))
+    parts = predict_part_logits(model, ids, lengths)
+    np.testing.assert_allclose(parts["model"], 0.5 * parts["recurrent"] + 2.0 * parts["ngrams"] + 0.25, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(predict_logits(model, ids, lengths), parts["model"], rtol=1e-6, atol=1e-6)
+    assert predict_part_logits(model, ids[:0], lengths[:0])["ngrams"].shape == (0,)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"ngram_fit": "stacked", "validation_split": 0.1}, "give it buckets"),
+    ({"ngram_fit": "stacked", "ngram_buckets": 13}, "--validation-split"),
+    ({"ngram_fit": "boosted", "ngram_buckets": 13}, "ngram_fit"),
+    ({"ngram_c": 0.0}, "ngram_c"),
+])
+def test_stacked_settings_are_validated(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        build_config("seed", overrides)
+
+
+def test_cli_trains_a_stacked_model_end_to_end(tmp_path, capsys):
+    data = write_tiny_reviews(tmp_path / "reviews.csv", count=400)
+    out = tmp_path / "model"
+    code = main(["train", "--data", str(data), "--out", str(out), "--quiet", "--threads", "1", "--num-words", "40",
+                 "--maxlen", "12", "--padding", "post", "--use-lengths", "--embedding-dim", "4", "--hidden-size", "3",
+                 "--epochs", "1", "--batch-size", "16", "--no-report-test", "--validation-split", "0.2",
+                 "--ngram-buckets", "101", "--ngram-order", "2", "--ngram-fit", "stacked"])
+    assert code == 0
+    output = capsys.readouterr().out
+    assert "n-gram regression:" in output and "blend on 64 validation reviews" in output
+    assert "Accuracy of each part alone: recurrent" in output
+    metrics = json.loads((out / "metrics.json").read_text())
+    # The tiny reviews' label is set by their sentiment words: the n-gram part alone learns it.
+    assert metrics["part_accuracy"]["ngrams"] >= 0.9 and metrics["accuracy"] >= 0.9
+    assert set(metrics["validation_accuracy"]) == {"recurrent_accuracy", "ngrams_accuracy", "blend_accuracy"}
+    predictor = Predictor.load(out)
+    assert predictor.model.blend[1] > 0  # the fitted blend was saved with the weights
+    assert predictor.predict(["great wonderful superb"])[0].label == "positive"
+    assert predictor.predict(["awful boring terrible"])[0].label == "negative"
+    assert main(["evaluate", str(out), "--data", str(data), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert evaluated["part_accuracy"] == pytest.approx(metrics["part_accuracy"])
+
+
+def test_mixed_hashes_stay_in_range_and_collide_like_random_keys():
+    from rnnsent.ngrams import HASH_MODULUS, mix_bits
+
+    # The bigrams of the 300 most frequent words: the structured keys a linear hash crowds.
+    words = torch.arange(3, 303)
+    keys = ((words[:, None] * 1_000_003 + words[None, :]) % HASH_MODULUS).flatten()
+    mixed = mix_bits(keys)
+    assert int(mixed.min()) >= 0 and int(mixed.max()) < HASH_MODULUS
+    assert len(torch.unique(mixed)) == len(keys)  # a bijection on these keys
+    buckets = 100_000
+    expected = buckets * (1 - math.exp(-len(keys) / buckets))  # occupied buckets for random keys
+    assert abs(len(torch.unique(mixed % buckets)) - expected) < 0.01 * expected
