@@ -55,6 +55,9 @@ VARIANTS = {
     # uses on GPUs (nccl cannot all-reduce sparse ones).
     "gradient-descent": ({"eps": 1.0, "lr": 0.5, "clip_norm": 0.5, "padding": "post", "truncating": "post",
                           "use_lengths": True, "sparse_embedding": False}, 89),
+    # A stacked n-gram branch: frozen weights and the blend buffer, which DDP must leave alone.
+    "frozen-ngram-branch": ({"optimizer": "adam", "cell": "gru", "padding": "post", "use_lengths": True,
+                             "ngram_buckets": 31, "ngram_fit": "stacked", "validation_split": 0.1}, 96),
 }
 BATCH_SIZE, STEPS = 16, 8
 

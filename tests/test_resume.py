@@ -41,8 +41,12 @@ RMSPROP = COMMON
 ADAM_DROPOUT = COMMON + [
     "--optimizer", "adam", "--cell", "gru", "--dropout", "0.3", "--embedding-dropout", "0.2", "--validation-split", "0.2",
 ]
+# A stacked model: its n-gram regression is fitted before the first checkpoint and must come
+# back from it (not be refitted), and the blend is fitted after the resumed training.
+STACKED = ADAM_DROPOUT + ["--padding", "post", "--use-lengths", "--ngram-buckets", "101", "--ngram-fit", "stacked"]
 VARIANTS = {
     "sigkill-rmsprop": (signal.SIGKILL, RMSPROP),
+    "sigterm-stacked": (signal.SIGTERM, STACKED),
     "sigint-rmsprop": (signal.SIGINT, RMSPROP),
     "sigterm-adam-dropout": (signal.SIGTERM, ADAM_DROPOUT),
 }

@@ -176,3 +176,14 @@ def test_mixed_hashes_stay_in_range_and_collide_like_random_keys():
     buckets = 100_000
     expected = buckets * (1 - math.exp(-len(keys) / buckets))  # occupied buckets for random keys
     assert abs(len(torch.unique(mixed % buckets)) - expected) < 0.01 * expected
+
+
+def test_summary_counts_the_fitted_ngram_weights_apart():
+    from rnnsent.model import count_parameters, summary_table
+
+    model = stacked_model()
+    table = summary_table(model, 12)
+    ngram_weights = VOCAB + 13 + 1
+    assert count_parameters(model) == count_parameters(model, trainable_only=True) + ngram_weights
+    assert f"Total params: {count_parameters(model):,}" in table
+    assert f"Fitted by the n-gram regression: {ngram_weights:,}" in table

@@ -255,9 +255,13 @@ def _run_one_direction(rnn: nn.RNNBase, sequence: torch.Tensor, weights: list[to
     return kernel(sequence, zeros, *arguments)[0]
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters."""
-    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Learned numbers: all parameters, or only those gradient descent updates.
+
+    A stacked n-gram branch's weights are learned too, by their own regression, but frozen
+    while the network trains.
+    """
+    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad or not trainable_only)
 
 
 def summary_table(model: RecurrentClassifier, maxlen: int) -> str:
@@ -279,6 +283,10 @@ def summary_table(model: RecurrentClassifier, maxlen: int) -> str:
     lines = [f"{'Layer (type)':<{width}}{'Output Shape':<22}{'Param #':>12}", "=" * (width + 34)]
     for name, shape, count in rows:
         lines.append(f"{name:<{width}}{str(shape):<22}{count:>12,}")
-    total = count_parameters(model)
-    lines += ["=" * (width + 34), f"Total params: {total:,}", f"Trainable params: {total:,}", "Non-trainable params: 0"]
+    total, trainable = count_parameters(model), count_parameters(model, trainable_only=True)
+    lines += ["=" * (width + 34), f"Total params: {total:,}", f"Trainable params: {trainable:,}"]
+    if total > trainable:
+        lines.append(f"Fitted by the n-gram regression: {total - trainable:,}")
+    else:
+        lines.append("Non-trainable params: 0")
     return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""The README's ablation table: train each configuration with the real CLI and tabulate it.
+
+    python -m benchmarks.ablation                       # every row, seed 0, then `best` for seeds 1 and 2
+    python -m benchmarks.ablation --rows best --seeds 0 1 2
+    python -m benchmarks.ablation --rows ngrams-joint --inference
+
+Each row is one ``rnnsent train --preset ... --out DIR`` command, run in its own process, one
+after the other (they would slow each other down on 2 cores). The table reports the test
+accuracy (the run's final report on all 25,000 test reviews; the test set plays no part in
+any choice within a run), ``train_seconds`` (data already encoded and cached; the word vectors
+and the n-gram regression included), the parameter count and, with ``--inference``, raw test
+reviews per second through ``rnnsent.load(dir).predict(texts)``. Results are appended to
+benchmarks/results/ablation.json and the table goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+# Row name -> (what it is, the flags after `rnnsent train`). Order is the table's order.
+ROWS: dict[str, tuple[str, list[str]]] = {
+    "seed": ("the notebook's vanilla RNN", ["--preset", "seed"]),
+    "bigru": ("recurrent model alone (BiGRU 64, max+mean pooling, 4 epochs)", ["--preset", "bigru"]),
+    "bigru-vectors": ("+ word vectors from train + unlabelled reviews, 2 epochs",
+                      ["--preset", "best", "--ngram-buckets", "0"]),
+    "ngrams-joint": ("+ unigrams and hashed bigrams added to the logit, trained jointly (session 1's best)",
+                     ["--preset", "best", "--ngram-fit", "joint", "--ngram-order", "2", "--ngram-buckets", "2000000",
+                      "--ngram-lr-scale", "100"]),
+    "stacked-bigrams": ("+ NB-weighted 1-2-gram regression instead, stacked and blended on validation",
+                        ["--preset", "best", "--ngram-order", "2"]),
+    "stacked-no-vectors": ("best without the word vectors", ["--preset", "best", "--pretrain-window", "0"]),
+    "best": ("best: stacked 1-3-gram regression + BiGRU with word vectors", ["--preset", "best"]),
+}
+
+
+def train(row: str, seed: int, out: Path, data: str | None, threads: int) -> dict:
+    """Run one row's training command; return its metrics.json plus the command and wall time."""
+    command = [sys.executable, "-m", "rnnsent", "train", *ROWS[row][1], "--seed", str(seed), "--out", str(out), "--quiet"]
+    if data:
+        command += ["--data", data]
+    if threads:
+        command += ["--threads", str(threads)]
+    environment = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    started = time.perf_counter()
+    completed = subprocess.run(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wall = time.perf_counter() - started
+    if completed.returncode:
+        raise SystemExit(f"{row} (seed {seed}) failed:\n{completed.stdout[-3000:]}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    shown = " ".join(part for part in command[3:] if part != "--quiet")
+    return {"row": row, "seed": seed, "command": f"rnnsent {shown}", "wall_seconds": round(wall, 1), **metrics}
+
+
+def inference_rate(out: Path, texts: list[str]) -> float:
+    """Raw reviews per second through the Python API (encoding included), after a warm-up."""
+    import rnnsent
+
+    predictor = rnnsent.load(out)
+    predictor.predict(texts[:256])
+    started = time.perf_counter()
+    predictor.predict(texts)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def table(results: list[dict]) -> str:
+    """One Markdown line per row: accuracy per seed (mean and spread when several), medians of the rest."""
+    lines = ["| configuration | command | seeds | test accuracy | training time | parameters | inference |",
+             "|---|---|---|---|---|---|---|"]
+    for row in ROWS:
+        runs = [result for result in results if result["row"] == row]
+        if not runs:
+            continue
+        accuracies = [run["accuracy"] for run in runs]
+        accuracy = ", ".join(f"{value:.4f}" for value in accuracies)
+        if len(runs) > 1:
+            accuracy += f" (mean {statistics.mean(accuracies):.4f}, spread {max(accuracies) - min(accuracies):.4f})"
+        minutes = statistics.median(run["train_seconds"] for run in runs) / 60
+        rates = [run["reviews_per_second"] for run in runs if "reviews_per_second" in run]
+        rate = f"{statistics.median(rates):,.0f} reviews/s" if rates else ""
+        command = runs[0]["command"].replace(f" --seed {runs[0]['seed']}", "")
+        seeds = ", ".join(str(run["seed"]) for run in runs)
+        lines.append(f"| {ROWS[row][0]} | `{command}` | {seeds} | {accuracy} | {minutes:.1f} min | "
+                     f"{runs[0]['parameters']:,} | {rate} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), help="rows to run (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0, and 0 1 2 for best)")
+    parser.add_argument("--data", help="data source (default: rnnsent's own lookup)")
+    parser.add_argument("--threads", type=int, default=0, help="--threads for training (0: all cores)")
+    parser.add_argument("--inference", action="store_true", help="also time inference on the raw test reviews")
+    parser.add_argument("--runs", default=str(RESULTS / "ablation-runs"), help="where the trained models go")
+    args = parser.parse_args()
+    texts = None
+    if args.inference:
+        from rnnsent.data import read_corpus, resolve_source
+
+        texts = read_corpus(resolve_source(args.data)).test.texts
+    results = []
+    for row in args.rows or list(ROWS):
+        for seed in args.seeds or ([0, 1, 2] if row == "best" else [0]):
+            out = Path(args.runs) / f"{row}-s{seed}"
+            result = train(row, seed, out, args.data, args.threads)
+            if texts is not None:
+                result["reviews_per_second"] = round(inference_rate(out, texts), 1)
+            print(f"{row} seed {seed}: test accuracy {result['accuracy']:.4f}, "
+                  f"train {result['train_seconds'] / 60:.1f} min, wall {result['wall_seconds'] / 60:.1f} min",
+                  file=sys.stderr, flush=True)
+            results.append(result)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / "ablation.json", "a", encoding="utf-8") as handle:
+        for result in results:
+            handle.write(json.dumps(result) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
