@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="data source (default: as for train)")
     evaluate.add_argument("--limit", type=int, default=0, help="score a fixed random subset of N test reviews")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    evaluate.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: 0, all cores)")
 
     predict = command("predict", "label raw texts with a saved model")
     predict.add_argument("model", type=Path, help="model directory")
@@ -306,11 +307,26 @@ def _initial_weights(config, corpus, source: Path, data, log) -> tuple[dict, flo
     return weights, pretrain_seconds
 
 
+def _check_threads(threads: int) -> None:
+    if threads < 0:
+        raise UserError("--threads must be 0 (all cores) or more")
+
+
+def _set_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads for torch (0: leave torch's default, all cores)."""
+    _check_threads(threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rnnsent.artifact import load_artifact, update_metrics
     from rnnsent.data import limit_split, load_encoded, read_corpus, resolve_source
     from rnnsent.evaluate import evaluate_model, format_metrics
 
+    _set_threads(args.threads)
     artifact = load_artifact(args.model)
     config = artifact.config
     source = resolve_source(args.data)
@@ -352,8 +368,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError("--integrated-gradients goes with --explain TEXT")
     if args.explain is not None and (args.texts or args.file):
         raise UserError("--explain takes one text: drop the other texts and --file")
-    if args.threads < 0:
-        raise UserError("--threads must be 0 (all cores) or more")
+    _check_threads(args.threads)
     if args.explain is None:
         if args.file and args.file != "-" and not Path(args.file).is_file():
             raise UserError(f"{args.file}: no such file")
@@ -361,10 +376,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise UserError("--output must not be the input file")
         if not args.texts and not args.file and sys.stdin.isatty():
             raise UserError("no texts: pass them as arguments, with --file, or on standard input")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     predictor = Predictor.load(args.model)
     if args.explain is not None:
         return _explain(predictor, args)
@@ -428,10 +440,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UserError("--port must be between 0 and 65535")
-    if args.threads < 0:
-        raise UserError("--threads must be 0 (all cores) or more")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     limits = ServeLimits(max_texts=args.max_texts, max_text_chars=args.max_text_chars,
                          max_body_bytes=args.max_body_bytes, max_batch_texts=max(1024, args.max_texts),
                          batch_wait_seconds=args.batch_wait_ms / 1000)
@@ -449,10 +458,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     overrides = {name: value for name, value in (("num_words", args.num_words), ("embedding_dim", args.embedding_dim))
                  if value is not None}
     config = build_config("seed", {"embedding_dim": 64, "validation_split": args.validation_split, **overrides})
-    if args.threads < 0:
-        raise UserError("--threads must be 0 (all cores) or more")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     started = time.perf_counter()
     source = resolve_source(args.data)
     corpus = load_encoded(source, config.text)
