@@ -57,8 +57,8 @@ def train(row: str, seed: int, out: Path, data: str | None, threads: int) -> dic
     if completed.returncode:
         raise SystemExit(f"{row} (seed {seed}) failed:\n{completed.stdout[-3000:]}")
     metrics = json.loads((out / "metrics.json").read_text())
-    shown = " ".join(part for part in command[3:] if part != "--quiet")
-    return {"row": row, "seed": seed, "command": f"rnnsent {shown}", "wall_seconds": round(wall, 1), **metrics}
+    shown = " ".join(["rnnsent", "train", *ROWS[row][1], "--seed", str(seed)])
+    return {"row": row, "seed": seed, "command": shown, "wall_seconds": round(wall, 1), **metrics}
 
 
 def inference_rate(out: Path, texts: list[str]) -> float:

@@ -250,7 +250,7 @@ def test_unknown_flag_in_a_subprocess():
     (["predict"], ["required: model"]),
     (["evaluate", "runs/x", "--threads", "-1"], ["--threads must be 0 (all cores) or more"]),
     (["predict", "runs/x", "hello", "--threads", "-2"], ["--threads must be 0 (all cores) or more"]),
-    (["train", "--ngram-fit", "stacked", "--out", "x"], ["--ngram-fit stacked", "--ngram-buckets"]),
+    (["train", "--ngram-fit", "stacked", "--ngram-buckets", "9", "--out", "x"], ["--ngram-fit stacked", "--validation-split"]),
 ])
 def test_bad_command_lines_exit_2_with_one_line(capsys, args, fragments):
     with pytest.raises(SystemExit) as stop:

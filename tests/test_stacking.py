@@ -128,8 +128,14 @@ def test_stacked_model_is_the_blend_of_its_parts():
     assert predict_part_logits(model, ids[:0], lengths[:0])["ngrams"].shape == (0,)
 
 
+def test_best_without_its_ngram_branch_is_a_plain_recurrent_model():
+    # --ngram-buckets 0 turns the branch off, whatever --ngram-fit says (this was refused once).
+    config = build_config("best", {"ngram_buckets": 0, "pretrain_window": 0, "num_words": VOCAB})
+    model = RecurrentClassifier(config.model, VOCAB)
+    assert model.ngrams is None and model.blend is None
+
+
 @pytest.mark.parametrize("overrides, message", [
-    ({"ngram_fit": "stacked", "validation_split": 0.1}, "give it buckets"),
     ({"ngram_fit": "stacked", "ngram_buckets": 13}, "--validation-split"),
     ({"ngram_fit": "boosted", "ngram_buckets": 13}, "ngram_fit"),
     ({"ngram_c": 0.0}, "ngram_c"),

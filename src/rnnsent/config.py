@@ -88,8 +88,6 @@ class ModelConfig:
         _check_range("ngram_lr_scale", self.ngram_lr_scale, 0.0, 10_000.0, low_inclusive=False)
         _check_choice("ngram_fit", self.ngram_fit, NGRAM_FITS)
         _check_range("ngram_c", self.ngram_c, 0.0, 1e6, low_inclusive=False)
-        if self.ngram_fit == "stacked" and not self.ngram_buckets:
-            raise ValueError("--ngram-fit stacked fits the n-gram branch: give it buckets, e.g. --ngram-buckets 4000000")
         _check_range("pretrain_window", self.pretrain_window, 0, 100)
         if self.embeddings and self.pretrain_window:
             raise ValueError("--embeddings loads word vectors and --pretrain-window builds them: choose one")
@@ -159,7 +157,7 @@ class RunConfig:
         self.train.validate()
         if self.model.use_lengths and self.text.padding != "post":
             raise ValueError("--use-lengths reads each review up to its true length: add --padding post")
-        if self.model.ngram_fit == "stacked" and not self.train.validation_split:
+        if self.model.ngram_buckets and self.model.ngram_fit == "stacked" and not self.train.validation_split:
             raise ValueError("--ngram-fit stacked blends the two parts on a validation split: add --validation-split 0.1")
         return self
 
