@@ -160,6 +160,7 @@ def test_cli_trains_a_stacked_model_end_to_end(tmp_path, capsys):
     # The tiny reviews' label is set by their sentiment words: the n-gram part alone learns it.
     assert metrics["part_accuracy"]["ngrams"] >= 0.9 and metrics["accuracy"] >= 0.9
     assert set(metrics["validation_accuracy"]) == {"recurrent_accuracy", "ngrams_accuracy", "blend_accuracy"}
+    assert metrics["ngram_regression"]["train_accuracy"] >= 0.9 and metrics["ngram_regression"]["features"] > 40
     predictor = Predictor.load(out)
     assert predictor.model.blend[1] > 0  # the fitted blend was saved with the weights
     assert predictor.predict(["great wonderful superb"])[0].label == "positive"

@@ -243,9 +243,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         log(f"preset {config.preset}: {len(data.train)} training reviews{validation}, "
             f"maxlen {config.text.maxlen}, {config.model.cell} cell, device {world.device}")
         started = time.perf_counter()
-        initial_weights, pretrain_seconds = {}, 0.0
+        initial_weights, preparation = {}, {"pretrain_seconds": 0.0}
         if not args.resume:
-            initial_weights, pretrain_seconds = _initial_weights(config, corpus, source, data, log)
+            initial_weights, preparation = _initial_weights(config, corpus, source, data, log)
         trainer = Trainer(config, data, config.text.num_words, out, world, log=log,
                           progress_bar=None if not args.quiet else False,
                           extra_checkpoint_fields={"data": str(source.resolve())},
@@ -263,7 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             test = Tensors.from_split(limit_split(corpus.test, config.train.limit), config)
             lengths = test.lengths if config.model.use_lengths else None
             metrics = evaluate_model(result.model, test.ids, lengths, test.labels.numpy())
-            metrics.update({"train_seconds": round(seconds, 2), "pretrain_seconds": round(pretrain_seconds, 2),
+            metrics.update({"train_seconds": round(seconds, 2), **preparation,
                             "parameters": count_parameters(result.model),
                             "steps": result.steps, "best_epoch": result.best_epoch})
             if stacking_stats:
@@ -276,13 +276,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _initial_weights(config, corpus, source: Path, data, log) -> tuple[dict, float]:
-    """Starting weights built before the network trains, and the seconds the word vectors took.
+def _initial_weights(config, corpus, source: Path, data, log) -> tuple[dict, dict]:
+    """Starting weights built before the network trains, and figures of their making for the metrics.
 
     Pretrained word vectors (loaded, or built from the training and unlabelled reviews), and a
     stacked model's n-gram regression. Every process builds the same ones.
     """
-    weights, pretrain_seconds = {}, 0.0
+    weights, figures = {}, {"pretrain_seconds": 0.0}
     if config.model.embeddings:
         from rnnsent.pretrain import load_vectors
 
@@ -295,16 +295,17 @@ def _initial_weights(config, corpus, source: Path, data, log) -> tuple[dict, flo
         reviews = pretraining_reviews(corpus, source, config.train.validation_split, config.train.limit)
         weights["embedding.weight"] = build_vectors(reviews, config.text.num_words, config.model.embedding_dim,
                                                     config.model.pretrain_window, log=log)
-        pretrain_seconds = time.perf_counter() - started
-        log(f"word vectors built from {sum(len(r[1]) - 1 for r in reviews)} reviews in {pretrain_seconds:.1f}s")
+        figures["pretrain_seconds"] = round(time.perf_counter() - started, 2)
+        log(f"word vectors built from {sum(len(r[1]) - 1 for r in reviews)} reviews in {figures['pretrain_seconds']:.1f}s")
     if config.model.ngram_buckets and config.model.ngram_fit == "stacked":
         from rnnsent.ngrams import NgramBranch
         from rnnsent.stacking import fit_ngram_regression
 
         branch = NgramBranch(config.text.num_words, config.model.ngram_buckets, config.model.ngram_order, binary=True)
-        fit_ngram_regression(branch, data.train.ids, data.train.labels, config.model.ngram_c, log=log)
+        stats = fit_ngram_regression(branch, data.train.ids, data.train.labels, config.model.ngram_c, log=log)
+        figures["ngram_regression"] = {key: round(value, 4) for key, value in stats.items()}
         weights["ngrams.weight.weight"], weights["ngrams.bias"] = branch.weight.weight.detach(), branch.bias
-    return weights, pretrain_seconds
+    return weights, figures
 
 
 def _check_threads(threads: int) -> None:
