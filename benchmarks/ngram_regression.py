@@ -26,7 +26,7 @@ from rnnsent.train import Tensors, prepare_data
 def accuracy(branch: NgramBranch, split: Tensors, batch_size: int = 2048) -> float:
     with torch.inference_mode():
         logits = torch.cat([branch(split.ids[start:start + batch_size]) for start in range(0, len(split), batch_size)])
-    return float(((logits > 0).float() == split.labels).float().mean())
+    return round(float(((logits > 0).float() == split.labels).float().mean()), 4)
 
 
 def main() -> None:
