@@ -33,17 +33,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="best")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a setting, as JSON value")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting as in rnnsent's flags, e.g. ngram_c=0.3 or ngram-order=2")
     parser.add_argument("--data", help="data source (default: rnnsent's own lookup)")
     args = parser.parse_args()
     overrides = {}
     for item in args.set:
         name, _, value = item.partition("=")
+        name = name.strip().lstrip("-").replace("-", "_")
         try:
             overrides[name] = json.loads(value)
         except json.JSONDecodeError:
             overrides[name] = value
-    config = build_config(args.preset, overrides)
+    try:
+        config = build_config(args.preset, overrides)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     if config.model.ngram_fit != "stacked":
         raise SystemExit("this probe fits a stacked n-gram branch: add --set ngram_fit=stacked and ngram_buckets")
     corpus = load_encoded(resolve_source(args.data), config.text, quiet=True)

@@ -280,3 +280,16 @@ def test_crash_while_updating_metrics_leaves_a_loadable_model(model_dir, monkeyp
     assert artifact.load_artifact(model_dir).metrics == {}  # the stale metrics are no longer listed
     artifact.update_metrics(model_dir, {"accuracy": 0.9})
     assert artifact.load_artifact(model_dir).metrics == {"accuracy": 0.9}
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path, umask, mode):
+    # Files once came out 0600 whatever the umask (tempfile.mkstemp's private mode).
+    from rnnsent.artifact import write_bytes_atomic
+
+    previous = os.umask(umask)
+    try:
+        write_bytes_atomic(tmp_path / "model.safetensors", b"data")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == mode

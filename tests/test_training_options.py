@@ -66,6 +66,21 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     assert any(not torch.equal(trainer.snapshots[1][name], trainer.snapshots[3][name]) for name in trainer.snapshots[1])
 
 
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_history_records_the_learning_rate_of_each_epochs_last_step(tmp_path, schedule):
+    from rnnsent.optim import learning_rate
+
+    config = tiny_config(schedule=schedule, warmup_steps=2, epochs=2, lr=0.1)
+    trainer = Trainer(config, TrainingData(tiny_data(), None, None), VOCAB, tmp_path, log=lambda message: None,
+                      progress_bar=False)
+    history = trainer.fit().history
+    steps = 5  # 40 reviews in batches of 8, per epoch
+    # Once the schedule's length was taken to be the steps done so far, so every epoch logged ~0.
+    assert history[0]["lr"] == pytest.approx(learning_rate(config.train, steps - 1, 2 * steps))
+    assert history[1]["lr"] == pytest.approx(learning_rate(config.train, 2 * steps - 1, 2 * steps))
+    assert history[0]["lr"] > 0.04 > history[1]["lr"]
+
+
 def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
     config = tiny_config()
     data = TrainingData(tiny_data(), None, None)

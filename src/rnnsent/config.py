@@ -64,7 +64,7 @@ class ModelConfig:
     use_lengths: bool = setting(False, "honour true lengths so that padding cannot change a prediction")
     ngram_buckets: int = setting(0, "hashed n-gram buckets of the bag-of-n-grams branch added to the logit (0: off)")
     ngram_order: int = setting(2, "longest n-gram of that branch: 1 words, 2 adds bigrams, 3 adds trigrams")
-    ngram_lr_scale: float = setting(1.0, "the n-gram weights learn this many times faster than the rest of the network")
+    ngram_lr_scale: float = setting(1.0, "joint fit: the n-gram weights learn this many times faster than the network")
     ngram_fit: str = setting("joint", "how the n-gram branch learns: \"joint\" with the network, or \"stacked\": "
                                       "a logistic regression fitted first, blended with the network on the validation split")
     ngram_c: float = setting(1.0, "stacked fit: inverse L2 strength of the n-gram regression, as liblinear's C")

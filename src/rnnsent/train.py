@@ -187,6 +187,7 @@ class Trainer:
         total_steps = steps_per_epoch * config.train.epochs
         if config.train.max_steps:
             total_steps = min(total_steps, config.train.max_steps)
+        self._total_steps = total_steps  # the schedule's length, for the learning rate in the history
 
         with self._stop_signals():
             while progress.epoch < config.train.epochs and not progress.finished:
@@ -296,7 +297,7 @@ class Trainer:
                 metrics = classification_metrics(split.labels.numpy(), self._logits(model, split))
                 row[prefix + "loss"], row[prefix + "accuracy"] = metrics["loss"], metrics["accuracy"]
         row["seconds"] = round(seconds, 3)
-        row["lr"] = learning_rate(config.train, max(progress.global_step - 1, 0), max(progress.global_step, 1))
+        row["lr"] = learning_rate(config.train, max(progress.global_step - 1, 0), self._total_steps)  # the last step's
         progress.history.append(row)
         if world.is_main:
             self.log(_epoch_line(row, config.train.epochs))
