@@ -292,7 +292,12 @@ def test_download_of_a_missing_file(file_server, tmp_path):
     assert os.listdir(destination.parent) == []
 
 
-class ShortBodyHandler(http.server.BaseHTTPRequestHandler):
+class SilentHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+class ShortBodyHandler(SilentHandler):
     """Promises more bytes than it sends, as a dropped connection does."""
 
     def do_GET(self):
@@ -301,32 +306,22 @@ class ShortBodyHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"only a few bytes")
 
-    def log_message(self, format, *args):
-        pass
 
-
-def test_download_cut_short_is_a_data_error(tmp_path):
-    destination = tmp_path / "cache" / "data.tar.gz"
-    with local_server(ShortBodyHandler) as url:
-        with pytest.raises(DataError, match=r"cut short \(16 of 10000 bytes\)"):
-            download_file(f"{url}/x", destination, None, quiet=True)
-    assert os.listdir(destination.parent) == []
-
-
-class GarbageHandler(http.server.BaseHTTPRequestHandler):
+class GarbageHandler(SilentHandler):
     """Answers with something that is not HTTP."""
 
     def do_GET(self):
         self.wfile.write(b"SSH-2.0-not-http\r\n\r\n")
 
-    def log_message(self, format, *args):
-        pass
 
-
-def test_download_from_a_server_that_does_not_speak_http(tmp_path):
+@pytest.mark.parametrize("handler, message", [
+    (ShortBodyHandler, r"cut short \(16 of 10000 bytes\)"),
+    (GarbageHandler, "could not download"),
+])
+def test_download_from_a_bad_server_is_a_data_error_and_leaves_nothing(tmp_path, handler, message):
     destination = tmp_path / "cache" / "data.tar.gz"
-    with local_server(GarbageHandler) as url:
-        with pytest.raises(DataError, match="could not download"):
+    with local_server(handler) as url:
+        with pytest.raises(DataError, match=message):
             download_file(f"{url}/x", destination, None, quiet=True)
     assert os.listdir(destination.parent) == []
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from rnnsent.model import POOLED_SUMMARIES, join_pools
 from rnnsent.predict import LABELS
 from rnnsent.text import OOV_ID, START_ID, START_TOKEN, pad_rows
 
@@ -148,15 +149,9 @@ def _prefix_summaries(model, states: torch.Tensor) -> torch.Tensor:
     pooling = model.config.pooling
     if pooling == "last":
         return states  # a causal reader's output at t is its state after the prefix
-    steps = torch.arange(1, states.shape[0] + 1, device=states.device, dtype=states.dtype).unsqueeze(-1)
-    maximum = torch.cummax(states, dim=0).values
-    mean = torch.cumsum(states, dim=0) / steps
-    if pooling == "max":
-        return maximum
-    if pooling == "mean":
-        return mean
-    if pooling == "maxmean":
-        return torch.cat([maximum, mean], dim=-1)
+    if pooling in POOLED_SUMMARIES:
+        steps = torch.arange(1, states.shape[0] + 1, device=states.device, dtype=states.dtype).unsqueeze(-1)
+        return join_pools(pooling, torch.cummax(states, dim=0).values, torch.cumsum(states, dim=0) / steps)
     # Attention: the softmax over each prefix as a ratio of cumulative sums. Scores are
     # bounded by the attention vector's norm (tanh inputs), so float64 after subtracting
     # the largest score cannot underflow in practice.

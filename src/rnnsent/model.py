@@ -133,16 +133,10 @@ class RecurrentClassifier(nn.Module):
         if mask is None:
             mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
         mask3 = mask.unsqueeze(-1)  # (batch, time, 1)
-        if pooling in ("max", "maxmean"):
-            maximum = states.masked_fill(~mask3, -math.inf).amax(dim=1)
-        if pooling in ("mean", "maxmean"):
-            mean = (states * mask3).sum(dim=1) / mask3.sum(dim=1).clamp(min=1)
-        if pooling == "max":
-            return maximum
-        if pooling == "mean":
-            return mean
-        if pooling == "maxmean":
-            return torch.cat([maximum, mean], dim=-1)
+        if pooling in POOLED_SUMMARIES:
+            maximum = states.masked_fill(~mask3, -math.inf).amax(dim=1) if pooling != "mean" else None
+            mean = (states * mask3).sum(dim=1) / mask3.sum(dim=1).clamp(min=1) if pooling != "max" else None
+            return join_pools(pooling, maximum, mean)
         scores = self.attention(torch.tanh(states)).squeeze(-1).masked_fill(~mask, -math.inf)  # (batch, time)
         weights = torch.softmax(scores, dim=1).unsqueeze(-1)
         return (weights * states).sum(dim=1)
@@ -185,6 +179,23 @@ class RecurrentClassifier(nn.Module):
             logits = self.combine(self.part_logits(ids, lengths))
         loss = None if labels is None else F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
         return logits, loss
+
+
+POOLED_SUMMARIES = ("max", "mean", "maxmean")
+
+
+def join_pools(pooling: str, maximum: torch.Tensor | None, mean: torch.Tensor | None) -> torch.Tensor:
+    """The summary a ``max``, ``mean`` or ``maxmean`` pooling makes of the max and mean pools.
+
+    Pools the pooling does not use may be None. Shared by the model and the explanations'
+    prefix summaries, so that both lay a summary vector out the same way.
+    """
+    if pooling == "max":
+        return maximum
+    if pooling == "mean":
+        return mean
+    assert pooling == "maxmean", pooling
+    return torch.cat([maximum, mean], dim=-1)
 
 
 def _numba_available() -> bool:

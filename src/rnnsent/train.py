@@ -187,7 +187,6 @@ class Trainer:
         total_steps = steps_per_epoch * config.train.epochs
         if config.train.max_steps:
             total_steps = min(total_steps, config.train.max_steps)
-        self._total_steps = total_steps  # the schedule's length, for the learning rate in the history
 
         with self._stop_signals():
             while progress.epoch < config.train.epochs and not progress.finished:
@@ -248,7 +247,8 @@ class Trainer:
                         break
                 if bar is not None:
                     bar.close()
-                best_state = self._end_epoch(progress, sums.flush(), model, best_state, time.perf_counter() - epoch_start)
+                best_state = self._end_epoch(progress, sums.flush(), model, best_state, time.perf_counter() - epoch_start,
+                                             total_steps)
                 self._save(progress, model, optimizer, best_state)
         if best_state is not None:
             # Model selection: keep the weights of the epoch with the best validation loss.
@@ -285,7 +285,7 @@ class Trainer:
         whole = epoch_batches(len(train), config.batch_size, config.seed, epoch, lengths)
         return [len(batch) for batch in whole if len(batch) >= self.world.size]
 
-    def _end_epoch(self, progress, sums, model, best_state, seconds) -> dict[str, torch.Tensor] | None:
+    def _end_epoch(self, progress, sums, model, best_state, seconds, total_steps) -> dict[str, torch.Tensor] | None:
         config, world = self.config, self.world
         all_reduce_sum(world, sums)
         loss, accuracy = float(sums[0] / max(sums[2], 1)), float(sums[1] / max(sums[2], 1))
@@ -297,7 +297,7 @@ class Trainer:
                 metrics = classification_metrics(split.labels.numpy(), self._logits(model, split))
                 row[prefix + "loss"], row[prefix + "accuracy"] = metrics["loss"], metrics["accuracy"]
         row["seconds"] = round(seconds, 3)
-        row["lr"] = learning_rate(config.train, max(progress.global_step - 1, 0), self._total_steps)  # the last step's
+        row["lr"] = learning_rate(config.train, max(progress.global_step - 1, 0), total_steps)  # the last step's
         progress.history.append(row)
         if world.is_main:
             self.log(_epoch_line(row, config.train.epochs))
