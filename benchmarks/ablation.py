@@ -106,7 +106,8 @@ def main() -> None:
     args = parser.parse_args()
     texts = None
     if args.inference:
-        from rnnsent.data import read_corpus, resolve_source
+        from rnnsent.data.sources import read_corpus
+        from rnnsent.data.download import resolve_source
 
         texts = read_corpus(resolve_source(args.data)).test.texts
     results = []

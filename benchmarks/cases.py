@@ -23,7 +23,8 @@ import torch
 
 def _corpus(maxlen: int, padding: str = "pre", truncating: str = "pre"):
     from rnnsent.config import TextConfig
-    from rnnsent.data import load_encoded, resolve_source
+    from rnnsent.data.cache import load_encoded
+    from rnnsent.data.download import resolve_source
 
     config = TextConfig(maxlen=maxlen, padding=padding, truncating=truncating)
     return load_encoded(resolve_source(None), config, quiet=True), config
@@ -32,7 +33,7 @@ def _corpus(maxlen: int, padding: str = "pre", truncating: str = "pre"):
 def _warm_up() -> None:
     # Both sides build torch optimisers, whose first construction imports torch._dynamo.
     torch.optim.RMSprop([torch.nn.Parameter(torch.zeros(1))])
-    from rnnsent.fused import warm_up
+    from rnnsent.training.compiled_step import warm_up
 
     warm_up()
 
@@ -44,7 +45,8 @@ def _peak_mb() -> float:
 def _train_rnnsent(settings: dict, padding: str) -> dict:
     """Train through rnnsent's Trainer (per-epoch test report and checkpoints included), timed."""
     from rnnsent.config import build_config
-    from rnnsent.train import Trainer, prepare_data
+    from rnnsent.training.loop import Trainer
+    from rnnsent.training.tensors import prepare_data
 
     config = build_config("seed", settings)
     corpus, _ = _corpus(config.text.maxlen, padding, padding)
@@ -104,7 +106,7 @@ def large_rnnsent(options: dict) -> dict:
 def large_reference(options: dict) -> dict:
     """The same network in the plain loop: every review padded to 400, a DataLoader, Adam."""
     from benchmarks.reference import RecurrentReference, train_reference
-    from rnnsent.data import limit_split
+    from rnnsent.data.splits import limit_split
 
     settings = _large_settings(options)
     corpus, config = _corpus(400, "post", "post")
@@ -126,7 +128,8 @@ def large_reference(options: dict) -> dict:
 
 
 def _test_texts() -> tuple[list[str], np.ndarray]:
-    from rnnsent.data import read_corpus, resolve_source
+    from rnnsent.data.sources import read_corpus
+    from rnnsent.data.download import resolve_source
 
     test = read_corpus(resolve_source(None)).test
     return test.texts, test.labels

@@ -141,7 +141,7 @@ def batch_api_rate(model: str, seconds: float = 3.0) -> float:
     """Texts per second of ``Predictor.predict`` on batches of 1024 of the same reviews."""
     import torch
 
-    from rnnsent.predict import Predictor
+    from rnnsent.inference.predictor import Predictor
 
     torch.set_num_threads(1)
     predictor = Predictor.load(model)

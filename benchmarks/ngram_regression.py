@@ -17,10 +17,11 @@ import time
 import torch
 
 from rnnsent.config import build_config
-from rnnsent.data import load_encoded, resolve_source
-from rnnsent.ngrams import NgramBranch
-from rnnsent.stacking import fit_ngram_regression
-from rnnsent.train import Tensors, prepare_data
+from rnnsent.data.cache import load_encoded
+from rnnsent.data.download import resolve_source
+from rnnsent.model.ngrams import NgramBranch
+from rnnsent.training.ngram_regression import fit_ngram_regression
+from rnnsent.training.tensors import Tensors, prepare_data
 
 
 def accuracy(branch: NgramBranch, split: Tensors, batch_size: int = 2048) -> float:

@@ -101,7 +101,7 @@ def write_tiny_reviews(path: Path, count: int = 600, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A seed-architecture model trained for a few seconds on :func:`write_tiny_reviews`."""
-    from rnnsent.cli import main
+    from rnnsent.cli.main import main
 
     directory = tmp_path_factory.mktemp("tiny-model")
     data = write_tiny_reviews(directory / "reviews.csv")
@@ -159,7 +159,7 @@ def server_factory():
 
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_model_dir):
-    from rnnsent.predict import Predictor
+    from rnnsent.inference.predictor import Predictor
 
     return Predictor.load(tiny_model_dir)
 
@@ -167,7 +167,7 @@ def tiny_predictor(tiny_model_dir):
 @pytest.fixture(scope="session")
 def tiny_server(tiny_predictor):
     """Base URL of the service for the tiny model, with default limits."""
-    from rnnsent.serve import create_app
+    from rnnsent.serve.app import create_app
 
     url, stop = start_server(create_app(tiny_predictor))
     yield url

@@ -12,11 +12,14 @@ import pytest
 import torch
 
 import rnnsent
-from rnnsent.artifact import ArtifactError, load_artifact, save_artifact, update_metrics
+from rnnsent.errors import ArtifactError
+from rnnsent.artifact.directory import load_artifact, save_artifact, update_metrics
 from rnnsent.config import build_config
-from rnnsent.model import RecurrentClassifier
-from rnnsent.predict import Predictor
-from rnnsent.text import TextEncoder, Vocabulary, tokenize
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.inference.predictor import Predictor
+from rnnsent.text.encoder import TextEncoder
+from rnnsent.text.vocabulary import Vocabulary
+from rnnsent.text.tokenize import tokenize
 
 TEXTS = ["a great and wonderful film", "an awful, boring waste", "", "plot plot plot great awful"]
 HISTORY = [{"epoch": 1, "loss": 0.7, "accuracy": 0.5, "test_loss": 0.69, "test_accuracy": 0.55, "seconds": 1.0},
@@ -159,7 +162,7 @@ def test_damaged_artifact_is_refused_naming_the_file(saved, name, change, messag
 
 def rewrite(directory, name, edit):
     """Edit a file and re-sign it in the manifest, as a mismatched but intact file would be."""
-    from rnnsent.artifact import sha256_bytes
+    from rnnsent.artifact.files import sha256_bytes
 
     path = directory / name
     value = json.loads(path.read_text())
@@ -184,7 +187,7 @@ def test_consistent_but_wrong_config_is_refused(saved, edit, message):
 
 
 def test_config_that_is_not_an_object_is_refused(saved):
-    from rnnsent.artifact import sha256_bytes
+    from rnnsent.artifact.files import sha256_bytes
 
     directory = saved[0]
     (directory / "config.json").write_text("[1, 2]")

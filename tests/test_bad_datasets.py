@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnsent.cli import main
+from rnnsent.cli.main import main
 
 
 def jsonl(*records) -> bytes:
@@ -91,7 +91,7 @@ def test_bad_dataset_is_a_one_line_error(case, tmp_path, capsys, monkeypatch):
                                     lambda data: b"\x93NUMPY garbage"], ids=["truncated", "bad zip", "not a zip"])
 def test_damaged_encoding_cache_is_rebuilt(tmp_path, damage):
     from rnnsent.config import TextConfig
-    from rnnsent.data import load_encoded
+    from rnnsent.data.cache import load_encoded
 
     source = tmp_path / "d.jsonl"
     source.write_bytes(jsonl(*GOOD, *GOOD))

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rnnsent.batching import MicroBatcher
+from rnnsent.serve.batching import MicroBatcher
 
 
 def run_batcher(score, requests, max_batch_texts=1024):

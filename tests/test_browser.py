@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rnnsent.predict import Predictor
-from rnnsent.serve import create_app
+from rnnsent.inference.predictor import Predictor
+from rnnsent.serve.app import create_app
 
 pytestmark = pytest.mark.browser
 

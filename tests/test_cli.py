@@ -17,8 +17,8 @@ import torch
 
 import rnnsent
 from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl
-from rnnsent.artifact import load_artifact
-from rnnsent.cli import main
+from rnnsent.artifact.directory import load_artifact
+from rnnsent.cli.main import main
 
 SOURCE_ROOT = Path(rnnsent.__file__).resolve().parents[1]  # the src/ folder these tests import
 TRAIN_FLAGS = ["--epochs", "3", "--lr", "0.01", "--batch-size", "16", "--maxlen", "20", "--num-words", "100",
@@ -133,7 +133,7 @@ def test_evaluate_text_report_and_another_source(trained, model_copy, capsys, tm
 
 
 def test_ctrl_c_then_resume_gives_the_uninterrupted_model(trained, tmp_path, capsys, monkeypatch):
-    from rnnsent import train as train_module
+    from rnnsent.training import loop as train_module
 
     epoch_line = train_module._epoch_line
 

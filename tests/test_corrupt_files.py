@@ -20,13 +20,14 @@ import torch
 from safetensors.torch import save as save_tensors
 
 import rnnsent
-from rnnsent import checkpoint
-from rnnsent.artifact import save_artifact, sha256_bytes
-from rnnsent.cli import main
+from rnnsent.training import checkpoint as checkpoint
+from rnnsent.artifact.directory import save_artifact
+from rnnsent.artifact.files import sha256_bytes
+from rnnsent.cli.main import main
 from rnnsent.config import build_config
-from rnnsent.model import RecurrentClassifier
-from rnnsent.optim import build_optimizer
-from rnnsent.text import Vocabulary
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.training.optim import build_optimizer
+from rnnsent.text.vocabulary import Vocabulary
 
 SETTINGS = {"num_words": 40, "maxlen": 10, "embedding_dim": 4, "hidden_size": 3, "epochs": 1, "threads": 1}
 
@@ -271,7 +272,7 @@ def test_crash_while_checkpointing_keeps_the_previous_checkpoint(run_dir, monkey
 
 
 def test_crash_while_updating_metrics_leaves_a_loadable_model(model_dir, monkeypatch):
-    from rnnsent import artifact
+    from rnnsent.artifact import directory as artifact
 
     crash_when_writing(monkeypatch, artifact, "write_bytes_atomic", "metrics.json")
     with pytest.raises(KeyboardInterrupt):
@@ -285,7 +286,7 @@ def test_crash_while_updating_metrics_leaves_a_loadable_model(model_dir, monkeyp
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
 def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path, umask, mode):
     # Files once came out 0600 whatever the umask (tempfile.mkstemp's private mode).
-    from rnnsent.artifact import write_bytes_atomic
+    from rnnsent.artifact.files import write_bytes_atomic
 
     previous = os.umask(umask)
     try:

@@ -17,12 +17,18 @@ import numpy as np
 import pytest
 
 from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl
-from rnnsent import data as data_module
+from rnnsent.data import cache as cache_module
+from rnnsent.data import download as download_module
+from rnnsent.data import sources as data_module
 from rnnsent.config import TextConfig
-from rnnsent.data import (
-    DataError, EncodedSplit, download_file, epoch_batches, limit_split, load_encoded, read_corpus, resolve_source,
-)
-from rnnsent.text import START_ID
+from rnnsent.errors import DataError
+from rnnsent.data.corpus import EncodedSplit
+from rnnsent.data.download import download_file, resolve_source
+from rnnsent.data.batches import epoch_batches
+from rnnsent.data.splits import limit_split
+from rnnsent.data.cache import load_encoded
+from rnnsent.data.sources import read_corpus
+from rnnsent.text.vocabulary import START_ID
 
 
 def make_archive(tree: Path, destination: Path) -> Path:
@@ -367,10 +373,10 @@ def test_resolve_source_downloads_into_the_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("RNNSENT_CACHE", str(cache))
     calls = []
-    monkeypatch.setattr(data_module, "download_file",
+    monkeypatch.setattr(download_module, "download_file",
                         lambda url, destination, md5: calls.append((url, destination, md5)) or destination)
     assert resolve_source(None) == cache / "aclImdb_v1.tar.gz"
-    assert calls == [(data_module.IMDB_URL, cache / "aclImdb_v1.tar.gz", "7c2ac02c03563afcf9b574c7e56c153a")]
+    assert calls == [(download_module.IMDB_URL, cache / "aclImdb_v1.tar.gz", "7c2ac02c03563afcf9b574c7e56c153a")]
 
 
 # ----------------------------------------------------------------------------- encoded cache
@@ -385,7 +391,7 @@ def test_encoded_cache_is_hit_on_the_second_call(tmp_path, monkeypatch):
     def no_reading(*args, **kwargs):
         raise AssertionError("the source was read again instead of the cache")
 
-    monkeypatch.setattr(data_module, "read_corpus", no_reading)
+    monkeypatch.setattr(cache_module, "read_corpus", no_reading)
     second = load_encoded(path, config, cache_dir=tmp_path / "cache", quiet=True)
     assert second.vocabulary == first.vocabulary
     for name in ("train", "test"):

@@ -17,10 +17,11 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from rnnsent.config import build_config
-from rnnsent.data import epoch_batches
-from rnnsent.distributed import World, setup, teardown
-from rnnsent.model import RecurrentClassifier
-from rnnsent.train import Tensors, Trainer, TrainingData
+from rnnsent.data.batches import epoch_batches
+from rnnsent.training.distributed import World, setup, teardown
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.training.tensors import Tensors, TrainingData
+from rnnsent.training.loop import Trainer
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1] / "src"
 VOCAB_SIZE = 40
@@ -149,8 +150,8 @@ def test_torchrun_two_processes_write_an_artifact_that_predicts(tmp_path):
     assert finished.stdout.count("model saved to") == 1, finished.stdout
     assert "sparse embedding updates are off" not in finished.stdout  # gloo all-reduces sparse rows
 
-    from rnnsent.artifact import load_artifact
-    from rnnsent.predict import Predictor
+    from rnnsent.artifact.directory import load_artifact
+    from rnnsent.inference.predictor import Predictor
 
     artifact = load_artifact(out)
     assert artifact.metrics["count"] == 48

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from rnnsent.evaluate import classification_metrics, format_metrics, predict_logits, roc_auc
+from rnnsent.metrics import classification_metrics, format_metrics, roc_auc
+from rnnsent.model.scoring import predict_logits
 
 
 def test_metrics_known_answer():

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnsent.artifact import Artifact
-from rnnsent.cli import main
+from rnnsent.artifact.directory import Artifact
+from rnnsent.cli.main import main
 from rnnsent.config import build_config
-from rnnsent.explain import explain, render_text
-from rnnsent.model import RecurrentClassifier
-from rnnsent.predict import Predictor
-from rnnsent.text import Vocabulary
+from rnnsent.inference.explain import explain
+from rnnsent.cli.render import render_text
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.inference.predictor import Predictor
+from rnnsent.text.vocabulary import Vocabulary
 
 WORDS = tuple(f"w{i}" for i in range(40))
 

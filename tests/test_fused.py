@@ -9,9 +9,9 @@ import torch
 pytest.importorskip("numba")
 
 from rnnsent.config import build_config  # noqa: E402
-from rnnsent.fused import FusedSimpleRNNStep, fused_step_supported  # noqa: E402
-from rnnsent.model import RecurrentClassifier  # noqa: E402
-from rnnsent.optim import RMSprop  # noqa: E402
+from rnnsent.training.compiled_step import FusedSimpleRNNStep, fused_step_supported  # noqa: E402
+from rnnsent.model.recurrent import RecurrentClassifier  # noqa: E402
+from rnnsent.training.optim import RMSprop  # noqa: E402
 
 VOCAB, TIME, BATCH, STEPS = 40, 12, 8, 60
 
@@ -77,7 +77,8 @@ def test_fused_step_applies_only_where_it_is_exact():
 
 def test_fused_and_plain_training_runs_agree(tmp_path):
     """Whole runs through the Trainer, with and without the compiled step, end with the same weights."""
-    from rnnsent.train import Tensors, Trainer, TrainingData
+    from rnnsent.training.tensors import Tensors, TrainingData
+    from rnnsent.training.loop import Trainer
 
     generator = torch.Generator().manual_seed(3)
     ids = torch.randint(0, VOCAB, (96, TIME), generator=generator)

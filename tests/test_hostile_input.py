@@ -20,16 +20,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnsent import text
-from rnnsent.artifact import save_artifact
-from rnnsent.cli import main
+from rnnsent.text import tokenize as tokenize_module
+from rnnsent.artifact.directory import save_artifact
+from rnnsent.cli.main import main
 from rnnsent.config import TextConfig, build_config
-from rnnsent.model import RecurrentClassifier
-from rnnsent.predict import Predictor
-from rnnsent.streaming import score_chunks
-from rnnsent.text import (
-    KERAS_FILTERS, OOV_TOKEN, START_ID, START_TOKEN, TextEncoder, Vocabulary, tokenize, tokenize_head, tokenize_tail,
-)
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.inference.predictor import Predictor
+from rnnsent.inference.streaming import score_chunks
+from rnnsent.text.tokenize import KERAS_FILTERS, tokenize, tokenize_head, tokenize_tail
+from rnnsent.text.vocabulary import OOV_TOKEN, START_ID, START_TOKEN, Vocabulary
+from rnnsent.text.encoder import TextEncoder
 
 WORDS = ("good", "bad", "movie", "σας", "שלום", "😀", "\ud800", "i̇stanbul")
 # Pieces that stress the tokenizer's edges: case mapping that changes length (İ) or depends
@@ -139,8 +139,8 @@ def test_ten_megabyte_text_reads_only_its_kept_end(predictor, monkeypatch):
     """A 10 MB review costs what its last maxlen words cost: only they are normalised."""
     huge = "A long, long review <br />of a good movie. " * 250_000  # 10.75 MB, 2.25 million words
     normalised = []
-    original = text.normalize
-    monkeypatch.setattr(text, "normalize", lambda value: normalised.append(len(value)) or original(value))
+    original = tokenize_module.normalize
+    monkeypatch.setattr(tokenize_module, "normalize", lambda value: normalised.append(len(value)) or original(value))
     ids, lengths = predictor.encoder.encode_batch([huge])
     assert sum(normalised) < 10_000
     monkeypatch.undo()

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_ARCHIVE
-from rnnsent.artifact import load_artifact
-from rnnsent.cli import main
+from rnnsent.artifact.directory import load_artifact
+from rnnsent.cli.main import main
 from rnnsent.config import TextConfig
-from rnnsent.data import load_encoded
+from rnnsent.data.cache import load_encoded
 
 pytestmark = [
     pytest.mark.slow,

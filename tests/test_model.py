@@ -7,9 +7,10 @@ import itertools
 import pytest
 import torch
 
-from rnnsent.cli import main
+from rnnsent.cli.main import main
 from rnnsent.config import POOLINGS, build_config
-from rnnsent.model import RecurrentClassifier, count_parameters, summary_table
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.model.summary import count_parameters, summary_table
 
 
 def seed_model() -> RecurrentClassifier:

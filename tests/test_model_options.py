@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from rnnsent.config import CELLS, POOLINGS, build_config
-from rnnsent.model import RecurrentClassifier, count_parameters, summary_table
-from rnnsent.ngrams import HASH_MODULUS, HASH_MULTIPLIER, NgramBranch, ngram_ids
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.model.summary import count_parameters, summary_table
+from rnnsent.model.ngrams import HASH_MODULUS, HASH_MULTIPLIER, NgramBranch, ngram_ids
 
 VOCAB = 50
 
@@ -170,7 +171,7 @@ def test_ngram_settings_are_validated(setting, value):
 def test_reading_within_lengths_matches_packed_sequences(cell, bidirectional):
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    from rnnsent.model import run_within_lengths
+    from rnnsent.model.lengths import run_within_lengths
 
     model = small_model(cell=cell, bidirectional=bidirectional, num_layers=2)
     ids, lengths = rows_with_padding(3)
@@ -186,7 +187,7 @@ def test_reading_within_lengths_matches_packed_sequences(cell, bidirectional):
 
 
 def test_reverse_within_lengths_is_its_own_inverse():
-    from rnnsent.model import reverse_within_lengths
+    from rnnsent.model.lengths import reverse_within_lengths
 
     values = torch.arange(12, dtype=torch.float32).view(2, 6, 1)  # (batch 2, time 6, 1)
     lengths = torch.tensor([4, 6])
@@ -196,7 +197,7 @@ def test_reverse_within_lengths_is_its_own_inverse():
 
 
 def test_length_sorted_scoring_returns_logits_in_input_order():
-    from rnnsent.evaluate import predict_logits
+    from rnnsent.model.scoring import predict_logits
 
     model = small_model(cell="gru", bidirectional=True, pooling="maxmean", ngram_buckets=31)
     ids, lengths = rows_with_padding(5)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rnnsent.config import build_config
-from rnnsent.optim import RMSprop, build_optimizer, clip_gradients, learning_rate
+from rnnsent.training.optim import RMSprop, build_optimizer, clip_gradients, learning_rate
 
 
 def step_with(optimizer, parameter, gradient):
@@ -101,7 +101,7 @@ def test_lazy_sparse_rmsprop_survives_a_state_dict_round_trip():
 
 
 def test_sparse_rmsprop_in_float32_on_the_seed_model_matches_dense():
-    from rnnsent.model import RecurrentClassifier
+    from rnnsent.model.recurrent import RecurrentClassifier
 
     config = build_config("seed", {"num_words": 60})
     torch.manual_seed(0)

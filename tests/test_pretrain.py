@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from rnnsent.cli import main
+from rnnsent.cli.main import main
 from rnnsent.config import build_config
-from rnnsent.data import load_encoded
-from rnnsent.pretrain import cooccurrence, load_vectors, ppmi_svd_vectors, save_vectors
-from rnnsent.text import Vocabulary
+from rnnsent.data.cache import load_encoded
+from rnnsent.training.vectors import cooccurrence, load_vectors, ppmi_svd_vectors, save_vectors
+from rnnsent.text.vocabulary import Vocabulary
 
 POSITIVE = ["a wonderful film, great acting and a great story", "great fun, wonderful music, loved it",
             "loved the story and the acting", "wonderful and great, a joy"]

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from rnnsent.cli import main
-from rnnsent.serve import ServeLimits, create_app
+from rnnsent.cli.main import main
+from rnnsent.serve.app import ServeLimits, create_app
 
 TEXTS = ["The acting was superb and great fun", "A dull, boring waste", "", "the plot"]
 

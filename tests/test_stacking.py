@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from rnnsent.cli import main
+from rnnsent.cli.main import main
 from rnnsent.config import build_config
-from rnnsent.evaluate import predict_logits, predict_part_logits
-from rnnsent.model import RecurrentClassifier
-from rnnsent.ngrams import NgramBranch, distinct_ngram_ids, ngram_ids
-from rnnsent.predict import Predictor
-from rnnsent.stacking import fit_blend, fit_ngram_regression, log_count_ratios, presence_matrix
+from rnnsent.model.scoring import predict_logits, predict_part_logits
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.model.ngrams import NgramBranch, distinct_ngram_ids, ngram_ids
+from rnnsent.inference.predictor import Predictor
+from rnnsent.training.ngram_regression import fit_blend, fit_ngram_regression, log_count_ratios, presence_matrix
 from tests.conftest import write_tiny_reviews
 
 VOCAB = 10
@@ -172,7 +172,7 @@ def test_cli_trains_a_stacked_model_end_to_end(tmp_path, capsys):
 
 
 def test_mixed_hashes_stay_in_range_and_collide_like_random_keys():
-    from rnnsent.ngrams import HASH_MODULUS, mix_bits
+    from rnnsent.model.ngrams import HASH_MODULUS, mix_bits
 
     # The bigrams of the 300 most frequent words: the structured keys a linear hash crowds.
     words = torch.arange(3, 303)
@@ -186,7 +186,7 @@ def test_mixed_hashes_stay_in_range_and_collide_like_random_keys():
 
 
 def test_summary_counts_the_fitted_ngram_weights_apart():
-    from rnnsent.model import count_parameters, summary_table
+    from rnnsent.model.summary import count_parameters, summary_table
 
     model = stacked_model()
     table = summary_table(model, 12)

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from rnnsent.artifact import save_artifact
-from rnnsent.cli import main
+from rnnsent.artifact.directory import save_artifact
+from rnnsent.cli.main import main
 from rnnsent.config import build_config
-from rnnsent.model import RecurrentClassifier
-from rnnsent.predict import Predictor
-from rnnsent.streaming import InputError, ProgressBar, detect_format, read_texts, score_to
-from rnnsent.text import Vocabulary
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.inference.predictor import Predictor
+from rnnsent.errors import InputError
+from rnnsent.inference.streaming import ProgressBar, detect_format, read_texts, score_to
+from rnnsent.text.vocabulary import Vocabulary
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1] / "src"
 WORDS = "good bad great awful film plot actor boring superb dull loved hated scene story music".split()

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnsent.config import TextConfig
-from rnnsent.text import (
-    OOV_ID, PAD_ID, START_ID, TextEncoder, Vocabulary, encode_corpus, normalize, pad_sequences, tokenize,
-)
+from rnnsent.text.vocabulary import OOV_ID, PAD_ID, START_ID, Vocabulary
+from rnnsent.text.encoder import TextEncoder, encode_corpus, pad_sequences
+from rnnsent.text.tokenize import normalize, tokenize
 
 # Keras' Tokenizer default filters, typed out here independently of the package's constant.
 KERAS_DEFAULT_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
@@ -251,7 +251,7 @@ PIECES = st.sampled_from([
 @settings(max_examples=300, deadline=None)
 @given(st.lists(PIECES, max_size=120).map("".join), st.integers(0, 6))
 def test_tokenize_tail_and_head_equal_full_tokenization(text, count):
-    from rnnsent.text import tokenize_head, tokenize_tail
+    from rnnsent.text.tokenize import tokenize_head, tokenize_tail
 
     words = tokenize(text)
     assert tokenize_tail(text, count) == (words[-count:] if count else [])

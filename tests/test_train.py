@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from conftest import make_reviews, write_csv
-from rnnsent.checkpoint import has_checkpoint
+from rnnsent.training.checkpoint import has_checkpoint
 from rnnsent.config import build_config
-from rnnsent.data import load_encoded
-from rnnsent.train import Trainer, TrainingInterrupted, prepare_data
+from rnnsent.data.cache import load_encoded
+from rnnsent.training.loop import Trainer, TrainingInterrupted
+from rnnsent.training.tensors import prepare_data
 
 FAST = {"num_words": 80, "maxlen": 16, "lr": 0.01, "batch_size": 16, "epochs": 2, "threads": 1,
         "dropout": 0.2, "embedding_dropout": 0.1}  # dropout, so that the saved RNG state matters

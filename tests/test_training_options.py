@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from rnnsent.config import PRESETS, build_config
-from rnnsent.model import RecurrentClassifier, count_parameters
-from rnnsent.train import Tensors, Trainer, TrainingData, TrainingDiverged
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.model.summary import count_parameters
+from rnnsent.training.tensors import Tensors, TrainingData
+from rnnsent.training.loop import Trainer
+from rnnsent.errors import TrainingDiverged
 
 VOCAB = 30
 
@@ -68,7 +71,7 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
 def test_history_records_the_learning_rate_of_each_epochs_last_step(tmp_path, schedule):
-    from rnnsent.optim import learning_rate
+    from rnnsent.training.optim import learning_rate
 
     config = tiny_config(schedule=schedule, warmup_steps=2, epochs=2, lr=0.1)
     trainer = Trainer(config, TrainingData(tiny_data(), None, None), VOCAB, tmp_path, log=lambda message: None,

@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 
 def load(path):
     """Load a saved model directory for prediction: ``rnnsent.load("runs/seed").predict(["..."])``."""
-    from rnnsent.predict import Predictor
+    from rnnsent.inference.predictor import Predictor
 
     return Predictor.load(path)
 

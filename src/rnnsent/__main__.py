@@ -1,3 +1,3 @@
-from rnnsent.cli import main
+from rnnsent.cli.main import main
 
 raise SystemExit(main())

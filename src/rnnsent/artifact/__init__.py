@@ -1,0 +1,1 @@
+"""The model directory: a self-contained, versioned, checksummed artifact."""

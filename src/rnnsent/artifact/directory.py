@@ -1,0 +1,205 @@
+"""The model artifact: a self-contained, versioned directory, and the one loader for it.
+
+Layout of a model directory::
+
+    config.json         format, versions, the resolved RunConfig, parameter count
+    vocabulary.json     the words in id order (the exact training preprocessing)
+    model.safetensors   the weights (never a pickle)
+    metrics.json        test metrics written by training / ``rnnsent evaluate``
+    history.json/.csv   one row per epoch
+    curves.png          learning curves
+    manifest.json       SHA-256 of every file above; written last, so its presence marks
+                        a complete artifact
+
+``evaluate``, ``predict``, ``serve`` and the Python API all go through :func:`load_artifact`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnsent import __version__
+from rnnsent.artifact.curves import _learning_curves_png
+from rnnsent.artifact.files import (
+    _read_file,
+    one_line,
+    read_json,
+    read_tensors,
+    sha256_bytes,
+    tensors_to_bytes,
+    write_bytes_atomic,
+    write_json_atomic,
+)
+from rnnsent.config import RunConfig
+from rnnsent.errors import ArtifactError
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.model.summary import count_parameters
+from rnnsent.text.encoder import TextEncoder
+from rnnsent.text.vocabulary import Vocabulary
+
+FORMAT_NAME = "rnnsent-model"
+FORMAT_VERSION = 1
+REQUIRED_FILES = ("config.json", "vocabulary.json", "model.safetensors")
+
+
+@dataclass
+class Artifact:
+    """A loaded model directory."""
+
+    path: Path
+    config: RunConfig
+    vocabulary: Vocabulary
+    model: RecurrentClassifier
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def encoder(self) -> TextEncoder:
+        return TextEncoder(self.vocabulary, self.config.text)
+
+
+# ----------------------------------------------------------------------------- save / load
+
+
+def save_artifact(
+    directory: Path,
+    config: RunConfig,
+    vocabulary: Vocabulary,
+    model: RecurrentClassifier,
+    metrics: dict[str, Any] | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write a complete model directory; the manifest goes last, so a crash leaves no usable half."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "manifest.json").unlink(missing_ok=True)
+    files: dict[str, bytes] = {
+        "config.json": _json_bytes({
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "rnnsent_version": __version__,
+            "torch_version": torch.__version__,
+            "parameters": count_parameters(model),
+            "vocab_size": vocabulary.size,
+            "config": config.to_dict(),
+        }),
+        "vocabulary.json": _json_bytes({"index_from": vocabulary.index_from, "words": list(vocabulary.words)}),
+        "model.safetensors": tensors_to_bytes(model.state_dict(), {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}),
+        "metrics.json": _json_bytes(metrics or {}),
+        "history.json": _json_bytes(history or []),
+        "history.csv": _history_csv(history or []),
+    }
+    for name, data in files.items():
+        write_bytes_atomic(directory / name, data)
+    plot = _learning_curves_png(history) if history else None
+    if plot is not None:
+        files["curves.png"] = plot
+        write_bytes_atomic(directory / "curves.png", plot)
+    else:
+        (directory / "curves.png").unlink(missing_ok=True)  # a previous model's curves would mislead
+    manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                "files": {name: sha256_bytes(data) for name, data in files.items()}}
+    write_json_atomic(directory / "manifest.json", manifest)
+    return directory
+
+
+def update_metrics(directory: Path, metrics: dict[str, Any]) -> None:
+    """Replace ``metrics.json`` of a complete artifact and its manifest entry."""
+    manifest = _read_manifest(Path(directory))
+    data = _json_bytes(metrics)
+    # Unlist the old metrics first: a crash between any two of these writes leaves a
+    # loadable model (at worst without metrics), never a manifest that contradicts a file.
+    manifest["files"].pop("metrics.json", None)
+    write_json_atomic(Path(directory) / "manifest.json", manifest)
+    write_bytes_atomic(Path(directory) / "metrics.json", data)
+    manifest["files"]["metrics.json"] = sha256_bytes(data)
+    write_json_atomic(Path(directory) / "manifest.json", manifest)
+
+
+def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Artifact:
+    """Load and verify a model directory; raises :class:`ArtifactError` with the file at fault."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ArtifactError(f"{directory}: no such model directory; train one with 'rnnsent train --out {directory}'")
+    manifest = _read_manifest(directory)
+    checksums = manifest["files"]
+    for name in REQUIRED_FILES:
+        if name not in checksums:
+            raise ArtifactError(f"{directory / 'manifest.json'}: does not list {name}; the artifact is incomplete")
+    header = _verified_json(directory / "config.json", checksums["config.json"])
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise ArtifactError(f"{directory / 'config.json'}: not an rnnsent model")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{directory / 'config.json'}: format version {header.get('format_version')} is not supported "
+            f"(this rnnsent reads version {FORMAT_VERSION}); use a matching rnnsent version"
+        )
+    try:
+        config = RunConfig.from_dict(header["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ArtifactError(f"{directory / 'config.json'}: invalid config ({error})") from None
+    words = _verified_json(directory / "vocabulary.json", checksums["vocabulary.json"])
+    try:
+        vocabulary = Vocabulary(tuple(words["words"]), int(words["index_from"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ArtifactError(f"{directory / 'vocabulary.json'}: invalid vocabulary ({error})") from None
+    # Every id must have a row in the embedding table, and the encoder's conventions must match.
+    if (not all(isinstance(word, str) for word in vocabulary.words) or vocabulary.index_from != config.text.index_from
+            or vocabulary.size > config.text.num_words):
+        raise ArtifactError(
+            f"{directory / 'vocabulary.json'}: does not fit the config (index_from {vocabulary.index_from}, "
+            f"{vocabulary.size} ids for num_words {config.text.num_words})"
+        )
+    tensors = read_tensors(directory / "model.safetensors", checksums["model.safetensors"])
+    model = RecurrentClassifier(config.model, config.text.num_words)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        raise ArtifactError(f"{directory / 'model.safetensors'}: weights do not fit the config ({one_line(error)})") from None
+    model.to(device).eval()
+    optional = {}
+    for name in ("metrics.json", "history.json"):
+        path = directory / name
+        optional[name] = _verified_json(path, checksums[name]) if name in checksums and path.exists() else None
+    return Artifact(directory, config, vocabulary, model, optional["metrics.json"] or {}, optional["history.json"] or [])
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / "manifest.json"
+    if not path.exists():
+        raise ArtifactError(f"{path}: missing, so {directory} is not a complete model (interrupted while saving?); retrain it")
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME or not isinstance(manifest.get("files"), dict):
+        raise ArtifactError(f"{path}: not an rnnsent manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: format version {manifest.get('format_version')} is not supported (expected {FORMAT_VERSION})")
+    return manifest
+
+
+def _verified_json(path: Path, expected_sha256: str) -> Any:
+    data = _read_file(path)
+    if sha256_bytes(data) != expected_sha256:
+        raise ArtifactError(f"{path}: checksum mismatch (the file is truncated or corrupt); retrain or restore it")
+    return read_json(path)
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, allow_nan=True) + "\n").encode("utf-8")
+
+
+def _history_csv(history: list[dict[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    if history:
+        columns = list(dict.fromkeys(key for row in history for key in row))
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    return buffer.getvalue().encode("utf-8")

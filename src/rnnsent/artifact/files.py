@@ -1,0 +1,111 @@
+"""Atomic writes, checksums and safetensors (de)serialisation shared by model directories and checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors_bytes
+from safetensors.torch import save as save_tensors_bytes
+
+from rnnsent.errors import ArtifactError
+
+# ----------------------------------------------------------------------------- atomic files
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(temporary, 0o666 & ~_current_umask())
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; it is put back at once
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(value, indent=2, allow_nan=True) + "\n").encode("utf-8"))
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """Safetensors bytes of contiguous CPU copies of ``tensors``, the same bytes for the same tensors."""
+    data = save_tensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    return _sorted_metadata(data) if metadata and len(metadata) > 1 else data
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """The safetensors bytes with the ``__metadata__`` keys in sorted order.
+
+    safetensors writes its metadata from a hash map, in an order that changes from process
+    to process, so identical weights would get different bytes and checksums. Sorting the
+    keys keeps the header's length (same text, other order), so the offsets stay valid.
+    """
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size].decode("utf-8"), object_pairs_hook=dict)
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert len(text) <= size, "re-serialised safetensors header grew"
+    return data[:8] + text + b" " * (size - len(text)) + data[8 + size:]
+
+
+def read_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, checked against a checksum when one is given."""
+    data = _read_file(path)
+    if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
+        raise ArtifactError(f"{path}: checksum mismatch (the file is truncated or corrupt); retrain or restore it")
+    try:
+        return load_tensors_bytes(data)
+    except (SafetensorError, ValueError, RuntimeError) as error:
+        raise ArtifactError(f"{path}: not a valid safetensors file ({error})") from None
+
+
+def read_json(path: Path) -> Any:
+    data = _read_file(path)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ArtifactError(f"{path}: not valid JSON ({error}); the file is truncated or corrupt") from None
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: file is missing") from None
+    except OSError as error:
+        raise ArtifactError(f"{path}: cannot be read ({error.strerror})") from None
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (torch's load_state_dict errors span several)."""
+    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,1 @@
+"""The ``rnnsent`` command: a thin shell over the Python API."""

@@ -1,0 +1,72 @@
+"""Terminal rendering of an explanation: words coloured by influence."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rnnsent.inference.explain import Explanation
+
+if TYPE_CHECKING:
+    pass
+
+
+# ----------------------------------------------------------------------------- terminal text
+
+# ANSI styles by strength: bold bright, normal, dim. Green pushes towards positive, red towards negative.
+_POSITIVE_STYLES = ("1;92", "32", "2;32")
+_NEGATIVE_STYLES = ("1;91", "31", "2;31")
+
+
+def _style(value: float | None, largest: float) -> str:
+    """The ANSI style of a word whose influence is ``value``; "" for a neutral word."""
+    if value is None or largest <= 0 or abs(value) < 0.01:
+        return ""
+    share = abs(value) / largest
+    strength = 0 if share >= 0.5 else 1 if share >= 0.2 else 2
+    return (_POSITIVE_STYLES if value > 0 else _NEGATIVE_STYLES)[strength]
+
+
+def render_text(explanation: Explanation, color: bool) -> str:
+    """A human-readable explanation: verdict, the review coloured by influence, a per-token table.
+
+    With ``color`` false (output not a terminal) the same content comes without escape codes.
+    """
+    e = explanation
+    words = sum(1 for is_start in e.special if not is_start)
+    cut = f"; {e.dropped_words} more words were cut by maxlen" if e.truncated else ""
+    lines = [f"{e.label}  {e.probability:.4f}  ({words} words read{cut})"]
+    largest = max((abs(v) for v in e.influence if v is not None), default=0.0)
+    pieces = []
+    for token, value, oov, is_start in zip(e.tokens, e.influence, e.oov, e.special):
+        if is_start:
+            continue
+        style = _style(value, largest) if color else ""
+        if color and oov:
+            style = f"{style};4" if style else "4"
+        pieces.append(f"\x1b[{style}m{token}\x1b[0m" if style else token)
+    lines.append("review: " + (" ".join(pieces) if pieces else "(no words)"))
+    if color:
+        lines.append("(green: pushes towards positive, red: towards negative, brighter: stronger; "
+                     "underlined: not in the vocabulary)")
+    header = f"{'#':>4}  {'token':<18}{'p after':>8}{'influence':>11}"
+    if e.integrated_gradients is not None:
+        header += f"{'int. grad':>11}"
+    lines += ["", header]
+    for index, token in enumerate(e.tokens):
+        value = e.influence[index]
+        shown = token if len(token) <= 17 else token[:16] + "…"
+        if e.oov[index]:
+            shown = (shown + " (oov)") if len(shown) <= 11 else shown[:10] + "… (oov)"
+        influence_text = "" if value is None else f"{value:+.4f}"
+        style = _style(value, largest) if color else ""
+        if style:
+            influence_text = f"\x1b[{style}m{influence_text:>11}\x1b[0m"
+        else:
+            influence_text = f"{influence_text:>11}"
+        line = f"{index:>4}  {shown:<18}{e.trajectory[index]:>8.4f}{influence_text}"
+        if e.integrated_gradients is not None:
+            line += "" if e.special[index] else f"{e.integrated_gradients[index]:>+11.4f}"
+        lines.append(line)
+    lines.append("p after: probability of positive after reading the token; influence: "
+                 "p(review) - p(review without the word)")
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""The in-memory shapes of a dataset: labelled texts, a corpus of splits, and their encoded forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rnnsent.config import TextConfig
+from rnnsent.text.encoder import pad_sequences
+from rnnsent.text.vocabulary import Vocabulary
+
+
+@dataclass
+class LabelledTexts:
+    texts: list[str]
+    labels: np.ndarray  # (n,) int64 of 0/1
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class Corpus:
+    """Raw texts of a source: labelled train and test splits, and unlabelled reviews."""
+
+    train: LabelledTexts
+    test: LabelledTexts
+    unlabelled: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EncodedSplit:
+    """Whole reviews as ids, stored flat: review ``i`` is ``flat[offsets[i]:offsets[i+1]]``."""
+
+    flat: np.ndarray  # (total_tokens,) int32
+    offsets: np.ndarray  # (n + 1,) int64
+    labels: np.ndarray  # (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def padded(self, config: TextConfig) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids (n, maxlen) int64, lengths (n,) int64)`` with the config's padding and truncation."""
+        return pad_sequences(self.flat, self.offsets, config.maxlen, config.padding, config.truncating)
+
+    def subset(self, indices: np.ndarray) -> "EncodedSplit":
+        starts, ends = self.offsets[indices], self.offsets[indices + 1]
+        lengths = ends - starts
+        offsets = np.zeros(len(indices) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        positions = np.repeat(starts - offsets[:-1], lengths) + np.arange(int(lengths.sum()))
+        return EncodedSplit(self.flat[positions], offsets, self.labels[indices])
+
+
+@dataclass
+class EncodedCorpus:
+    vocabulary: Vocabulary
+    train: EncodedSplit
+    test: EncodedSplit

@@ -1,0 +1,1 @@
+"""Inference: raw text in, probabilities, metrics and explanations out."""

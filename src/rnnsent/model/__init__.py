@@ -1,0 +1,1 @@
+"""The networks: recurrent classifiers, the n-gram branch, their composition and scoring."""

@@ -1,0 +1,118 @@
+"""The "wide" branch: a bag of word n-grams read straight from the id rows.
+
+A review's unigrams and hashed bigrams (and trigrams, with ``ngram_order`` 3) each own one
+weight. The branch learns in one of two ways (``ngram_fit``):
+
+* ``joint``: the logit is the mean weight of the n-grams a review contains, a fastText-style
+  linear model (embedding size 1), added to the recurrent model's logit and trained with it.
+* ``stacked``: the logit is the sum of the weights of the distinct n-grams a review contains
+  plus a bias: a logistic regression over n-gram presence, fitted on its own before the
+  network trains (see :mod:`rnnsent.stacking`).
+
+N-grams are built from the same padded id rows the recurrent encoder reads, so no extra
+preprocessing is stored and prediction needs nothing new.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rnnsent.text.vocabulary import PAD_ID
+
+# Multipliers of the n-gram hash. Partial hashes stay below 2**31 before each
+# multiplication, so no product overflows int64 for any vocabulary size the config allows.
+HASH_MODULUS = 2_147_483_647
+HASH_MULTIPLIER = 1_000_003
+# Odd multipliers of the bit mixer (below 2**31, so products of values below 2**31 fit int64).
+MIX_MULTIPLIERS = (0x2C1B3C6D, 0x297A2D39)
+
+
+def mix_bits(values: torch.Tensor) -> torch.Tensor:
+    """Scramble hashes ``0 <= value < HASH_MODULUS`` (xor-shift, multiply, xor-shift, multiply, xor-shift).
+
+    The polynomial hash is linear, so n-grams of frequent (small) ids land in overlapping runs
+    of buckets and collide more often than random keys would; mixing the bits first makes
+    ``hash % buckets`` collide no more than random (measured on IMDB's 4.3 million distinct
+    bigrams and trigrams: 3.33 million occupied of 8 million buckets, against 2.82 unmixed).
+    """
+    values = values ^ (values >> 15)
+    values = (values * MIX_MULTIPLIERS[0]) % HASH_MODULUS
+    values = values ^ (values >> 12)
+    values = (values * MIX_MULTIPLIERS[1]) % HASH_MODULUS
+    return values ^ (values >> 15)
+
+
+def ngram_ids(ids: torch.Tensor, vocab_size: int, buckets: int, order: int, mixed: bool = False) -> torch.Tensor:
+    """Feature ids ``(batch, order * time)`` of every n-gram up to ``order``, -1 where absent.
+
+    Unigram ``w`` has feature id ``w``; an n-gram of 2 or more words has ``vocab_size +
+    hash(words) % buckets``, with the hash's bits scrambled by :func:`mix_bits` when ``mixed``
+    (the stacked branch; the joint one keeps the plain hash its saved models were trained
+    with). An n-gram is absent when any of its words is padding, so the features do not
+    depend on how much padding a row has, or on which side it is.
+    """
+    batch, time = ids.shape
+    present = ids != PAD_ID  # (batch, time)
+    features = [torch.where(present, ids, torch.full_like(ids, -1))]
+    partial = ids % HASH_MODULUS
+    valid = present
+    for n in range(2, order + 1):
+        # The n-gram starting at t: extend the (n-1)-gram starting at t with the word at t+n-1.
+        following = ids[:, n - 1:]  # (batch, time - n + 1)
+        partial = (partial[:, : time - n + 1] * HASH_MULTIPLIER + following) % HASH_MODULUS
+        valid = valid[:, : time - n + 1] & present[:, n - 1:]
+        key = mix_bits(partial) if mixed else partial
+        hashed = torch.where(valid, vocab_size + key % buckets, torch.full_like(partial, -1))
+        features.append(nn.functional.pad(hashed, (0, n - 1), value=-1))  # back to (batch, time)
+    return torch.cat(features, dim=1)
+
+
+def distinct_ngram_ids(ids: torch.Tensor, vocab_size: int, buckets: int, order: int) -> torch.Tensor:
+    """Like :func:`ngram_ids` (mixed), but each feature id appears once per row (sorted, -1 elsewhere).
+
+    This is the binary "does the review contain this n-gram" view that a logistic regression
+    over n-grams reads: a phrase repeated ten times counts once.
+    """
+    ordered, _ = ngram_ids(ids, vocab_size, buckets, order, mixed=True).sort(dim=1)  # (batch, features)
+    repeated = torch.zeros_like(ordered, dtype=torch.bool)
+    repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    return ordered.masked_fill(repeated, -1)
+
+
+class NgramBranch(nn.Module):
+    """One weight per n-gram feature, read as a logit ``(batch,)`` per id row.
+
+    ``binary=False`` (joint training): ``lr_scale`` times the mean weight of the present
+    n-grams, repeats included. ``binary=True`` (stacked fit): the sum of the weights of the
+    distinct present n-grams, plus ``bias``.
+    """
+
+    def __init__(self, vocab_size: int, buckets: int, order: int, lr_scale: float = 1.0, binary: bool = False) -> None:
+        super().__init__()
+        self.vocab_size, self.buckets, self.order, self.binary = vocab_size, buckets, order, binary
+        # The logit is lr_scale times the mean weight. Adam and RMSprop step each weight by
+        # about the learning rate whatever its gradient's size, so this fixed factor makes the
+        # branch learn lr_scale times faster than the recurrent network: a linear model over
+        # sparse features wants a far larger learning rate than a recurrent one.
+        self.lr_scale = lr_scale
+        # Row i is the weight of feature id i; the last row is a fixed zero for absent n-grams.
+        self.weight = nn.Embedding(vocab_size + buckets + 1, 1, padding_idx=vocab_size + buckets)
+        nn.init.zeros_(self.weight.weight)
+        if binary:
+            # The stacked fit sets the weights and this intercept; the network's optimiser never
+            # touches them, so they are frozen here.
+            self.weight.weight.requires_grad_(False)
+            self.register_buffer("bias", torch.zeros(()))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.binary:
+            features = distinct_ngram_ids(ids, self.vocab_size, self.buckets, self.order)
+        else:
+            features = ngram_ids(ids, self.vocab_size, self.buckets, self.order)  # (batch, features)
+        present = features >= 0
+        rows = torch.where(present, features, torch.full_like(features, self.weight.padding_idx))
+        total = (self.weight(rows).squeeze(-1) * present).sum(dim=1)  # (batch,)
+        if self.binary:
+            return total + self.bias
+        return self.lr_scale * total / present.sum(dim=1).clamp(min=1)

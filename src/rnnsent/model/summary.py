@@ -1,0 +1,44 @@
+"""Parameter counts and the Keras-style summary table."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from rnnsent.model.recurrent import RecurrentClassifier
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Learned numbers: all parameters, or only those gradient descent updates.
+
+    A stacked n-gram branch's weights are learned too, by their own regression, but frozen
+    while the network trains.
+    """
+    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad or not trainable_only)
+
+
+def summary_table(model: RecurrentClassifier, maxlen: int) -> str:
+    """A Keras-style table: layer, output shape, parameter count, and the total."""
+    config = model.config
+    directions = 2 if config.bidirectional else 1
+    recurrent_out = (None, maxlen, config.hidden_size * directions) if config.pooling != "last" else (None, config.hidden_size * directions)
+    rows = [
+        ("embedding (Embedding)", (None, maxlen, config.embedding_dim), model.embedding.weight.numel()),
+        (f"rnn ({type(model.rnn).__name__}, {config.cell})", recurrent_out, sum(p.numel() for p in model.rnn.parameters())),
+    ]
+    if config.pooling != "last":
+        pool_params = sum(p.numel() for p in model.attention.parameters()) if config.pooling == "attention" else 0
+        rows.append((f"pooling ({config.pooling})", (None, model.head.in_features), pool_params))
+    rows.append(("head (Dense, sigmoid)", (None, 1), sum(p.numel() for p in model.head.parameters())))
+    if model.ngrams is not None:
+        rows.append((f"ngrams (bag of 1..{config.ngram_order}-grams)", (None, 1), model.ngrams.weight.weight.numel()))
+    width = 34
+    lines = [f"{'Layer (type)':<{width}}{'Output Shape':<22}{'Param #':>12}", "=" * (width + 34)]
+    for name, shape, count in rows:
+        lines.append(f"{name:<{width}}{str(shape):<22}{count:>12,}")
+    total, trainable = count_parameters(model), count_parameters(model, trainable_only=True)
+    lines += ["=" * (width + 34), f"Total params: {total:,}", f"Trainable params: {trainable:,}"]
+    if total > trainable:
+        lines.append(f"Fitted by the n-gram regression: {total - trainable:,}")
+    else:
+        lines.append("Non-trainable params: 0")
+    return "\n".join(lines)

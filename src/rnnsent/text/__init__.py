@@ -1,0 +1,1 @@
+"""Raw text to token ids: tokenizing, the vocabulary and the encoder."""

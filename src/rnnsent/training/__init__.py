@@ -1,0 +1,1 @@
+"""Training: the pipeline of stages, the loop, optimisers, checkpoints and DDP."""

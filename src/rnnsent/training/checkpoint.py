@@ -1,0 +1,185 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint is ``RUN_DIR/checkpoint/state.json`` plus the safetensors file it names. The
+tensors (model, optimizer state including the lazy RMSprop rows, best weights so far, RNG
+state) are written first under a new name; the JSON (counters, history, partial-epoch sums,
+hyper-parameters, and the tensors' SHA-256) is renamed into place last, which is the commit
+point. An interrupted write therefore leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnsent.artifact.files import (
+    one_line,
+    read_json,
+    read_tensors,
+    sha256_bytes,
+    tensors_to_bytes,
+    write_bytes_atomic,
+    write_json_atomic,
+)
+from rnnsent.config import RunConfig
+from rnnsent.errors import ArtifactError
+
+FORMAT_NAME = "rnnsent-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Progress:
+    """Counters and bookkeeping of a run, saved as JSON in each checkpoint."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    step_in_epoch: int = 0  # batches of that epoch already trained
+    global_step: int = 0
+    epoch_sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss sum, correct, count
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float | None = None
+    bad_epochs: int = 0
+    finished: bool = False
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoint"
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (checkpoint_dir(run_dir) / "state.json").exists()
+
+
+def save_checkpoint(
+    run_dir: Path,
+    progress: Progress,
+    config: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    best_state: dict[str, torch.Tensor] | None,
+    extra: dict[str, Any],
+) -> None:
+    """Write a checkpoint atomically and remove the one it replaces."""
+    directory = checkpoint_dir(run_dir)
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
+    optimizer_state = optimizer.state_dict()
+    for index, state in optimizer_state["state"].items():
+        for key, value in state.items():
+            assert isinstance(value, torch.Tensor), f"optimizer state {key} is not a tensor"
+            tensors[f"optimizer.{index}.{key}"] = value
+    if best_state is not None:
+        tensors.update({f"best.{k}": v for k, v in best_state.items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    data = tensors_to_bytes(tensors, {"format": FORMAT_NAME})
+    previous = _current_tensor_file(directory)
+    # Never overwrite the committed tensor file: the end-of-epoch checkpoint can fall on the
+    # same step as a step-interval one, and a crash between the two renames would leave a
+    # state.json whose checksum no longer matches its tensors.
+    name = f"state-{progress.global_step:09d}-{progress.epoch:05d}.safetensors"
+    if name == previous:
+        name = name.replace(".safetensors", "b.safetensors")
+    write_bytes_atomic(directory / name, data)
+    write_json_atomic(directory / "state.json", {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "tensors": name,
+        "sha256": sha256_bytes(data),
+        "progress": asdict(progress),
+        "param_groups": optimizer_state["param_groups"],
+        "config": config,
+        **extra,
+    })
+    # Now that the new state is committed, clear the replaced one and anything a killed
+    # process left half-written (tensor files never committed, temporary files).
+    for stale in directory.iterdir():
+        tensor_file = stale.name.startswith("state-") and stale.name.endswith(".safetensors")
+        temporary = stale.name.startswith(".") and stale.name.endswith(".tmp")
+        if stale.name != name and (tensor_file or temporary):
+            stale.unlink(missing_ok=True)
+
+
+def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The checkpoint's JSON and tensors, verified; raises :class:`ArtifactError`."""
+    directory = checkpoint_dir(run_dir)
+    path = directory / "state.json"
+    if not path.exists():
+        raise ArtifactError(f"{path}: no checkpoint to resume from; start the run without --resume")
+    meta = read_json(path)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ArtifactError(f"{path}: not an rnnsent checkpoint")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: checkpoint format version {meta.get('format_version')} is not supported")
+    _check_fields(path, meta)
+    tensors = read_tensors(directory / meta["tensors"], meta["sha256"])
+    missing = [name for name in ("rng.torch",) if name not in tensors]
+    if missing or not any(name.startswith("model.") for name in tensors):
+        raise ArtifactError(f"{directory / meta['tensors']}: not the tensors of an rnnsent checkpoint")
+    return meta, tensors
+
+
+def _check_fields(path: Path, meta: dict[str, Any]) -> None:
+    """Reject a state.json whose fields are missing or malformed, naming the file."""
+    name = meta.get("tensors")
+    # The tensor file must be a plain name inside the checkpoint folder.
+    if not isinstance(name, str) or not name.endswith(".safetensors") or Path(name).name != name:
+        raise ArtifactError(f"{path}: 'tensors' must name a .safetensors file in {path.parent}")
+    if not isinstance(meta.get("sha256"), str):
+        raise ArtifactError(f"{path}: 'sha256' is missing")
+    if not isinstance(meta.get("param_groups"), list):
+        raise ArtifactError(f"{path}: 'param_groups' is missing")
+    try:
+        Progress(**meta["progress"])
+        RunConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ArtifactError(f"{path}: invalid checkpoint ({error})") from None
+
+
+def restore(
+    meta: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> tuple[Progress, dict[str, torch.Tensor] | None]:
+    """Put a checkpoint's state back into ``model``, ``optimizer`` and the RNG.
+
+    Raises :class:`ArtifactError` when the tensors do not fit the model and optimiser that
+    the checkpoint's own config describes (a checkpoint edited or mixed from two runs).
+    """
+    try:
+        return _restore(meta, tensors, model, optimizer)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ArtifactError(
+            f"checkpoint/{meta.get('tensors')}: does not fit the model and optimizer of its config ({one_line(error)})"
+        ) from None
+
+
+def _restore(meta, tensors, model, optimizer) -> tuple[Progress, dict[str, torch.Tensor] | None]:
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    # RMSprop.load_state_dict keeps its integer per-row step counters integer.
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None
+    return Progress(**meta["progress"]), best
+
+
+def _current_tensor_file(directory: Path) -> str | None:
+    path = directory / "state.json"
+    if not path.exists():
+        return None
+    try:
+        return read_json(path).get("tensors")
+    except ArtifactError:
+        return None

@@ -1,0 +1,48 @@
+"""One split as padded tensors, and the training, validation and test splits of a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rnnsent.config import RunConfig
+from rnnsent.data.corpus import EncodedCorpus, EncodedSplit
+from rnnsent.data.splits import HELD_OUT_SEED, limit_split, stratified_split
+
+
+@dataclass
+class Tensors:
+    """One split, padded: ids ``(n, maxlen)`` int64, lengths ``(n,)`` int64, labels ``(n,)`` float32."""
+
+    ids: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def from_split(cls, split: EncodedSplit, config: RunConfig) -> "Tensors":
+        ids, lengths = split.padded(config.text)
+        return cls(torch.from_numpy(ids), torch.from_numpy(lengths), torch.from_numpy(split.labels.astype(np.float32)))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class TrainingData:
+    train: Tensors
+    validation: Tensors | None
+    test: Tensors | None
+
+
+def prepare_data(corpus: EncodedCorpus, config: RunConfig) -> TrainingData:
+    """Limit, hold out the validation split (fixed seed, stratified) and pad."""
+    train_split = limit_split(corpus.train, config.train.limit)
+    validation = None
+    if config.train.validation_split:
+        kept, held = stratified_split(train_split.labels, config.train.validation_split, HELD_OUT_SEED)
+        validation = Tensors.from_split(train_split.subset(held), config)
+        train_split = train_split.subset(kept)
+    test = Tensors.from_split(limit_split(corpus.test, config.train.limit), config) if config.train.report_test else None
+    return TrainingData(Tensors.from_split(train_split, config), validation, test)
