@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl
 
 import rnnsent
-from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl
 from rnnsent.artifact.directory import load_artifact
 from rnnsent.cli.main import main
 
@@ -135,20 +135,20 @@ def test_evaluate_text_report_and_another_source(trained, model_copy, capsys, tm
 def test_ctrl_c_then_resume_gives_the_uninterrupted_model(trained, tmp_path, capsys, monkeypatch):
     from rnnsent.training import loop as train_module
 
-    epoch_line = train_module._epoch_line
+    epoch_line = train_module.epoch_line
 
     def interrupt_after_epoch_one(row, epochs):
         if row["epoch"] == 1:
             os.kill(os.getpid(), signal.SIGINT)  # the loop finishes this step, checkpoints and stops
         return epoch_line(row, epochs)
 
-    monkeypatch.setattr(train_module, "_epoch_line", interrupt_after_epoch_one)
+    monkeypatch.setattr(train_module, "epoch_line", interrupt_after_epoch_one)
     out = tmp_path / "model"
     assert main(["train", "--data", str(trained[1]), "--out", str(out), *TRAIN_FLAGS]) == 130
     err = capsys.readouterr().err
     assert f"continue with 'rnnsent train --resume {out}'" in err and "Traceback" not in err
     assert not (out / "manifest.json").exists()  # no model yet, only the checkpoint
-    monkeypatch.setattr(train_module, "_epoch_line", epoch_line)
+    monkeypatch.setattr(train_module, "epoch_line", epoch_line)
     assert main(["train", "--resume", str(out)]) == 0
     resumed, reference = load_artifact(out), load_artifact(trained[0])
     for name, tensor in reference.model.state_dict().items():

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from rnnsent.config import PRESETS, ModelConfig, RunConfig, TextConfig, TrainConfig, build_config
+from rnnsent.config import (
+    PRESETS,
+    ModelConfig,
+    RunConfig,
+    TextConfig,
+    TrainConfig,
+    build_config,
+)
 
 
 def test_seed_preset_is_the_notebook_recipe():

@@ -20,16 +20,16 @@ import torch
 from safetensors.torch import save as save_tensors
 
 import rnnsent
-from rnnsent.training import checkpoint as checkpoint
 from rnnsent.artifact.directory import save_artifact
 from rnnsent.artifact.files import sha256_bytes
 from rnnsent.cli.main import main
 from rnnsent.config import build_config
 from rnnsent.model.recurrent import RecurrentClassifier
-from rnnsent.training.optim import build_optimizer
 from rnnsent.text.vocabulary import Vocabulary
+from rnnsent.training import checkpoint as checkpoint
+from rnnsent.training.optim import build_optimizer
 
-SETTINGS = {"num_words": 40, "maxlen": 10, "embedding_dim": 4, "hidden_size": 3, "epochs": 1, "threads": 1}
+SETTINGS = {"num_words": 40, "maxlen": 10, "embedding_dim": 4, "hidden_size": 3, "epochs": 1}
 
 
 @pytest.fixture

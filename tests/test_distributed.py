@@ -16,12 +16,12 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from rnnsent.config import build_config
+from rnnsent.config import RunOptions, build_config
 from rnnsent.data.batches import epoch_batches
-from rnnsent.training.distributed import World, setup, teardown
 from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.training.distributed import setup, teardown
+from rnnsent.training.pipeline import train_tensors
 from rnnsent.training.tensors import Tensors, TrainingData
-from rnnsent.training.loop import Trainer
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1] / "src"
 VOCAB_SIZE = 40
@@ -63,10 +63,13 @@ VARIANTS = {
 BATCH_SIZE, STEPS = 16, 8
 
 
+OPTIONS = RunOptions(threads=1, max_steps=STEPS)
+
+
 def equivalence_config(settings: dict):
     return build_config("seed", {
-        "num_words": VOCAB_SIZE, "maxlen": MAXLEN, "batch_size": BATCH_SIZE, "epochs": 3, "max_steps": STEPS,
-        "report_test": False, "threads": 1, "lr": 1e-2, "seed": 7, **settings,
+        "num_words": VOCAB_SIZE, "maxlen": MAXLEN, "batch_size": BATCH_SIZE, "epochs": 3,
+        "report_test": False, "lr": 1e-2, "seed": 7, **settings,
     })
 
 
@@ -78,9 +81,8 @@ def run_rank(rank: int, port: int, out_dir: str) -> None:
     world = setup("cpu")
     try:
         for name, (settings, count) in VARIANTS.items():
-            trainer = Trainer(equivalence_config(settings), tiny_data(count), VOCAB_SIZE, Path(out_dir) / name, world,
-                              log=lambda message: None, progress_bar=False)
-            result = trainer.fit()
+            result = train_tensors(equivalence_config(settings), OPTIONS, tiny_data(count), Path(out_dir) / name,
+                                   world=world)
             if world.is_main:
                 weights = {key: value.contiguous() for key, value in result.model.state_dict().items()}
                 save_file(weights, str(Path(out_dir) / f"{name}.safetensors"))
@@ -101,8 +103,7 @@ def test_two_processes_match_one_process_with_the_global_batch(two_process_weigh
     settings, count = VARIANTS[variant]
     config = equivalence_config(settings)
     distributed = load_file(str(two_process_weights / f"{variant}.safetensors"))
-    single = Trainer(config, tiny_data(count), VOCAB_SIZE, tmp_path, World(), log=lambda message: None,
-                     progress_bar=False).fit().model.state_dict()
+    single = train_tensors(config, OPTIONS, tiny_data(count), tmp_path).model.state_dict()
     torch.manual_seed(config.train.seed)
     initial = RecurrentClassifier(config.model, VOCAB_SIZE).state_dict()
     assert set(distributed) == set(single)

@@ -12,11 +12,11 @@ import torch
 
 from rnnsent.artifact.directory import Artifact
 from rnnsent.cli.main import main
+from rnnsent.cli.render import render_text
 from rnnsent.config import build_config
 from rnnsent.inference.explain import explain
-from rnnsent.cli.render import render_text
-from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.inference.predictor import Predictor
+from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.text.vocabulary import Vocabulary
 
 WORDS = tuple(f"w{i}" for i in range(40))

@@ -8,10 +8,13 @@ import torch
 
 pytest.importorskip("numba")
 
-from rnnsent.config import build_config  # noqa: E402
-from rnnsent.training.compiled_step import FusedSimpleRNNStep, fused_step_supported  # noqa: E402
+from rnnsent.config import RunOptions, build_config  # noqa: E402
+from rnnsent.model.build import build_model  # noqa: E402
 from rnnsent.model.recurrent import RecurrentClassifier  # noqa: E402
+from rnnsent.training.compiled_step import FusedSimpleRNNStep  # noqa: E402
+from rnnsent.training.distributed import World  # noqa: E402
 from rnnsent.training.optim import RMSprop  # noqa: E402
+from rnnsent.training.steps import compiled_step_blockers  # noqa: E402
 
 VOCAB, TIME, BATCH, STEPS = 40, 12, 8, 60
 
@@ -66,19 +69,25 @@ def test_fused_matches_autograd_step_for_step(nonlinearity, sparse):
                                    rtol=1e-4, atol=1e-9)
 
 
+def blockers(settings=None, world=World(), options=RunOptions()) -> str:
+    config = build_config("seed", {"num_words": VOCAB, **(settings or {})})
+    return ", ".join(compiled_step_blockers(config, options, build_model(config.model, VOCAB), world))
+
+
 def test_fused_step_applies_only_where_it_is_exact():
-    cpu = torch.device("cpu")
-    assert fused_step_supported(build_config("seed"), cpu, 1) is None
-    assert "cell" in fused_step_supported(build_config("seed", {"cell": "gru"}), cpu, 1)
-    assert "dropout" in fused_step_supported(build_config("seed", {"dropout": 0.1}), cpu, 1)
-    assert "distributed" in fused_step_supported(build_config("seed"), cpu, 2)
-    assert "optimizer" in fused_step_supported(build_config("seed", {"optimizer": "adam"}), cpu, 1)
+    assert blockers() == ""
+    assert "cell" in blockers({"cell": "gru"})
+    assert "dropout" in blockers({"dropout": 0.1})
+    assert "distributed" in blockers(world=World(rank=0, size=2))
+    assert "optimizer" in blockers({"optimizer": "adam"})
+    assert "n-gram" in blockers({"ngram_buckets": 64})
+    assert "turned off" in blockers(options=RunOptions(fused=False))
 
 
 def test_fused_and_plain_training_runs_agree(tmp_path):
     """Whole runs through the Trainer, with and without the compiled step, end with the same weights."""
+    from rnnsent.training.pipeline import train_tensors
     from rnnsent.training.tensors import Tensors, TrainingData
-    from rnnsent.training.loop import Trainer
 
     generator = torch.Generator().manual_seed(3)
     ids = torch.randint(0, VOCAB, (96, TIME), generator=generator)
@@ -88,9 +97,8 @@ def test_fused_and_plain_training_runs_agree(tmp_path):
     for fused in (True, False):
         config = build_config("seed", {**{k: v for k, v in tiny_config("relu").to_dict()["model"].items() if k == "hidden_size"},
                                        "num_words": VOCAB, "maxlen": TIME, "embedding_dim": 6, "input_init_std": 0.3,
-                                       "lr": 3e-3, "epochs": 2, "batch_size": 16, "fused": fused})
-        trainer = Trainer(config, data, VOCAB, tmp_path / str(fused), log=lambda message: None, progress_bar=False)
-        results[fused] = trainer.fit()
+                                       "lr": 3e-3, "epochs": 2, "batch_size": 16})
+        results[fused] = train_tensors(config, RunOptions(fused=fused), data, tmp_path / str(fused))
     for a, b in zip(results[True].model.state_dict().values(), results[False].model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     assert results[True].history[-1]["loss"] == pytest.approx(results[False].history[-1]["loss"], rel=1e-5)

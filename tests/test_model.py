@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rnnsent.cli.main import main
-from rnnsent.config import POOLINGS, build_config
+from rnnsent.config import build_config, choices
 from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.model.summary import count_parameters, summary_table
 
@@ -89,7 +89,7 @@ def test_loss_is_mean_binary_cross_entropy():
     assert model(ids)[1] is None
 
 
-VARIANTS = list(itertools.product(("simple", "lstm", "gru"), POOLINGS, (False, True)))
+VARIANTS = list(itertools.product(("simple", "lstm", "gru"), choices("pooling"), (False, True)))
 
 
 @pytest.mark.parametrize("cell, pooling, bidirectional", VARIANTS)

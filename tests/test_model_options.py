@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from rnnsent.config import CELLS, POOLINGS, build_config
+from rnnsent.config import build_config, choices
+from rnnsent.model.ngrams import HASH_MODULUS, HASH_MULTIPLIER, NgramBranch, ngram_ids
 from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.model.summary import count_parameters, summary_table
-from rnnsent.model.ngrams import HASH_MODULUS, HASH_MULTIPLIER, NgramBranch, ngram_ids
 
 VOCAB = 50
 
@@ -33,8 +33,8 @@ def rows_with_padding(extra: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, torch.tensor([len(review) for review in reviews])
 
 
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("cell", choices("cell"))
+@pytest.mark.parametrize("pooling", choices("pooling"))
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_extra_padding_never_changes_a_prediction(cell, pooling, bidirectional):
     model = small_model(cell=cell, pooling=pooling, bidirectional=bidirectional, num_layers=2, ngram_buckets=97)
@@ -48,7 +48,7 @@ def test_extra_padding_never_changes_a_prediction(cell, pooling, bidirectional):
 
 @pytest.mark.parametrize("pooling, factor", [("last", 1), ("max", 1), ("mean", 1), ("attention", 1), ("maxmean", 2)])
 @pytest.mark.parametrize("bidirectional, directions", [(False, 1), (True, 2)])
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", choices("cell"))
 def test_state_and_summary_sizes(cell, pooling, factor, bidirectional, directions):
     model = small_model(cell=cell, pooling=pooling, bidirectional=bidirectional, num_layers=2)
     ids, lengths = rows_with_padding(2)
@@ -166,7 +166,7 @@ def test_ngram_settings_are_validated(setting, value):
         build_config("seed", {setting: value})
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", choices("cell"))
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_reading_within_lengths_matches_packed_sequences(cell, bidirectional):
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence

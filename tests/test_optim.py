@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from rnnsent.config import build_config
-from rnnsent.training.optim import RMSprop, build_optimizer, clip_gradients, learning_rate
+from rnnsent.training.optim import (
+    RMSprop,
+    build_optimizer,
+    clip_gradients,
+    learning_rate,
+)
 
 
 def step_with(optimizer, parameter, gradient):

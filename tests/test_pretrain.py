@@ -11,8 +11,13 @@ import torch
 from rnnsent.cli.main import main
 from rnnsent.config import build_config
 from rnnsent.data.cache import load_encoded
-from rnnsent.training.vectors import cooccurrence, load_vectors, ppmi_svd_vectors, save_vectors
 from rnnsent.text.vocabulary import Vocabulary
+from rnnsent.training.vectors import (
+    cooccurrence,
+    load_vectors,
+    ppmi_svd_vectors,
+    save_vectors,
+)
 
 POSITIVE = ["a wonderful film, great acting and a great story", "great fun, wonderful music, loved it",
             "loved the story and the acting", "wonderful and great, a joy"]
@@ -85,7 +90,7 @@ def test_pretrain_then_train_with_the_vectors(imdb_folder, tmp_path, monkeypatch
     monkeypatch.setenv("RNNSENT_CACHE", str(tmp_path / "cache"))
     vectors = tmp_path / "vectors.safetensors"
     assert main(["pretrain", "--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "4",
-                 "--window", "2", "--threads", "1", "--out", str(vectors)]) == 0
+                 "--pretrain-window", "2", "--threads", "1", "--out", str(vectors)]) == 0
     output = capsys.readouterr().out
     assert "8 training and 12 unlabelled reviews" in output and "(40, 4)" in output
     settings = ["--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "4", "--hidden-size", "3",

@@ -22,8 +22,8 @@ import torch
 from safetensors.torch import load_file
 
 import rnnsent
-from rnnsent.training import checkpoint as checkpoint
 from rnnsent.cli.main import main
+from rnnsent.training import checkpoint as checkpoint
 
 SOURCE_ROOT = Path(rnnsent.__file__).resolve().parents[1]
 

@@ -11,11 +11,16 @@ import torch
 
 from rnnsent.cli.main import main
 from rnnsent.config import build_config
-from rnnsent.model.scoring import predict_logits, predict_part_logits
-from rnnsent.model.recurrent import RecurrentClassifier
-from rnnsent.model.ngrams import NgramBranch, distinct_ngram_ids, ngram_ids
 from rnnsent.inference.predictor import Predictor
-from rnnsent.training.ngram_regression import fit_blend, fit_ngram_regression, log_count_ratios, presence_matrix
+from rnnsent.model.ngrams import NgramBranch, distinct_ngram_ids, ngram_ids
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.model.scoring import predict_logits, predict_part_logits
+from rnnsent.training.ngram_regression import (
+    fit_blend,
+    fit_ngram_regression,
+    log_count_ratios,
+    presence_matrix,
+)
 from tests.conftest import write_tiny_reviews
 
 VOCAB = 10

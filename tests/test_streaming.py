@@ -16,10 +16,10 @@ import torch
 from rnnsent.artifact.directory import save_artifact
 from rnnsent.cli.main import main
 from rnnsent.config import build_config
-from rnnsent.model.recurrent import RecurrentClassifier
-from rnnsent.inference.predictor import Predictor
 from rnnsent.errors import InputError
+from rnnsent.inference.predictor import Predictor
 from rnnsent.inference.streaming import ProgressBar, detect_format, read_texts, score_to
+from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.text.vocabulary import Vocabulary
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1] / "src"

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnsent.config import TextConfig
-from rnnsent.text.vocabulary import OOV_ID, PAD_ID, START_ID, Vocabulary
 from rnnsent.text.encoder import TextEncoder, encode_corpus, pad_sequences
 from rnnsent.text.tokenize import normalize, tokenize
+from rnnsent.text.vocabulary import OOV_ID, PAD_ID, START_ID, Vocabulary
 
 # Keras' Tokenizer default filters, typed out here independently of the package's constant.
 KERAS_DEFAULT_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'

@@ -7,15 +7,16 @@ import signal
 
 import pytest
 import torch
-
 from conftest import make_reviews, write_csv
-from rnnsent.training.checkpoint import has_checkpoint
-from rnnsent.config import build_config
+
+from rnnsent.config import build_config, build_options, split_settings
 from rnnsent.data.cache import load_encoded
-from rnnsent.training.loop import Trainer, TrainingInterrupted
+from rnnsent.training.checkpoint import has_checkpoint
+from rnnsent.training.loop import TrainingInterrupted
+from rnnsent.training.pipeline import train_tensors
 from rnnsent.training.tensors import prepare_data
 
-FAST = {"num_words": 80, "maxlen": 16, "lr": 0.01, "batch_size": 16, "epochs": 2, "threads": 1,
+FAST = {"num_words": 80, "maxlen": 16, "lr": 0.01, "batch_size": 16, "epochs": 2,
         "dropout": 0.2, "embedding_dropout": 0.1}  # dropout, so that the saved RNG state matters
 
 
@@ -27,7 +28,8 @@ def corpus(tmp_path_factory):
 
 
 def fit(corpus, run_dir, overrides=None, resume=False, on_log=None):
-    config = build_config("seed", {**FAST, **(overrides or {})})
+    recipe, options = split_settings({**FAST, **(overrides or {})})
+    config = build_config("seed", recipe)
     lines: list[str] = []
 
     def log(line: str) -> None:
@@ -35,8 +37,8 @@ def fit(corpus, run_dir, overrides=None, resume=False, on_log=None):
         if on_log:
             on_log(line)
 
-    trainer = Trainer(config, prepare_data(corpus, config), config.text.num_words, run_dir, log=log, progress_bar=False)
-    return trainer.fit(resume=resume), lines
+    result = train_tensors(config, build_options(options), prepare_data(corpus, config), run_dir, resume=resume, log=log)
+    return result, lines
 
 
 def same_weights(first, second) -> bool:

@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from rnnsent.config import PRESETS, build_config
+from rnnsent.config import PRESETS, RunOptions, build_config
+from rnnsent.errors import TrainingDiverged
+from rnnsent.model.build import build_model
 from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.model.summary import count_parameters
-from rnnsent.training.tensors import Tensors, TrainingData
+from rnnsent.training.checkpoint import Progress
 from rnnsent.training.loop import Trainer
-from rnnsent.errors import TrainingDiverged
+from rnnsent.training.optim import build_optimizer
+from rnnsent.training.pipeline import train_tensors
+from rnnsent.training.steps import AutogradStep
+from rnnsent.training.tensors import Tensors, TrainingData
 
 VOCAB = 30
 
@@ -32,7 +37,7 @@ def tiny_config(**overrides):
     settings = {"num_words": VOCAB, "maxlen": 7, "padding": "post", "use_lengths": True, "cell": "gru",
                 "embedding_dim": 4, "hidden_size": 3, "recurrent_init": "default", "input_init_std": 0.0,
                 "pooling": "max", "optimizer": "adam", "lr": 0.01, "batch_size": 8, "epochs": 3,
-                "report_test": False, "threads": 1, **overrides}
+                "report_test": False, **overrides}
     return build_config("seed", settings)
 
 
@@ -48,8 +53,8 @@ class ScriptedValidation(Trainer):
         self.quality = list(quality)
         self.snapshots = []
 
-    def _logits(self, model, split):
-        self.snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    def _logits(self, split):
+        self.snapshots.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
         signs = split.labels.numpy() * 2 - 1
         return signs * self.quality[len(self.snapshots) - 1]
 
@@ -57,9 +62,13 @@ class ScriptedValidation(Trainer):
 def test_early_stopping_keeps_the_best_epoch(tmp_path):
     config = tiny_config(validation_split=0.2, early_stopping=2, epochs=10)
     data = TrainingData(tiny_data(), tiny_data(10, seed=1), None)
-    trainer = ScriptedValidation(config, data, VOCAB, tmp_path, log=lambda message: None, progress_bar=False,
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model, VOCAB)
+    optimizer = build_optimizer(config.train, model.parameters())
+    step = AutogradStep(model, model, optimizer, config.train.clip_norm)
+    trainer = ScriptedValidation(config, RunOptions(), data, model, optimizer, step, tmp_path,
                                  quality=[1.0, 3.0, 2.0, 1.5, 5.0])
-    result = trainer.fit()
+    result = trainer.fit(Progress())
     # Epoch 2 is best; epochs 3 and 4 are worse, so training stops after epoch 4, before epoch 5's better score.
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
     assert result.best_epoch == 2
@@ -74,9 +83,7 @@ def test_history_records_the_learning_rate_of_each_epochs_last_step(tmp_path, sc
     from rnnsent.training.optim import learning_rate
 
     config = tiny_config(schedule=schedule, warmup_steps=2, epochs=2, lr=0.1)
-    trainer = Trainer(config, TrainingData(tiny_data(), None, None), VOCAB, tmp_path, log=lambda message: None,
-                      progress_bar=False)
-    history = trainer.fit().history
+    history = train_tensors(config, RunOptions(), TrainingData(tiny_data(), None, None), tmp_path).history
     steps = 5  # 40 reviews in batches of 8, per epoch
     # Once the schedule's length was taken to be the steps done so far, so every epoch logged ~0.
     assert history[0]["lr"] == pytest.approx(learning_rate(config.train, steps - 1, 2 * steps))
@@ -88,19 +95,16 @@ def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
     config = tiny_config()
     data = TrainingData(tiny_data(), None, None)
     poisoned = torch.full((VOCAB, 4), float("nan"))
-    trainer = Trainer(config, data, VOCAB, tmp_path, log=lambda message: None, progress_bar=False,
-                      initial_weights={"embedding.weight": poisoned})
     with pytest.raises(TrainingDiverged, match="NaN or infinite.*--lr"):
-        trainer.fit()
+        train_tensors(config, RunOptions(), data, tmp_path, initialise=lambda model: model.embedding.weight.data.copy_(poisoned))
 
 
 def test_initial_embedding_is_the_starting_point(tmp_path):
-    config = tiny_config(lr=1e-9, max_steps=1, epochs=1)
+    config = tiny_config(lr=1e-9, epochs=1)
     data = TrainingData(tiny_data(), None, None)
     vectors = torch.arange(VOCAB * 4, dtype=torch.float32).view(VOCAB, 4) / 100
-    trainer = Trainer(config, data, VOCAB, tmp_path, log=lambda message: None, progress_bar=False,
-                      initial_weights={"embedding.weight": vectors})
-    result = trainer.fit()
+    result = train_tensors(config, RunOptions(max_steps=1), data, tmp_path,
+                           initialise=lambda model: model.embedding.weight.data.copy_(vectors))
     torch.testing.assert_close(result.model.embedding.weight.detach(), vectors, atol=1e-6, rtol=0)
 
 

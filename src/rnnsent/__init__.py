@@ -1,13 +1,30 @@
-"""rnnsent: train, evaluate, explain and serve recurrent-network text classifiers."""
+"""rnnsent: train, evaluate, explain and serve recurrent-network text classifiers.
+
+    import rnnsent
+    model = rnnsent.train(preset="seed", out="runs/seed")
+    model.predict(["A wonderful film.", "Dull."])
+    rnnsent.evaluate(model)
+    rnnsent.load("runs/seed")
+
+Importing the package imports nothing heavy: the API (:mod:`rnnsent.api`), and torch with it,
+is imported on first use of one of its names.
+"""
 
 __version__ = "0.1.0"
 
-
-def load(path):
-    """Load a saved model directory for prediction: ``rnnsent.load("runs/seed").predict(["..."])``."""
-    from rnnsent.inference.predictor import Predictor
-
-    return Predictor.load(path)
+API = ("Model", "evaluate", "load", "pretrain", "summary", "train")
 
 
-__all__ = ["__version__", "load"]
+def __getattr__(name: str):
+    if name in API:
+        from rnnsent import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'rnnsent' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *API])
+
+
+__all__ = ["__version__", *API]

@@ -17,3 +17,11 @@ class ArtifactError(ValueError):
 
 class InputError(ValueError):
     """A problem in the texts to score that the user can fix; the message says where."""
+
+
+class ConfigError(ValueError):
+    """A setting that is unknown, of the wrong type or out of range."""
+
+
+class UsageError(ValueError):
+    """Arguments that do not go together, or a missing one; the message says what to pass."""

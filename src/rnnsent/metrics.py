@@ -66,3 +66,10 @@ def format_metrics(metrics: dict) -> str:
         parts = ", ".join(f"{name} {value:.4f}" for name, value in metrics["part_accuracy"].items())
         lines.append(f"Accuracy of each part alone: {parts}")
     return "\n".join(lines)
+
+
+class Metrics(dict):
+    """Test metrics as a plain mapping (``metrics["accuracy"]``) that prints as a short report."""
+
+    def __str__(self) -> str:
+        return format_metrics(self)

@@ -18,28 +18,7 @@ import numba
 import numpy as np
 import torch
 
-from rnnsent.config import RunConfig
 from rnnsent.model.compiled import FAST_MATH, compiled_logits
-
-
-def fused_step_supported(config: RunConfig, device: torch.device, world_size: int) -> str | None:
-    """``None`` when the compiled step applies to this run, else the reason it does not."""
-    model, train = config.model, config.train
-    checks = {
-        "the cell is not 'simple'": model.cell != "simple",
-        "more than one layer": model.num_layers != 1,
-        "bidirectional": model.bidirectional,
-        "pooling is not 'last'": model.pooling != "last",
-        "dropout": bool(model.dropout or model.embedding_dropout),
-        "use_lengths": model.use_lengths,
-        "optimizer is not rmsprop": train.optimizer != "rmsprop",
-        "dense embedding gradients": not train.sparse_embedding,
-        "gradient clipping": bool(train.clip_norm),
-        "not on the CPU": device.type != "cpu",
-        "distributed": world_size > 1,
-    }
-    reasons = [reason for reason, failed in checks.items() if failed]
-    return ", ".join(reasons) if reasons else None
 
 
 class FusedSimpleRNNStep:

@@ -36,13 +36,13 @@ class TrainingData:
     test: Tensors | None
 
 
-def prepare_data(corpus: EncodedCorpus, config: RunConfig) -> TrainingData:
-    """Limit, hold out the validation split (fixed seed, stratified) and pad."""
-    train_split = limit_split(corpus.train, config.train.limit)
+def prepare_data(corpus: EncodedCorpus, config: RunConfig, limit: int = 0) -> TrainingData:
+    """Limit to ``limit`` reviews (0: all), hold out the validation split (fixed seed, stratified) and pad."""
+    train_split = limit_split(corpus.train, limit)
     validation = None
     if config.train.validation_split:
         kept, held = stratified_split(train_split.labels, config.train.validation_split, HELD_OUT_SEED)
         validation = Tensors.from_split(train_split.subset(held), config)
         train_split = train_split.subset(kept)
-    test = Tensors.from_split(limit_split(corpus.test, config.train.limit), config) if config.train.report_test else None
+    test = Tensors.from_split(limit_split(corpus.test, limit), config) if config.train.report_test else None
     return TrainingData(Tensors.from_split(train_split, config), validation, test)

@@ -165,3 +165,20 @@ def load_vectors(path: Path, vocabulary: Vocabulary, vocab_size: int, dim: int) 
         raise ValueError(f"--embeddings {path} holds vectors of shape {shape}; the model needs "
                          f"({vocab_size}, {dim}): set --embedding-dim to match")
     return vectors
+
+
+def pretrain_vectors(config, source: Path, out: Path, log: Callable[[str], None] = lambda message: None) -> Path:
+    """Build the word vectors a run of ``config`` would build, from ``source``, and write them to ``out``."""
+    import time
+
+    from rnnsent.data.cache import load_encoded
+
+    started = time.perf_counter()
+    corpus = load_encoded(source, config.text)
+    reviews = pretraining_reviews(corpus, source, config.train.validation_split)
+    counts = [len(offsets) - 1 for _, offsets in reviews]
+    log(f"{counts[0]} training and {sum(counts[1:])} unlabelled reviews (validation and test reviews are not used)")
+    vectors = build_vectors(reviews, config.text.num_words, config.model.embedding_dim, config.model.pretrain_window, log=log)
+    save_vectors(out, vectors, corpus.vocabulary)
+    log(f"word vectors {tuple(vectors.shape)} written to {out} in {time.perf_counter() - started:.1f}s")
+    return out

@@ -1,0 +1,207 @@
+"""The Python API: ``rnnsent.train``, ``rnnsent.evaluate``, ``rnnsent.load``.
+
+    import rnnsent
+    model = rnnsent.train(preset="seed", out="runs/seed")   # any setting as a keyword: maxlen=100, ...
+    model.metrics["accuracy"], model.history[-1]
+    model.predict(["A wonderful film.", "Dull."])
+    rnnsent.evaluate(model)                                  # or rnnsent.evaluate("runs/seed")
+    model = rnnsent.load("runs/seed")
+
+Every mistake a caller can make raises a ``ValueError`` subclass (:mod:`rnnsent.errors`) whose
+one-line message says what to do; the ``rnnsent`` command prints the same message.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rnnsent.artifact.directory import Artifact, load_artifact, save_artifact, update_metrics
+from rnnsent.config import (
+    RunConfig,
+    build_config,
+    build_options,
+    split_settings,
+)
+from rnnsent.errors import UsageError
+from rnnsent.inference.predictor import Predictor
+from rnnsent.metrics import Metrics
+
+PathLike = str | os.PathLike
+
+
+class Model(Predictor):
+    """A trained model: it predicts and explains raw text, and carries its recipe, metrics and history.
+
+    ``model.predict(texts)``, ``model.probabilities(texts)``, ``model.explain(text)`` (see
+    :class:`~rnnsent.inference.predictor.Predictor`); ``model.config`` is the recipe,
+    ``model.metrics`` the test metrics, ``model.history`` one row per epoch, ``model.path`` the
+    model directory it was loaded from or trained into.
+    """
+
+    @property
+    def path(self) -> Path:
+        return self.artifact.path
+
+    @property
+    def metrics(self) -> Metrics:
+        return Metrics(self.artifact.metrics)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.artifact.history
+
+    @property
+    def vocabulary(self):
+        return self.artifact.vocabulary
+
+    def save(self, path: PathLike) -> Path:
+        """Write this model as a complete model directory at ``path``; returns the path."""
+        artifact = self.artifact
+        return save_artifact(Path(path), artifact.config, artifact.vocabulary, artifact.model,
+                             artifact.metrics, artifact.history)
+
+    def __repr__(self) -> str:
+        accuracy = self.artifact.metrics.get("accuracy")
+        scored = f", test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""
+        return f"<rnnsent.Model {self.config.preset!r} at {str(self.path)!r}{scored}>"
+
+
+def load(path: PathLike, device: str = "cpu") -> Model:
+    """Load a saved model directory: ``rnnsent.load("runs/seed").predict(["..."])``.
+
+    Raises :class:`~rnnsent.errors.ArtifactError` naming the file when the directory is
+    missing, incomplete, damaged or of an unknown format version.
+    """
+    return Model(load_artifact(path, device))
+
+
+def train(preset: str = "seed", data: PathLike | None = None, out: PathLike | None = None, *,
+          resume: PathLike | None = None, progress: bool | None = None, verbose: bool = True,
+          **settings: Any) -> Model:
+    """Train a model and save it as a model directory; returns the trained :class:`Model`.
+
+    ``preset`` is the starting recipe (``seed``, ``bigru``, ``best``); any recipe setting
+    (``maxlen=100``, ``cell="gru"``, ...) or run option (``threads=1``, ``device="cpu"``,
+    ``limit=1000``, ``max_steps``, ``checkpoint_every``, ``fused``) may be given as a keyword,
+    checked exactly like the command-line flags. ``data`` is a data source (see the README's
+    Data section; default ``$RNNSENT_DATA``, the cache, or a download of aclImdb). ``out`` is
+    the model directory to write (default: a new temporary directory). ``resume`` continues an
+    interrupted run in that directory with its saved recipe (only ``threads`` and ``device`` may
+    change). ``progress`` shows a progress bar (default: on a terminal or in a notebook);
+    ``verbose`` prints the training log.
+    """
+    from rnnsent.data.download import resolve_source
+    from rnnsent.training import checkpoint, pipeline
+
+    recipe_settings, option_settings = split_settings(settings)
+    if resume is not None:
+        if out is not None or recipe_settings or preset != "seed":
+            raise UsageError("resume continues a run with its saved recipe: drop out, preset and the recipe settings")
+        changed = set(option_settings) - {"threads", "device"}
+        if changed:
+            raise UsageError(f"resume keeps the run's options; only threads and device may change, not {', '.join(sorted(changed))}")
+        meta, _ = checkpoint.load_checkpoint(Path(resume))
+        config = RunConfig.from_dict(meta["config"])
+        options = build_options({**meta.get("options", {}), **option_settings})
+        run_dir, data = Path(resume), data or meta.get("data")
+    else:
+        config = build_config(preset, recipe_settings)
+        options = build_options(option_settings)
+        run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="rnnsent-"))
+    source = resolve_source(data)
+    log = (lambda message: print(message, flush=True)) if verbose else (lambda message: None)
+    show_bar = _interactive() if progress is None else progress
+    outcome = pipeline.run(config, options, source, run_dir, resume=resume is not None, log=log, progress_bar=show_bar)
+    # Under torchrun only rank 0 writes the directory; every rank returns the model it trained.
+    return Model(Artifact(run_dir, config, outcome.vocabulary, outcome.model.eval(), outcome.metrics, outcome.history))
+
+
+def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: int = 0, threads: int = 0,
+             verbose: bool = False) -> Metrics:
+    """Score a model on the test split of ``data`` (default: as for :func:`train`) and return its metrics.
+
+    ``model`` is a :class:`Model` or a model directory. On the training source's full test split
+    the model directory's ``metrics.json`` is refreshed; other data or a ``limit`` subset of N
+    test reviews leave it as it is.
+    """
+    from rnnsent.data.cache import load_encoded
+    from rnnsent.data.download import resolve_source
+    from rnnsent.data.sources import read_corpus
+    from rnnsent.data.splits import HELD_OUT_SEED, limit_split, stratified_split
+    from rnnsent.inference.evaluate import evaluate_model
+
+    if limit < 0:
+        raise UsageError(f"limit must be 0 (all test reviews) or more; got {limit}")
+    set_threads(threads)
+    model = model if isinstance(model, Model) else load(model)
+    artifact, config = model.artifact, model.config
+    source = resolve_source(data)
+    corpus = load_encoded(source, config.text, quiet=not verbose)
+    training_source = corpus.vocabulary.words == artifact.vocabulary.words
+    if training_source:
+        test = limit_split(corpus.test, limit)
+        ids, lengths = test.padded(config.text)
+        labels = test.labels
+    else:
+        # Another source than the training one: encode its raw test texts with the model's vocabulary.
+        raw = read_corpus(source).test
+        ids, lengths = artifact.encoder.encode_batch(raw.texts)
+        labels = raw.labels
+        if limit:
+            _, chosen = stratified_split(labels, min(1.0, limit / len(labels)), HELD_OUT_SEED)
+            ids, lengths, labels = ids[chosen], lengths[chosen], labels[chosen]
+    metrics = evaluate_model(artifact.model, ids, lengths if config.model.use_lengths else None, labels)
+    if training_source and not limit:
+        # Only the full test split of the training data may replace the model's recorded metrics.
+        update_metrics(artifact.path, {**artifact.metrics, **metrics})
+        artifact.metrics.update(metrics)
+    return Metrics(metrics)
+
+
+def pretrain(out: PathLike, data: PathLike | None = None, preset: str = "best", *, threads: int = 0,
+             verbose: bool = True, **settings: Any) -> Path:
+    """Build word vectors for ``embeddings=`` from the training and unlabelled reviews; returns ``out``.
+
+    The recipe's ``num_words``, ``embedding_dim``, ``pretrain_window`` and ``validation_split``
+    (from ``preset``, default ``best``, and ``settings``) decide the vectors; use the same ones
+    for the training run that loads them.
+    """
+    from rnnsent.data.download import resolve_source
+    from rnnsent.training.vectors import pretrain_vectors
+
+    config = build_config(preset, settings)
+    if not config.model.pretrain_window:
+        raise UsageError("pretrain needs a context window: add --pretrain-window 5")
+    set_threads(threads)
+    log = print if verbose else (lambda message: None)
+    return pretrain_vectors(config, resolve_source(data), Path(out), log=log)
+
+
+def summary(preset: str = "seed", **settings: Any) -> str:
+    """The Keras-style table of the model a recipe builds: layers, output shapes, parameter counts."""
+    from rnnsent.model.build import build_model
+    from rnnsent.model.summary import summary_table
+
+    config = build_config(preset, settings)
+    return summary_table(build_model(config.model, config.text.num_words), config.text.maxlen)
+
+
+def set_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads for torch (0: leave torch's default, all cores)."""
+    options = build_options({"threads": threads})
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
+
+
+def _interactive() -> bool:
+    """A progress bar pays where a person watches: a terminal, or a Jupyter notebook."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
+__all__ = ["Model", "evaluate", "load", "pretrain", "summary", "train"]

@@ -1,0 +1,160 @@
+"""One optimiser step on one batch: the autograd step, or the compiled step where it is exact.
+
+The training loop does not know which it runs: it hands each :class:`Batch` to a step, and
+the step adds the batch's loss and correct predictions to the epoch's :class:`EpochSums`.
+:func:`choose_step` is the one place that decides between the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rnnsent.config import RunConfig, RunOptions
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.training.distributed import World
+from rnnsent.training.optim import RMSprop, clip_gradients
+
+
+@dataclass
+class Batch:
+    """One batch on the training device: ids ``(batch, time)``, lengths ``(batch,)``, labels ``(batch,)``.
+
+    ``loss_scale`` weights this process's mean loss by its share of the global batch under DDP
+    (None in a single process).
+    """
+
+    ids: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+    loss_scale: float | None = None
+
+
+class EpochSums:
+    """Loss sum, correct predictions and examples of the epoch so far.
+
+    The autograd step adds tensors (no device sync per step); the compiled step adds floats.
+    :meth:`flush` folds both into the float64 totals ``(3,)``.
+    """
+
+    def __init__(self, initial: list[float]) -> None:
+        self.totals = torch.tensor(initial, dtype=torch.float64)
+        self.pending_tensor: torch.Tensor | None = None
+        self.pending_floats = [0.0, 0.0, 0.0]
+
+    def add_floats(self, mean_loss: float, correct: int, count: int) -> None:
+        self.pending_floats[0] += mean_loss * count
+        self.pending_floats[1] += correct
+        self.pending_floats[2] += count
+
+    @torch.no_grad()
+    def add_tensors(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        count = labels.numel()
+        step = torch.stack([
+            loss.detach().double() * count,
+            ((logits.detach() > 0) == (labels > 0.5)).sum().double(),
+            torch.full((), float(count), dtype=torch.float64, device=logits.device),
+        ])
+        self.pending_tensor = step if self.pending_tensor is None else self.pending_tensor + step
+
+    def flush(self) -> torch.Tensor:
+        if self.pending_tensor is not None:
+            self.totals += self.pending_tensor.cpu()
+            self.pending_tensor = None
+        self.totals += torch.tensor(self.pending_floats, dtype=torch.float64)
+        self.pending_floats = [0.0, 0.0, 0.0]
+        return self.totals
+
+
+class AutogradStep:
+    """Forward, backward, optional clipping and the optimiser's update, through PyTorch's autograd.
+
+    ``network`` is the model itself, or its DistributedDataParallel wrapper under torchrun.
+    """
+
+    def __init__(self, network: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, clip_norm: float) -> None:
+        self.network, self.optimizer, self.clip_norm = network, optimizer, clip_norm
+        self.parameters = list(model.parameters())
+
+    def __call__(self, batch: Batch, sums: EpochSums) -> None:
+        logits, loss = self.network(batch.ids, batch.lengths, batch.labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        if batch.loss_scale is not None:
+            # DDP averages the ranks' gradients. Weighting each rank's mean loss by its share of
+            # the global batch makes that average the gradient of the global batch's mean loss,
+            # also when a last batch does not split evenly.
+            (loss * batch.loss_scale).backward()
+        else:
+            loss.backward()
+        if self.clip_norm:
+            clip_gradients(self.parameters, self.clip_norm)
+        self.optimizer.step()
+        sums.add_tensors(loss, logits, batch.labels)
+
+
+class CompiledStep:
+    """The whole step as one compiled function (:mod:`rnnsent.training.compiled_step`).
+
+    Build it after any checkpoint has been restored: it views the optimiser's state tensors,
+    which loading a state replaces.
+    """
+
+    def __init__(self, model: RecurrentClassifier, optimizer: RMSprop) -> None:
+        from rnnsent.training.compiled_step import FusedSimpleRNNStep
+
+        self.kernel = FusedSimpleRNNStep(model, optimizer)
+
+    def __call__(self, batch: Batch, sums: EpochSums) -> None:
+        loss, correct = self.kernel(batch.ids, batch.labels)
+        sums.add_floats(loss, correct, len(batch.labels))
+
+
+def sparse_embedding_applies(config: RunConfig, world: World | None = None) -> bool:
+    """Sparse embedding gradients pay with RMSprop (the lazy update is exact).
+
+    Under DDP, gloo (CPU) all-reduces sparse gradients, which sends only the rows a batch
+    touched; nccl (GPU) cannot, so there the gradients stay dense.
+    """
+    on_nccl = world is not None and world.distributed and world.device.type == "cuda"
+    return config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not on_nccl
+
+
+def compiled_step_blockers(config: RunConfig, options: RunOptions, model: nn.Module, world: World) -> list[str]:
+    """Why the compiled step cannot train this run exactly; empty when it can."""
+    recipe, train = config.model, config.train
+    checks = {
+        "it is turned off": not options.fused,
+        "numba is not installed": not _numba_available(),
+        "the model is not a plain recurrent network": type(model) is not RecurrentClassifier,
+        "the cell is not 'simple'": recipe.cell != "simple",
+        "more than one layer": recipe.num_layers != 1,
+        "bidirectional": recipe.bidirectional,
+        "pooling is not 'last'": recipe.pooling != "last",
+        "dropout": bool(recipe.dropout or recipe.embedding_dropout),
+        "use_lengths": recipe.use_lengths,
+        "an n-gram branch": bool(recipe.ngram_buckets),
+        "optimizer is not rmsprop": train.optimizer != "rmsprop",
+        "dense embedding gradients": not sparse_embedding_applies(config, world),
+        "gradient clipping": bool(train.clip_norm),
+        "not on the CPU": world.device.type != "cpu",
+        "distributed": world.distributed,
+    }
+    return [reason for reason, blocks in checks.items() if blocks]
+
+
+def choose_step(config: RunConfig, options: RunOptions, model: nn.Module, network: nn.Module,
+                optimizer: torch.optim.Optimizer, world: World) -> AutogradStep | CompiledStep:
+    """The compiled step when it is exact for this run (see :func:`compiled_step_blockers`), else autograd."""
+    if not compiled_step_blockers(config, options, model, world):
+        return CompiledStep(model, optimizer)
+    return AutogradStep(network, model, optimizer, config.train.clip_norm)
+
+
+def _numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
