@@ -44,18 +44,18 @@ def _peak_mb() -> float:
 
 def _train_rnnsent(settings: dict, padding: str) -> dict:
     """Train through rnnsent's Trainer (per-epoch test report and checkpoints included), timed."""
-    from rnnsent.config import build_config
-    from rnnsent.training.loop import Trainer
+    from rnnsent.config import build_config, build_options, split_settings
+    from rnnsent.training.pipeline import train_tensors
     from rnnsent.training.tensors import prepare_data
 
-    config = build_config("seed", settings)
+    recipe, run_options = split_settings(settings)
+    config, options = build_config("seed", recipe), build_options(run_options)
     corpus, _ = _corpus(config.text.maxlen, padding, padding)
-    data = prepare_data(corpus, config)
+    data = prepare_data(corpus, config, options.limit)
     _warm_up()
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
-        result = Trainer(config, data, config.text.num_words, Path(run_dir), log=lambda m: print(m, file=sys.stderr),
-                         progress_bar=False).fit()
+        result = train_tensors(config, options, data, Path(run_dir), log=lambda m: print(m, file=sys.stderr))
         seconds = time.perf_counter() - start
     return {"seconds": seconds, "epoch_seconds": [row["seconds"] for row in result.history],
             "accuracy": result.history[-1]["test_accuracy"], "peak_mb": _peak_mb(), "train_reviews": len(data.train),

@@ -1,0 +1,104 @@
+"""The Python API: rnnsent.train / evaluate / load, the same errors as the command line, the docs' example."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import rnnsent
+from conftest import write_tiny_reviews
+from rnnsent.cli.main import main
+from rnnsent.errors import ArtifactError, ConfigError, UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"num_words": 40, "maxlen": 12, "embedding_dim": 8, "epochs": 2, "report_test": False, "lr": 0.005,
+        "batch_size": 16, "threads": 1}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def reviews(tmp_path_factory) -> Path:
+    return write_tiny_reviews(tmp_path_factory.mktemp("api-data") / "reviews.csv", count=300)
+
+
+def test_importing_rnnsent_imports_no_torch():
+    code = "import sys, rnnsent; print('torch' in sys.modules, sorted(rnnsent.__all__))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("False")
+    assert "train" in result.stdout and "evaluate" in result.stdout and "load" in result.stdout
+
+
+def test_train_returns_a_model_that_predicts_and_carries_its_history(reviews, tmp_path):
+    model = rnnsent.train(data=reviews, out=tmp_path / "model", progress=False, verbose=False, **TINY)
+    assert isinstance(model, rnnsent.Model)
+    assert [row["epoch"] for row in model.history] == [1, 2]
+    assert model.metrics["accuracy"] >= 0.9 and model.metrics["count"] == 60
+    assert model.config.text.maxlen == 12 and model.config.train.epochs == 2
+    (great, dull) = model.predict(["great wonderful film", "dull boring mess"])
+    assert (great.label, dull.label) == ("positive", "negative")
+    assert (tmp_path / "model" / "manifest.json").exists()
+    loaded = rnnsent.load(tmp_path / "model")
+    assert loaded.probabilities(["great film"]).tolist() == model.probabilities(["great film"]).tolist()
+
+
+def test_python_and_the_command_line_train_bit_identical_weights(reviews, tmp_path):
+    rnnsent.train(data=reviews, out=tmp_path / "py", progress=False, verbose=False, **TINY)
+    flags = [f"--{name.replace('_', '-')}" if value is not False else f"--no-{name.replace('_', '-')}" for name, value in TINY.items()]
+    argv = []
+    for flag, value in zip(flags, TINY.values()):
+        argv += [flag] if isinstance(value, bool) else [flag, str(value)]
+    assert main(["train", "--data", str(reviews), "--out", str(tmp_path / "cli"), "--quiet", *argv]) == 0
+    assert sha256(tmp_path / "py" / "model.safetensors") == sha256(tmp_path / "cli" / "model.safetensors")
+
+
+def test_train_without_out_uses_a_fresh_directory_and_save_writes_a_complete_one(reviews, tmp_path):
+    model = rnnsent.train(data=reviews, progress=False, verbose=False, **{**TINY, "epochs": 1})
+    assert model.path.is_dir() and model.path != tmp_path
+    saved = model.save(tmp_path / "kept")
+    assert rnnsent.load(saved).probabilities(["dull"]).tolist() == model.probabilities(["dull"]).tolist()
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda data: rnnsent.train(data=data, hidden_sise=3), ConfigError, "unknown setting 'hidden_sise'"),
+    (lambda data: rnnsent.train(data=data, maxlen=0), ConfigError, "maxlen must be in"),
+    (lambda data: rnnsent.train(data=data, cell="transformer"), ConfigError, "cell must be one of simple, lstm, gru"),
+    (lambda data: rnnsent.train("nope", data=data), ConfigError, "unknown preset 'nope'"),
+    (lambda data: rnnsent.train(data=data, threads=-1), ConfigError, "--threads must be 0"),
+    (lambda data: rnnsent.train(data=data, resume="x", maxlen=3), UsageError, "resume continues a run"),
+    (lambda data: rnnsent.train(data=Path(data).parent / "missing.csv"), ValueError, "does not exist"),
+    (lambda data: rnnsent.load(Path(data).parent / "no-model"), ArtifactError, "no such model directory"),
+    (lambda data: rnnsent.evaluate(Path(data).parent / "no-model"), ArtifactError, "no such model directory"),
+])
+def test_mistakes_raise_value_errors_with_one_line(reviews, call, error, message):
+    with pytest.raises(error) as raised:
+        call(reviews)
+    assert isinstance(raised.value, ValueError)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_evaluate_returns_metrics_that_print_as_the_report(reviews, tmp_path):
+    model = rnnsent.train(data=reviews, out=tmp_path / "model", progress=False, verbose=False, **TINY)
+    metrics = rnnsent.evaluate(tmp_path / "model", reviews)
+    assert metrics["count"] == 60 and metrics["accuracy"] == model.metrics["accuracy"]
+    assert str(metrics).splitlines()[1].startswith("Test accuracy: ")
+    assert rnnsent.evaluate(model, reviews, limit=10)["count"] == 10
+
+
+def test_the_docs_python_example_runs(reviews, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RNNSENT_EXAMPLE_DATA", str(reviews))
+    monkeypatch.setenv("RNNSENT_EXAMPLE_OUT", str(tmp_path / "example"))
+    runpy.run_path(str(ROOT / "docs" / "examples" / "python_api.py"), run_name="__main__")
+    output = capsys.readouterr().out
+    assert "refused: unknown setting 'hidden_sise'" in output
+    assert "Test accuracy: " in output
+    assert (tmp_path / "example-copy" / "manifest.json").exists()
+    assert os.environ["RNNSENT_EXAMPLE_OUT"] == str(tmp_path / "example")
