@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 
@@ -73,3 +75,188 @@ class Metrics(dict):
 
     def __str__(self) -> str:
         return format_metrics(self)
+
+
+# ----------------------------------------------------------------------------- several classes
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of ``(n, K)`` logits, computed stably in float64."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE: the mean gap between confidence and accuracy over ``bins`` equal-width confidence
+    bins, weighted by how many predictions fall in each (Guo et al., 2017)."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if not len(confidence):
+        return float("nan")
+    # Bin b holds confidences in (b/bins, (b+1)/bins]; a confidence of exactly 0 goes to bin 0.
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        chosen = which == b
+        if chosen.any():
+            total += chosen.sum() * abs(confidence[chosen].mean() - correct[chosen].mean())
+    return float(total / len(confidence))
+
+
+def per_class_scores(confusion: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support of each class from a ``(K, K)`` confusion matrix (rows: true)."""
+    scores = {}
+    for k, name in enumerate(names):
+        tp = float(confusion[k, k])
+        predicted, actual = float(confusion[:, k].sum()), float(confusion[k, :].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        scores[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(actual)}
+    return scores
+
+
+def _averaged_f1(scores: dict[str, dict[str, float]]) -> tuple[float, float]:
+    """Macro-F1 (unweighted mean over classes) and weighted F1 (weighted by support)."""
+    f1 = np.array([s["f1"] for s in scores.values()])
+    support = np.array([s["support"] for s in scores.values()], dtype=np.float64)
+    macro = float(f1.mean()) if len(f1) else float("nan")
+    weighted = float((f1 * support).sum() / support.sum()) if support.sum() else float("nan")
+    return macro, weighted
+
+
+def multiclass_metrics(labels: np.ndarray, logits: np.ndarray, names: Sequence[str],
+                       ordered_values: Sequence[float] | None = None) -> dict:
+    """Metrics of a K-class model from true class indices ``(n,)`` and logits ``(n, K)``.
+
+    ``ordered_values`` (the numeric value of each class, for star ratings) adds the mean
+    absolute error in those values (``mae``) and in class steps (``mae_steps``).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    log_probabilities = log_softmax(logits) if len(labels) else np.zeros((0, len(names)))
+    predicted = log_probabilities.argmax(axis=1) if len(labels) else np.zeros(0, dtype=np.int64)
+    k = len(names)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    scores = per_class_scores(confusion, names)
+    macro, weighted = _averaged_f1(scores)
+    count = len(labels)
+    confidence = np.exp(log_probabilities.max(axis=1)) if count else np.zeros(0)
+    metrics = {
+        "loss": float(-log_probabilities[np.arange(count), labels].mean()) if count else float("nan"),
+        "accuracy": float((predicted == labels).mean()) if count else float("nan"),
+        "macro_f1": macro,
+        "weighted_f1": weighted,
+        "ece": expected_calibration_error(confidence, predicted == labels),
+        "per_class": scores,
+        "labels": list(names),
+        "confusion_matrix": confusion.tolist(),
+        "count": int(count),
+    }
+    metrics["log_loss"] = metrics["loss"]
+    if ordered_values is not None:
+        values = np.asarray(ordered_values, dtype=np.float64)
+        metrics["mae"] = float(np.abs(values[predicted] - values[labels]).mean()) if count else float("nan")
+        metrics["mae_steps"] = float(np.abs(predicted - labels).mean()) if count else float("nan")
+    return metrics
+
+
+def multilabel_metrics(targets: np.ndarray, logits: np.ndarray, names: Sequence[str],
+                       thresholds: Sequence[float] | None = None) -> dict:
+    """Metrics of a multi-label model from multi-hot targets ``(n, K)`` and logits ``(n, K)``.
+
+    A label is predicted when its probability exceeds its threshold (default 0.5).
+    """
+    targets = np.asarray(targets, dtype=np.float64) > 0.5
+    logits = np.asarray(logits, dtype=np.float64)
+    probabilities = 1.0 / (1.0 + np.exp(-logits))
+    cut = np.full(len(names), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    predicted = probabilities > cut[None, :]
+    count = len(targets)
+    scores = {}
+    for k, name in enumerate(names):
+        tp = float((predicted[:, k] & targets[:, k]).sum())
+        fp = float((predicted[:, k] & ~targets[:, k]).sum())
+        fn = float((~predicted[:, k] & targets[:, k]).sum())
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        scores[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(targets[:, k].sum())}
+    tp = float((predicted & targets).sum())
+    fp = float((predicted & ~targets).sum())
+    fn = float((~predicted & targets).sum())
+    micro = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    macro, weighted = _averaged_f1(scores)
+    loss = np.logaddexp(0.0, logits) - targets * logits  # (n, K) binary cross-entropy per label
+    return {
+        "loss": float(loss.mean()) if count else float("nan"),
+        "log_loss": float(loss.mean()) if count else float("nan"),
+        "micro_f1": float(micro),
+        "macro_f1": macro,
+        "weighted_f1": weighted,
+        "subset_accuracy": float((predicted == targets).all(axis=1).mean()) if count else float("nan"),
+        "hamming_loss": float((predicted != targets).mean()) if count else float("nan"),
+        "accuracy": float((predicted == targets).all(axis=1).mean()) if count else float("nan"),
+        "ece": expected_calibration_error(np.maximum(probabilities, 1 - probabilities).ravel(),
+                                          (predicted == targets).ravel()),
+        "per_class": scores,
+        "labels": list(names),
+        "thresholds": [float(value) for value in cut],
+        "count": int(count),
+    }
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, task: str, iterations: int = 100) -> float:
+    """The temperature T > 0 that minimises the log loss of ``logits / T`` (temperature scaling,
+    Guo et al., 2017), by golden-section search on the inverse temperature, where the loss is convex."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels)
+
+    def loss(beta: float) -> float:
+        scaled = logits * beta
+        if task == "multiclass":
+            return float(-log_softmax(scaled)[np.arange(len(labels)), labels.astype(np.int64)].mean())
+        return float((np.logaddexp(0.0, scaled) - labels * scaled).mean())
+
+    if not len(labels):
+        return 1.0
+    low, high = 1e-3, 1e3
+    ratio = (np.sqrt(5) - 1) / 2
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    loss_a, loss_b = loss(a), loss(b)
+    for _ in range(iterations):
+        if loss_a < loss_b:
+            high, b, loss_b = b, a, loss_a
+            a = high - ratio * (high - low)
+            loss_a = loss(a)
+        else:
+            low, a, loss_a = a, b, loss_b
+            b = low + ratio * (high - low)
+            loss_b = loss(b)
+    return float(1.0 / ((low + high) / 2))
+
+
+def choose_thresholds(targets: np.ndarray, probabilities: np.ndarray) -> list[float]:
+    """Per-label decision thresholds that maximise each label's F1 on (validation) data.
+
+    Candidates are the midpoints between consecutive distinct probabilities, and 0.5; ties go
+    to the candidate closest to 0.5, so a label the data cannot tell apart keeps 0.5.
+    """
+    targets = np.asarray(targets) > 0.5
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    chosen = []
+    for k in range(targets.shape[1]):
+        column, truth = probabilities[:, k], targets[:, k]
+        distinct = np.unique(column)
+        candidates = np.concatenate([[0.5], (distinct[1:] + distinct[:-1]) / 2, distinct[:1] - 1e-6])
+        best, best_f1 = 0.5, -1.0
+        for threshold in sorted(candidates, key=lambda value: abs(value - 0.5)):
+            predicted = column > threshold
+            tp = float((predicted & truth).sum())
+            denominator = float(predicted.sum() + truth.sum())
+            f1 = 2 * tp / denominator if denominator else 0.0
+            if f1 > best_f1 + 1e-12:
+                best, best_f1 = float(threshold), f1
+        chosen.append(best)
+    return chosen
