@@ -20,16 +20,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnsent.text import tokenize as tokenize_module
 from rnnsent.artifact.directory import save_artifact
 from rnnsent.cli.main import main
 from rnnsent.config import TextConfig, build_config
-from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.inference.predictor import Predictor
 from rnnsent.inference.streaming import score_chunks
+from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.text import tokenize as tokenize_module
+from rnnsent.text.encoder import TextEncoder
 from rnnsent.text.tokenize import KERAS_FILTERS, tokenize, tokenize_head, tokenize_tail
 from rnnsent.text.vocabulary import OOV_TOKEN, START_ID, START_TOKEN, Vocabulary
-from rnnsent.text.encoder import TextEncoder
 
 WORDS = ("good", "bad", "movie", "σας", "שלום", "😀", "\ud800", "i̇stanbul")
 # Pieces that stress the tokenizer's edges: case mapping that changes length (İ) or depends
