@@ -491,3 +491,31 @@ def test_jsonl_with_a_byte_order_mark(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     corpus = read_corpus(path)
     assert len(corpus.train) + len(corpus.test) == 10
+
+
+def test_held_out_splits_are_the_fixed_seed_stratified_split():
+    from rnnsent.data.splits import (
+        HELD_OUT_SEED,
+        held_out_split,
+        limit_indices,
+        stratified_split,
+        training_splits,
+    )
+
+    labels = np.array([0] * 37 + [1] * 63)
+    kept, held = held_out_split(labels, 0.1)
+    reference = stratified_split(labels, 0.1, HELD_OUT_SEED)
+    assert np.array_equal(kept, reference[0]) and np.array_equal(held, reference[1])
+    assert len(held) == 10 and labels[held].sum() == 6 and sorted([*kept, *held]) == list(range(100))
+    assert limit_indices(labels, 0).tolist() == limit_indices(labels, 500).tolist() == list(range(100))
+    assert np.array_equal(limit_indices(labels, 20), held_out_split(labels, 0.2)[1])
+    empty = held_out_split(np.zeros(0, dtype=np.int64), 0.5)
+    assert [part.tolist() for part in empty] == [[], []]
+
+    split = split_of([1] * 100, labels)
+    train, validation = training_splits(split, 0.25, limit=40)
+    limited = limit_split(split, 40)
+    kept, held = stratified_split(limited.labels, 0.25, HELD_OUT_SEED)
+    assert np.array_equal(train.flat, limited.subset(kept).flat) and np.array_equal(validation.flat, limited.subset(held).flat)
+    assert training_splits(split, 0.0) == (split, None)
+
