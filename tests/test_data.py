@@ -15,19 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl
+
+from rnnsent.config import TextConfig
 from rnnsent.data import cache as cache_module
 from rnnsent.data import download as download_module
 from rnnsent.data import sources as data_module
-from rnnsent.config import TextConfig
-from rnnsent.errors import DataError
+from rnnsent.data.batches import epoch_batches
+from rnnsent.data.cache import load_encoded
 from rnnsent.data.corpus import EncodedSplit
 from rnnsent.data.download import download_file, resolve_source
-from rnnsent.data.batches import epoch_batches
-from rnnsent.data.splits import limit_split
-from rnnsent.data.cache import load_encoded
 from rnnsent.data.sources import read_corpus
+from rnnsent.data.splits import limit_split
+from rnnsent.errors import DataError
 from rnnsent.text.vocabulary import START_ID
 
 
@@ -204,7 +204,7 @@ def test_jsonl_errors_name_file_and_line(tmp_path):
     with pytest.raises(DataError, match=rf"{path}:2: not valid JSON"):
         read_corpus(path)
     path.write_text('{"text": 5, "label": 1}\n', encoding="utf-8")
-    with pytest.raises(DataError, match=rf"{path}:1: each line must be an object"):
+    with pytest.raises(DataError, match=rf"{path}:1: each JSONL line needs a string 'text'"):
         read_corpus(path)
     path.write_bytes(b'{"text": "good", "label": 1}\n{"text": "caf\xe9", "label": 0}\n')
     with pytest.raises(DataError, match=rf"{path}:2: not UTF-8"):
@@ -519,3 +519,17 @@ def test_held_out_splits_are_the_fixed_seed_stratified_split():
     assert np.array_equal(train.flat, limited.subset(kept).flat) and np.array_equal(validation.flat, limited.subset(held).flat)
     assert training_splits(split, 0.0) == (split, None)
 
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_an_empty_records_file_has_no_examples(tmp_path, suffix):
+    path = tmp_path / f"r.{suffix}"
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match=rf"{path}: needs examples of both labels, found 0 example\(s\)"):
+        read_corpus(path)
+
+
+def test_csv_header_names_may_have_spaces_and_rows_old_mac_line_ends(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"\xef\xbb\xbf text , label \r" + b"".join(b"review %d,%d\r" % (i, i % 2) for i in range(10)))
+    corpus = read_corpus(path)
+    assert sorted(corpus.train.texts + corpus.test.texts) == sorted(f"review {i}" for i in range(10))
