@@ -4,7 +4,8 @@ The input is read by :mod:`rnnsent.data.records`: plain text (one text per line)
 object per line with a string ``text`` field) or CSV (a header row with a ``text`` column;
 other columns are ignored). Nothing holds more than one chunk of texts at a time, so memory
 stays constant however long the input is, and each result line is written as soon as its
-chunk is scored, in input order.
+chunk is scored, in input order. ``detect_format`` is the reader's, re-exported for the
+command line.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from typing import IO, Iterable, Iterator
 
 from rnnsent.data.batches import iter_text_chunks
-from rnnsent.data.records import detect_format as detect_format  # the command line picks the format here
+from rnnsent.data.records import detect_format as detect_format
 from rnnsent.data.records import read_records
 from rnnsent.inference.predictor import Prediction, Predictor
 
