@@ -204,7 +204,7 @@ def test_jsonl_errors_name_file_and_line(tmp_path):
     with pytest.raises(DataError, match=rf"{path}:2: not valid JSON"):
         read_corpus(path)
     path.write_text('{"text": 5, "label": 1}\n', encoding="utf-8")
-    with pytest.raises(DataError, match=rf"{path}:1: each line must be an object"):
+    with pytest.raises(DataError, match=rf"{path}:1: each JSONL line needs a string 'text'"):
         read_corpus(path)
     path.write_bytes(b'{"text": "good", "label": 1}\n{"text": "caf\xe9", "label": 0}\n')
     with pytest.raises(DataError, match=rf"{path}:2: not UTF-8"):
@@ -491,3 +491,45 @@ def test_jsonl_with_a_byte_order_mark(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     corpus = read_corpus(path)
     assert len(corpus.train) + len(corpus.test) == 10
+
+
+def test_held_out_splits_are_the_fixed_seed_stratified_split():
+    from rnnsent.data.splits import (
+        HELD_OUT_SEED,
+        held_out_split,
+        limit_indices,
+        stratified_split,
+        training_splits,
+    )
+
+    labels = np.array([0] * 37 + [1] * 63)
+    kept, held = held_out_split(labels, 0.1)
+    reference = stratified_split(labels, 0.1, HELD_OUT_SEED)
+    assert np.array_equal(kept, reference[0]) and np.array_equal(held, reference[1])
+    assert len(held) == 10 and labels[held].sum() == 6 and sorted([*kept, *held]) == list(range(100))
+    assert limit_indices(labels, 0).tolist() == limit_indices(labels, 500).tolist() == list(range(100))
+    assert np.array_equal(limit_indices(labels, 20), held_out_split(labels, 0.2)[1])
+    empty = held_out_split(np.zeros(0, dtype=np.int64), 0.5)
+    assert [part.tolist() for part in empty] == [[], []]
+
+    split = split_of([1] * 100, labels)
+    train, validation = training_splits(split, 0.25, limit=40)
+    limited = limit_split(split, 40)
+    kept, held = stratified_split(limited.labels, 0.25, HELD_OUT_SEED)
+    assert np.array_equal(train.flat, limited.subset(kept).flat) and np.array_equal(validation.flat, limited.subset(held).flat)
+    assert training_splits(split, 0.0) == (split, None)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_an_empty_records_file_has_no_examples(tmp_path, suffix):
+    path = tmp_path / f"r.{suffix}"
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match=rf"{path}: needs examples of both labels, found 0 example\(s\)"):
+        read_corpus(path)
+
+
+def test_csv_header_names_may_have_spaces_and_rows_old_mac_line_ends(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"\xef\xbb\xbf text , label \r" + b"".join(b"review %d,%d\r" % (i, i % 2) for i in range(10)))
+    corpus = read_corpus(path)
+    assert sorted(corpus.train.texts + corpus.test.texts) == sorted(f"review {i}" for i in range(10))

@@ -135,3 +135,36 @@ def test_train_can_build_its_own_vectors_first(imdb_folder, tmp_path, monkeypatc
     assert 0 <= metrics["pretrain_seconds"] <= metrics["train_seconds"]
     assert main(["train", *settings, "--pretrain-window", "2", "--embeddings", "x.safetensors", "--out", str(out)]) == 2
     assert "choose one" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("validation_split, limit", [(0.0, 0), (0.25, 0), (0.2, 30), (0.0, 30)])
+def test_pretraining_reads_exactly_the_training_reviews_minus_validation(tmp_path, validation_split, limit):
+    """Word vectors see the reviews prepare_data trains on, in the same order, and never a validation one."""
+    from rnnsent.data.corpus import EncodedCorpus, EncodedSplit
+    from rnnsent.training.tensors import prepare_data
+    from rnnsent.training.vectors import pretraining_reviews
+
+    # Review i is <start> followed by the one word id 3 + i, so every row names its review.
+    count = 50
+    labels = np.array([index % 3 == 0 for index in range(count)], dtype=np.int64)
+    flat = np.stack([np.ones(count), 3 + np.arange(count)], axis=1).astype(np.int32).ravel()
+    split = EncodedSplit(flat, np.arange(0, 2 * count + 1, 2, dtype=np.int64), labels)
+    corpus = EncodedCorpus(Vocabulary(tuple(f"w{i}" for i in range(count))), split, split)
+    config = build_config("seed", {"num_words": 3 + count, "maxlen": 2, "padding": "post",
+                                   "validation_split": validation_split, "limit": limit})
+    data = prepare_data(corpus, config)
+    source = tmp_path / "reviews.csv"  # a CSV source has no unlabelled reviews
+    source.write_text("text,label\ngood,1\nbad,0\n")
+    (pretraining,) = pretraining_reviews(corpus, source, validation_split, limit)
+
+    def reviews(ids) -> list[int]:
+        return [int(row[1]) - 3 for row in ids]
+
+    trained = reviews(data.train.ids)
+    validation = reviews(data.validation.ids) if data.validation is not None else []
+    pretrain_flat, pretrain_offsets = pretraining
+    assert pretrain_offsets.tolist() == list(range(0, 2 * len(trained) + 1, 2))
+    assert reviews(pretrain_flat.reshape(-1, 2)) == trained
+    assert not set(trained) & set(validation)
+    assert len(trained) + len(validation) == (limit or count)
+    assert (data.validation is None) == (validation_split == 0)

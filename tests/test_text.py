@@ -268,3 +268,45 @@ def test_encode_batch_and_kept_tokens_on_long_texts(text, maxlen, truncating):
     tokens = ["<start>", *tokenize(text)]
     kept = tokens[-maxlen:] if truncating == "pre" else tokens[:maxlen]
     assert text_encoder.kept_tokens(text) == (kept, len(tokens) > maxlen)
+
+
+def naive_kept_ids(text, vocabulary, maxlen, truncating):
+    """The definition of what the model reads: tokenize everything, prepend the start token, then cut."""
+    tokens = ["<start>", *tokenize(text)]
+    kept = tokens[-maxlen:] if truncating == "pre" else tokens[:maxlen]
+    # Keras' filters remove "<" and ">", so "<start>" in first place can only be the start token.
+    ids = [START_ID if position == 0 and token == "<start>" else vocabulary.id(token)
+           for position, token in enumerate(kept)]
+    return kept, ids, len(tokens) > maxlen
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(PIECES, max_size=120).map("".join), st.integers(1, 6), st.sampled_from(["pre", "post"]),
+       st.sampled_from(["pre", "post"]))
+def test_every_encoding_is_the_naive_tokenize_then_cut(text, maxlen, truncating, padding):
+    from rnnsent.text.encoder import kept_ids
+
+    text_encoder = encoder(maxlen=maxlen, padding=padding, truncating=truncating)
+    vocabulary = text_encoder.vocabulary
+    tokens, ids, truncated = naive_kept_ids(text, vocabulary, maxlen, truncating)
+    assert kept_ids(text, vocabulary, maxlen, truncating) == (ids, truncated)
+    assert text_encoder.kept_ids(text) == (ids, truncated)
+    assert text_encoder.kept_tokens(text) == (tokens, truncated)
+    padded, lengths = text_encoder.encode_batch([text])
+    row = padded[0].tolist()
+    assert lengths.tolist() == [len(ids)]
+    assert row == ([0] * (maxlen - len(ids)) + ids if padding == "pre" else ids + [0] * (maxlen - len(ids)))
+    whole = [START_ID, *[vocabulary.id(word) for word in tokenize(text)]]
+    assert text_encoder.encode(text) == whole == kept_ids(text, vocabulary)[0]
+    flat, offsets = encode_corpus([text], vocabulary)
+    assert flat.dtype == np.int32 and offsets.tolist() == [0, len(whole)] and flat.tolist() == whole
+
+
+def test_kept_words_says_what_survives_the_cut():
+    from rnnsent.text.encoder import KeptWords, kept_words
+
+    assert kept_words("The cat sat", 3, "pre") == KeptWords(["the", "cat", "sat"], False, True)
+    assert kept_words("The cat sat", 3, "post") == KeptWords(["the", "cat"], True, True)
+    assert kept_words("The cat", 3, "pre") == KeptWords(["the", "cat"], True, False)
+    assert kept_words("The cat sat " * 1000) == KeptWords(["the", "cat", "sat"] * 1000, True, False)
+    assert encode_corpus([], Vocabulary(("a",)))[1].tolist() == [0]

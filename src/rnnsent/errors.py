@@ -4,7 +4,10 @@ from __future__ import annotations
 
 
 class DataError(ValueError):
-    """A problem with a data source that the user can fix; the message says how."""
+    """A problem in data the user gave, a training source or texts to score, that they can fix.
+
+    The message says where (the file, and the line when there is one) and what to do.
+    """
 
 
 class TrainingDiverged(ValueError):
@@ -15,13 +18,14 @@ class ArtifactError(ValueError):
     """A model directory or checkpoint that cannot be used; the message names the file."""
 
 
-class InputError(ValueError):
-    """A problem in the texts to score that the user can fix; the message says where."""
-
-
 class ConfigError(ValueError):
     """A setting that is unknown, of the wrong type or out of range."""
 
 
 class UsageError(ValueError):
     """Arguments that do not go together, or a missing one; the message says what to pass."""
+
+
+# Texts to score are read by the same reader as training data (rnnsent.data.records), so a
+# problem in them is the same error; the second name is kept for the code that scores texts.
+InputError = DataError

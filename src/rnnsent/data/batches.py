@@ -6,8 +6,6 @@ from typing import Iterator
 
 import numpy as np
 
-# ----------------------------------------------------------------------------- batch order
-
 
 def epoch_batches(
     count: int,

@@ -22,9 +22,6 @@ from rnnsent.text.vocabulary import Vocabulary
 CACHE_FORMAT = 1
 
 
-# ----------------------------------------------------------------------------- sources
-
-
 def default_cache_dir() -> Path:
     """``$RNNSENT_CACHE``, else the user's cache directory."""
     configured = os.environ.get("RNNSENT_CACHE")
@@ -33,9 +30,6 @@ def default_cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("rnnsent"))
-
-
-# ----------------------------------------------------------------------------- encoding cache
 
 
 def load_encoded(source: Path, config: TextConfig, cache_dir: Path | None = None, quiet: bool = False) -> EncodedCorpus:

@@ -13,6 +13,8 @@ from rnnsent.text.vocabulary import Vocabulary
 
 @dataclass
 class LabelledTexts:
+    """Raw texts and their binary labels."""
+
     texts: list[str]
     labels: np.ndarray  # (n,) int64 of 0/1
 
@@ -45,6 +47,7 @@ class EncodedSplit:
         return pad_sequences(self.flat, self.offsets, config.maxlen, config.padding, config.truncating)
 
     def subset(self, indices: np.ndarray) -> "EncodedSplit":
+        """The reviews at ``indices``, in that order, stored flat again."""
         starts, ends = self.offsets[indices], self.offsets[indices + 1]
         lengths = ends - starts
         offsets = np.zeros(len(indices) + 1, dtype=np.int64)
@@ -55,6 +58,8 @@ class EncodedSplit:
 
 @dataclass
 class EncodedCorpus:
+    """A source encoded with the vocabulary built on its training split."""
+
     vocabulary: Vocabulary
     train: EncodedSplit
     test: EncodedSplit

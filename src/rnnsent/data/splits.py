@@ -1,4 +1,10 @@
-"""Held-out splits: fixed-seed, stratified, independent of the run's seed."""
+"""Held-out splits: fixed-seed, stratified, independent of the run's seed.
+
+Every subset the package takes of a dataset goes through :func:`held_out_split`: the test
+reviews a source without a test split keeps back, the ``--limit`` subset, and the validation
+reviews a run holds out. Word vectors are built from exactly the reviews a run trains on
+because :func:`training_splits` is the one place that limits and holds out validation.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,9 @@ HELD_OUT_SEED = 20_110_619  # fixed: held-out splits never depend on the run's s
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(kept, held_out)``: ``fraction`` of each label held out, chosen by ``seed``."""
+    """Indices ``(kept, held_out)``, each sorted: ``fraction`` of each label held out, chosen by ``seed``."""
     rng = np.random.default_rng(seed)
-    kept, held = [], []
+    kept, held = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     for value in np.unique(labels):
         index = rng.permutation(np.flatnonzero(labels == value))
         count = int(round(len(index) * fraction))
@@ -21,9 +27,34 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
+def held_out_split(labels: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(kept, held_out)`` of a fixed, stratified ``fraction`` held out (seed :data:`HELD_OUT_SEED`)."""
+    return stratified_split(labels, fraction, HELD_OUT_SEED)
+
+
+def limit_indices(labels: np.ndarray, limit: int) -> np.ndarray:
+    """Sorted indices of a fixed, stratified subset of ``limit`` examples; all of them when ``limit`` is 0 or too large."""
+    if not limit or limit >= len(labels):
+        return np.arange(len(labels))
+    _, chosen = held_out_split(labels, limit / len(labels))
+    return chosen
+
+
 def limit_split(split: EncodedSplit, limit: int) -> EncodedSplit:
-    """A fixed random subset of ``limit`` reviews (stratified, independent of the run's seed)."""
+    """The :func:`limit_indices` subset of a split (the split itself when nothing is cut)."""
     if not limit or limit >= len(split):
         return split
-    _, chosen = stratified_split(split.labels, limit / len(split), HELD_OUT_SEED)
-    return split.subset(chosen)
+    return split.subset(limit_indices(split.labels, limit))
+
+
+def training_splits(split: EncodedSplit, validation_fraction: float, limit: int = 0) -> tuple[EncodedSplit, EncodedSplit | None]:
+    """``(train, validation)`` of a run: the ``limit`` subset, then ``validation_fraction`` of it held out.
+
+    ``validation`` is None when the fraction is 0. Training and word-vector pretraining both
+    take their reviews from here, so vectors never see a validation review.
+    """
+    limited = limit_split(split, limit)
+    if not validation_fraction:
+        return limited, None
+    kept, held = held_out_split(limited.labels, validation_fraction)
+    return limited.subset(kept), limited.subset(held)

@@ -1,22 +1,61 @@
-"""Text to token ids and back: normalise, tokenize, vocabulary, encode/decode, pad.
+"""Text to token ids and back: the cut that decides what the model reads, encode/decode, pad.
 
 The conventions are those of Keras' IMDB loader and Tokenizer, which the seed notebook used:
 lower-case, ``<br />`` to a space, Keras' default punctuation filters replaced by spaces,
 split on whitespace. Ids 0, 1 and 2 are padding, start-of-review and out-of-vocabulary;
 words take ids from ``index_from`` upwards in order of training-set frequency, and only
 ids below ``num_words`` are kept.
+
+Every encoding goes through one function, :func:`kept_words`: a review is the start token
+followed by its words, and Keras' truncation keeps its last (``pre``) or first (``post``)
+``maxlen`` tokens. Only the words that survive the cut are tokenized, so a 10 MB text costs
+what its kept end costs. Ids are the kept words looked up in the vocabulary; the whole
+review, as the dataset cache stores it, is the same function with no cut.
 """
 
 from __future__ import annotations
 
 from itertools import chain
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from rnnsent.config import TextConfig
 from rnnsent.text.tokenize import tokenize, tokenize_head, tokenize_tail
-from rnnsent.text.vocabulary import OOV_ID, PAD_ID, START_ID, START_TOKEN, Vocabulary
+from rnnsent.text.vocabulary import PAD_ID, START_ID, START_TOKEN, Vocabulary
+
+
+class KeptWords(NamedTuple):
+    """What survives truncation of one review: its words, whether the start token does, and whether any token was cut."""
+
+    words: list[str]
+    start: bool
+    truncated: bool
+
+
+def kept_words(text: str, maxlen: int | None = None, truncating: str = "pre") -> KeptWords:
+    """The part of ``<start> word1 ... wordN`` that Keras' truncation to ``maxlen`` tokens keeps.
+
+    ``truncating="pre"`` keeps the last ``maxlen`` tokens, ``"post"`` the first ones; with
+    ``maxlen`` None nothing is cut. It equals tokenizing the whole text and then cutting
+    (property tested), but only the kept end of the text is tokenized.
+    """
+    if maxlen is None:
+        return KeptWords(tokenize(text), True, False)
+    # maxlen words are enough to tell whether the text fits beside its start token.
+    words = tokenize_tail(text, maxlen) if truncating == "pre" else tokenize_head(text, maxlen)
+    if len(words) < maxlen:
+        return KeptWords(words, True, False)
+    if truncating == "pre":
+        return KeptWords(words, False, True)
+    return KeptWords(words[:maxlen - 1], True, True)
+
+
+def kept_ids(text: str, vocabulary: Vocabulary, maxlen: int | None = None, truncating: str = "pre") -> tuple[list[int], bool]:
+    """The ids the model reads for ``text`` (start id included when it survives), and whether any token was cut."""
+    words, start, truncated = kept_words(text, maxlen, truncating)
+    ids = vocabulary.ids(words)
+    return ([START_ID, *ids] if start else ids), truncated
 
 
 class TextEncoder:
@@ -27,49 +66,50 @@ class TextEncoder:
         self.vocabulary = vocabulary
         self.config = config
 
+    def kept_ids(self, text: str) -> tuple[list[int], bool]:
+        """The ids the model reads, unpadded (at most ``maxlen``), and whether any token was cut."""
+        return kept_ids(text, self.vocabulary, self.config.maxlen, self.config.truncating)
+
     def encode(self, text: str) -> list[int]:
         """The whole review as ids: the start id, then one id per word (no cut, no padding)."""
-        return [START_ID, *self.vocabulary.ids(tokenize(text))]
+        return kept_ids(text, self.vocabulary)[0]
 
     def kept_tokens(self, text: str) -> tuple[list[str], bool]:
-        """The tokens the model reads (``<start>`` included when it survives), and whether any were cut."""
-        maxlen = self.config.maxlen
-        # At most maxlen words are needed to tell whether the text fits with its start token.
-        if self.config.truncating == "pre":
-            words = tokenize_tail(text, maxlen)
-            return ([START_TOKEN, *words], False) if len(words) < maxlen else (words, True)
-        words = tokenize_head(text, maxlen)
-        return ([START_TOKEN, *words], False) if len(words) < maxlen else ([START_TOKEN, *words[: maxlen - 1]], True)
+        """The tokens the model reads (``<start>`` included when it survives), and whether any were cut.
+
+        Words are as written in the text, out-of-vocabulary ones included; looking them up
+        gives exactly the ids of :meth:`kept_ids`.
+        """
+        words, start, truncated = kept_words(text, self.config.maxlen, self.config.truncating)
+        return ([START_TOKEN, *words] if start else words), truncated
 
     def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Encode, truncate and pad many texts: ``(ids (n, maxlen) int64, lengths (n,) int64)``.
 
-        Only the end of each text that survives truncation is tokenized and looked up, so
-        the cost per text is bounded by ``maxlen``, not by the text's length.
+        Row ``i`` holds :meth:`kept_ids` of text ``i``, padded as the config says.
         """
-        maxlen = self.config.maxlen
-        pre_truncation = self.config.truncating == "pre"
-        lookup = self.vocabulary._ids.get  # type: ignore[attr-defined]
-        rows = []
-        for text in texts:
-            # maxlen words are enough to tell whether the text fits beside its start token.
-            words = tokenize_tail(text, maxlen) if pre_truncation else tokenize_head(text, maxlen)
-            if len(words) + 1 <= maxlen:
-                row = [START_ID, *[lookup(word, OOV_ID) for word in words]]
-            elif pre_truncation:
-                row = [lookup(word, OOV_ID) for word in words]
-            else:
-                row = [START_ID, *[lookup(word, OOV_ID) for word in words[: maxlen - 1]]]
-            rows.append(row)
-        return pad_rows(rows, maxlen, self.config.padding)
+        rows = [self.kept_ids(text)[0] for text in texts]
+        return pad_rows(rows, self.config.maxlen, self.config.padding)
 
     def decode(self, ids: Iterable[int], skip_padding: bool = True) -> list[str]:
         """Ids back to words; padding is dropped unless ``skip_padding`` is false."""
         return [self.vocabulary.word(int(i)) for i in ids if not (skip_padding and int(i) == PAD_ID)]
 
 
+def encode_corpus(texts: Sequence[str], vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """Whole reviews (start id + word ids, no cut) stored flat: ``(ids (total,) int32, offsets (n + 1,) int64)``.
+
+    Review ``i`` is ``ids[offsets[i]:offsets[i + 1]]``, equal to :meth:`TextEncoder.encode`.
+    """
+    rows = [np.asarray(kept_ids(text, vocabulary)[0], dtype=np.int32) for text in texts]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)), out=offsets[1:])
+    flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)
+    return flat, offsets
+
+
 def pad_rows(rows: Sequence[Sequence[int]], maxlen: int, padding: str) -> tuple[np.ndarray, np.ndarray]:
-    """Pad rows already no longer than ``maxlen``: ``(ids (n, maxlen), lengths (n,))``."""
+    """Pad rows already no longer than ``maxlen``: ``(ids (n, maxlen) int64, lengths (n,) int64)``."""
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     assert lengths.size == 0 or lengths.max() <= maxlen
     flat = np.array(list(chain.from_iterable(rows)), dtype=np.int64)
@@ -101,18 +141,3 @@ def pad_sequences(
         within = np.arange(total) - np.repeat(np.cumsum(kept) - kept, kept)
         out[rows, np.repeat(first_column, kept) + within] = flat[np.repeat(first, kept) + within]
     return out, kept.astype(np.int64)
-
-
-def encode_corpus(texts: Sequence[str], vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
-    """Whole reviews (start id + word ids) stored flat: ``(ids int32, offsets int64)``."""
-    lookup = vocabulary._ids.get  # type: ignore[attr-defined]
-    lengths = np.empty(len(texts), dtype=np.int64)
-    chunks = []
-    for i, text in enumerate(texts):
-        row = [START_ID, *[lookup(word, OOV_ID) for word in tokenize(text)]]
-        lengths[i] = len(row)
-        chunks.append(np.asarray(row, dtype=np.int32))
-    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
-    return flat, offsets

@@ -46,6 +46,7 @@ class Vocabulary:
         return self._ids.get(word, OOV_ID)  # type: ignore[attr-defined]
 
     def ids(self, words: Iterable[str]) -> list[int]:
+        """The id of each word, out-of-vocabulary ones as the out-of-vocabulary id."""
         lookup = self._ids.get  # type: ignore[attr-defined]
         return [lookup(word, OOV_ID) for word in words]
 

@@ -9,7 +9,7 @@ import torch
 
 from rnnsent.config import RunConfig
 from rnnsent.data.corpus import EncodedCorpus, EncodedSplit
-from rnnsent.data.splits import HELD_OUT_SEED, limit_split, stratified_split
+from rnnsent.data.splits import limit_split, training_splits
 
 
 @dataclass
@@ -38,11 +38,7 @@ class TrainingData:
 
 def prepare_data(corpus: EncodedCorpus, config: RunConfig, limit: int = 0) -> TrainingData:
     """Limit to ``limit`` reviews (0: all), hold out the validation split (fixed seed, stratified) and pad."""
-    train_split = limit_split(corpus.train, limit)
-    validation = None
-    if config.train.validation_split:
-        kept, held = stratified_split(train_split.labels, config.train.validation_split, HELD_OUT_SEED)
-        validation = Tensors.from_split(train_split.subset(held), config)
-        train_split = train_split.subset(kept)
+    train_split, held_out = training_splits(corpus.train, config.train.validation_split, limit)
+    validation = Tensors.from_split(held_out, config) if held_out is not None else None
     test = Tensors.from_split(limit_split(corpus.test, limit), config) if config.train.report_test else None
     return TrainingData(Tensors.from_split(train_split, config), validation, test)

@@ -121,13 +121,10 @@ def pretraining_reviews(corpus, source: Path, validation_split: float, limit: in
     the source's unlabelled reviews. Test reviews are never used.
     """
     from rnnsent.data.sources import read_unlabelled
-    from rnnsent.data.splits import HELD_OUT_SEED, limit_split, stratified_split
+    from rnnsent.data.splits import training_splits
     from rnnsent.text.encoder import encode_corpus
 
-    train = limit_split(corpus.train, limit)
-    if validation_split:
-        kept, _ = stratified_split(train.labels, validation_split, HELD_OUT_SEED)
-        train = train.subset(kept)
+    train, _ = training_splits(corpus.train, validation_split, limit)
     reviews = [(train.flat, train.offsets)]
     unlabelled = read_unlabelled(source)
     if unlabelled:

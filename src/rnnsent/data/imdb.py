@@ -1,0 +1,95 @@
+"""The aclImdb layout: ``train/`` and ``test/``, each with one folder of reviews per label.
+
+It is read from the official ``.tar.gz`` (streamed with :mod:`tarfile`, never unpacked) or
+from a folder: aclImdb itself, or a person's own data in the same layout with labels
+``neg``/``pos`` or ``0``/``1``. Only ``SPLIT/LABEL/NAME.txt`` files are reviews; anything
+else (``urls_*.txt``, ``imdb.vocab``, the README, ``.feat`` files) is left alone. Reviews are
+ordered by label, then by the numeric id that starts each file name.
+"""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from rnnsent.data.corpus import Corpus, LabelledTexts
+from rnnsent.data.labelled import parse_label
+from rnnsent.data.records import decode_utf8
+from rnnsent.errors import DataError
+
+IMDB_SPLIT_SIZE = 12_500  # reviews per label and split in the official release
+UNLABELLED = "unsup"  # aclImdb's folder of unlabelled training reviews
+
+# (split, label folder) -> [(file name, review text), ...]
+Buckets = dict[tuple[str, str], list[tuple[str, str]]]
+
+
+def read_imdb_archive(path: Path, include_unlabelled: bool = False) -> Corpus:
+    """aclImdb from its ``.tar.gz``, read as a stream in one pass."""
+    buckets: Buckets = {}
+    try:
+        with tarfile.open(path, mode="r|*") as archive:
+            for member in archive:
+                parts = member.name.split("/")
+                if not member.isfile() or len(parts) != 4 or parts[0] != "aclImdb" or not parts[3].endswith(".txt"):
+                    continue
+                split, label = parts[1], parts[2]
+                if split not in ("train", "test") or label not in ("pos", "neg", UNLABELLED):
+                    continue
+                if label == UNLABELLED and not include_unlabelled:
+                    continue
+                stream = archive.extractfile(member)
+                assert stream is not None
+                text = decode_utf8(stream.read(), f"{path}:{member.name}")
+                buckets.setdefault((split, label), []).append((parts[3], text))
+    except (tarfile.TarError, EOFError, OSError, ValueError) as error:
+        if isinstance(error, DataError):
+            raise
+        raise DataError(f"{path}: archive is truncated or corrupt ({error}); download it again") from None
+    return _corpus(buckets, str(path))
+
+
+def read_split_folders(root: Path, include_unlabelled: bool = False) -> Corpus:
+    """A folder with ``train/`` and ``test/``, each holding one folder of ``.txt`` reviews per label."""
+    buckets: Buckets = {}
+    for split in ("train", "test"):
+        split_dir = root / split
+        if not split_dir.is_dir():
+            raise DataError(f"{root}: missing folder {split}/ (expected train/ and test/ with one folder per label)")
+        labels = [d.name for d in sorted(split_dir.iterdir())
+                  if d.is_dir() and (include_unlabelled or d.name != UNLABELLED)]
+        for label in labels:
+            label_dir = split_dir / label
+            files = sorted(label_dir.glob("*.txt"))
+            buckets[(split, label)] = [(f.name, decode_utf8(f.read_bytes(), str(f))) for f in files]
+            if label != UNLABELLED:
+                parse_label(label, str(label_dir))
+    return _corpus(buckets, str(root))
+
+
+def _corpus(buckets: Buckets, where: str) -> Corpus:
+    splits = {}
+    for split in ("train", "test"):
+        texts, labels = [], []
+        for label_name in sorted(name for (s, name) in buckets if s == split and name != UNLABELLED):
+            label = parse_label(label_name, f"{where}/{split}/{label_name}")
+            reviews = sorted(buckets[(split, label_name)], key=lambda item: _review_sort_key(item[0]))
+            texts.extend(text for _, text in reviews)
+            labels.extend([label] * len(reviews))
+        if set(labels) != {0, 1}:
+            raise DataError(f"{where}: the {split} split needs reviews in both neg/ and pos/ (found {len(texts)} reviews)")
+        counts = {name: len(reviews) for (s, name), reviews in buckets.items() if s == split and name != UNLABELLED}
+        if "aclImdb" in where and any(count != IMDB_SPLIT_SIZE for count in counts.values()):
+            print(f"warning: {where}: {split} has {counts}, not {IMDB_SPLIT_SIZE} per label as in aclImdb v1.0", file=sys.stderr)
+        splits[split] = LabelledTexts(texts, np.asarray(labels, dtype=np.int64))
+    unlabelled = sorted(buckets.get(("train", UNLABELLED), []), key=lambda item: _review_sort_key(item[0]))
+    return Corpus(splits["train"], splits["test"], [text for _, text in unlabelled])
+
+
+def _review_sort_key(file_name: str) -> tuple[int, str]:
+    # aclImdb names are ID_RATING.txt: order by numeric id so the order is natural and stable.
+    head = file_name.split("_", 1)[0]
+    return (int(head), file_name) if head.isdigit() else (sys.maxsize, file_name)
