@@ -17,6 +17,7 @@ from rnnsent.config import ModelConfig
 from rnnsent.model.lengths import run_within_lengths
 from rnnsent.model.ngrams import NgramBranch
 from rnnsent.model.pooling import POOLED_SUMMARIES, join_pools
+from rnnsent.model.torch_private import flat_weight_names, refresh_flat_weights
 
 
 class KerasSimpleRNN(nn.RNN):
@@ -30,11 +31,11 @@ class KerasSimpleRNN(nn.RNN):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        for name in [name for name in self._flat_weights_names if name.startswith("bias_hh")]:
+        for name in [name for name in flat_weight_names(self) if name.startswith("bias_hh")]:
             zero = torch.zeros_like(getattr(self, name)).detach()
             delattr(self, name)
             self.register_buffer(name, zero, persistent=False)
-        self._init_flat_weights()
+        refresh_flat_weights(self)
 
 
 # A plain mapping from the config's cell name to the module that implements it.
