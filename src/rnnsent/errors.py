@@ -17,3 +17,7 @@ class ArtifactError(ValueError):
 
 class InputError(ValueError):
     """A problem in the texts to score that the user can fix; the message says where."""
+
+
+class MissingExtraError(ValueError):
+    """An optional dependency group is not installed; the message names the ``pip install`` to run."""
