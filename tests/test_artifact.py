@@ -12,14 +12,14 @@ import pytest
 import torch
 
 import rnnsent
-from rnnsent.errors import ArtifactError
 from rnnsent.artifact.directory import load_artifact, save_artifact, update_metrics
 from rnnsent.config import build_config
-from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.errors import ArtifactError
 from rnnsent.inference.predictor import Predictor
+from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.text.encoder import TextEncoder
-from rnnsent.text.vocabulary import Vocabulary
 from rnnsent.text.tokenize import tokenize
+from rnnsent.text.vocabulary import Vocabulary
 
 TEXTS = ["a great and wonderful film", "an awful, boring waste", "", "plot plot plot great awful"]
 HISTORY = [{"epoch": 1, "loss": 0.7, "accuracy": 0.5, "test_loss": 0.69, "test_accuracy": 0.55, "seconds": 1.0},
@@ -85,7 +85,7 @@ def test_config_vocabulary_and_records_are_stored(saved):
     assert artifact.metrics == {"accuracy": 0.5}
     assert artifact.history == HISTORY
     header = json.loads((directory / "config.json").read_text())
-    assert header["format"] == "rnnsent-model" and header["format_version"] == 1
+    assert header["format"] == "rnnsent-model" and header["format_version"] == 2
     assert header["rnnsent_version"] == rnnsent.__version__
     assert header["parameters"] == 40 * 50 + 280 + 6
     assert json.loads((directory / "vocabulary.json").read_text())["words"] == list(vocabulary.words)

@@ -20,14 +20,14 @@ import torch
 from safetensors.torch import save as save_tensors
 
 import rnnsent
-from rnnsent.training import checkpoint as checkpoint
 from rnnsent.artifact.directory import save_artifact
 from rnnsent.artifact.files import sha256_bytes
 from rnnsent.cli.main import main
 from rnnsent.config import build_config
 from rnnsent.model.recurrent import RecurrentClassifier
-from rnnsent.training.optim import build_optimizer
 from rnnsent.text.vocabulary import Vocabulary
+from rnnsent.training import checkpoint as checkpoint
+from rnnsent.training.optim import build_optimizer
 
 SETTINGS = {"num_words": 40, "maxlen": 10, "embedding_dim": 4, "hidden_size": 3, "epochs": 1, "threads": 1}
 
@@ -87,7 +87,9 @@ ARTIFACT_DAMAGE = {
     "binary manifest": (lambda d: (d / "manifest.json").write_bytes(b"\xff\xfe\x00garbage"), "manifest.json"),
     "foreign manifest": (lambda d: (d / "manifest.json").write_text('{"name": "left-pad", "version": "1.0.0"}'), "manifest.json"),
     "manifest is a list": (lambda d: (d / "manifest.json").write_text("[1, 2]"), "manifest.json"),
-    "manifest version 2": (lambda d: edit_json(d, "manifest.json", lambda m: m.update(format_version=2)), "manifest.json"),
+    "manifest version 3": (lambda d: edit_json(d, "manifest.json", lambda m: m.update(format_version=3)), "manifest.json"),
+    "manifest and config versions differ": (lambda d: edit_json(d, "manifest.json", lambda m: m.update(format_version=1)),
+                                            "manifest.json"),
     "manifest without weights": (lambda d: edit_json(d, "manifest.json", lambda m: m["files"].pop("model.safetensors")),
                                  "manifest.json"),
     "config version 99": (lambda d: edit_json(d, "config.json", lambda c: c.update(format_version=99)), "config.json"),

@@ -18,10 +18,10 @@ from safetensors.torch import load_file, save_file
 
 from rnnsent.config import build_config
 from rnnsent.data.batches import epoch_batches
+from rnnsent.model.build import build_model
 from rnnsent.training.distributed import World, setup, teardown
-from rnnsent.model.recurrent import RecurrentClassifier
-from rnnsent.training.tensors import Tensors, TrainingData
 from rnnsent.training.loop import Trainer
+from rnnsent.training.tensors import Tensors, TrainingData
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1] / "src"
 VOCAB_SIZE = 40
@@ -104,7 +104,7 @@ def test_two_processes_match_one_process_with_the_global_batch(two_process_weigh
     single = Trainer(config, tiny_data(count), VOCAB_SIZE, tmp_path, World(), log=lambda message: None,
                      progress_bar=False).fit().model.state_dict()
     torch.manual_seed(config.train.seed)
-    initial = RecurrentClassifier(config.model, VOCAB_SIZE).state_dict()
+    initial = build_model(config.model, VOCAB_SIZE).state_dict()
     assert set(distributed) == set(single)
     moved = 0.0
     for name, value in single.items():

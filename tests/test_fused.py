@@ -9,8 +9,10 @@ import torch
 pytest.importorskip("numba")
 
 from rnnsent.config import build_config  # noqa: E402
-from rnnsent.training.compiled_step import FusedSimpleRNNStep, fused_step_supported  # noqa: E402
+from rnnsent.model.compiled import compiled_forward_supported  # noqa: E402
 from rnnsent.model.recurrent import RecurrentClassifier  # noqa: E402
+from rnnsent.model.scoring import batch_logits  # noqa: E402
+from rnnsent.training.compiled_step import FusedSimpleRNNStep, fused_step_supported  # noqa: E402
 from rnnsent.training.optim import RMSprop  # noqa: E402
 
 VOCAB, TIME, BATCH, STEPS = 40, 12, 8, 60
@@ -77,8 +79,8 @@ def test_fused_step_applies_only_where_it_is_exact():
 
 def test_fused_and_plain_training_runs_agree(tmp_path):
     """Whole runs through the Trainer, with and without the compiled step, end with the same weights."""
-    from rnnsent.training.tensors import Tensors, TrainingData
     from rnnsent.training.loop import Trainer
+    from rnnsent.training.tensors import Tensors, TrainingData
 
     generator = torch.Generator().manual_seed(3)
     ids = torch.randint(0, VOCAB, (96, TIME), generator=generator)
@@ -103,8 +105,8 @@ def test_compiled_inference_matches_pytorch(nonlinearity):
     model = RecurrentClassifier(config.model, VOCAB).eval()
     ids = torch.randint(0, VOCAB, (300, TIME))
     with torch.inference_mode():
-        assert model._use_compiled(ids)
-        compiled, _ = model(ids)
+        assert compiled_forward_supported(model, ids)
+        compiled = batch_logits(model, ids)
         plain = model.head_logits(model.encode(ids)[1])
     torch.testing.assert_close(compiled, plain, rtol=1e-4, atol=1e-5)
     # Gradients never take the compiled path.
@@ -120,7 +122,7 @@ def test_compiled_inference_keeps_torch_thread_count():
     try:
         torch.set_num_threads(1)
         with torch.inference_mode():
-            model(torch.randint(0, VOCAB, (100, TIME)))
+            batch_logits(model, torch.randint(0, VOCAB, (100, TIME)))
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

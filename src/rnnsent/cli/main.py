@@ -211,6 +211,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rnnsent.data.splits import limit_split
     from rnnsent.inference.evaluate import evaluate_model
     from rnnsent.metrics import format_metrics
+    from rnnsent.model.composed import StackedClassifier
     from rnnsent.model.scoring import predict_part_logits
     from rnnsent.model.summary import count_parameters
     from rnnsent.training import checkpoint as checkpoint
@@ -258,7 +259,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                           initial_weights=initial_weights)
         result = trainer.fit(resume=bool(args.resume))
         stacking_stats = {}
-        if result.model.blend is not None:
+        if isinstance(result.model, StackedClassifier):
             from rnnsent.training.ngram_regression import fit_blend
 
             lengths = data.validation.lengths if config.model.use_lengths else None
@@ -492,11 +493,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from rnnsent.config import build_config
-    from rnnsent.model.recurrent import RecurrentClassifier
+    from rnnsent.model.build import build_model
     from rnnsent.model.summary import summary_table
 
     config = build_config(args.preset, _overrides(args))
-    model = RecurrentClassifier(config.model, config.text.num_words)
+    model = build_model(config.model, config.text.num_words)
     print(f'Model: "{config.preset}"')
     print(summary_table(model, config.text.maxlen))
     return 0

@@ -25,6 +25,7 @@ from rnnsent.config import RunConfig
 from rnnsent.data.batches import epoch_batches
 from rnnsent.errors import TrainingDiverged
 from rnnsent.metrics import classification_metrics
+from rnnsent.model.build import build_model, recurrent_network
 from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.model.scoring import predict_logits
 from rnnsent.training import checkpoint as checkpoints
@@ -132,8 +133,9 @@ class Trainer:
         sparse = uses_sparse_embedding(config, world)
         if config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not sparse and world.is_main:
             self.log("note: sparse embedding updates are off under DDP on GPUs (nccl); gradients are dense and all-reduced")
-        model = RecurrentClassifier(config.model, self.vocab_size, sparse_embedding=sparse).to(world.device)
-        state = model.state_dict()
+        model = build_model(config.model, self.vocab_size, sparse_embedding=sparse).to(world.device)
+        # Word vectors are named as the recurrent network's tensors, an n-gram fit as the model's.
+        state = {**model.state_dict(), **recurrent_network(model).state_dict()}
         with torch.no_grad():
             for name, value in self.initial_weights.items():
                 state[name].copy_(value)
