@@ -18,9 +18,9 @@ from safetensors.torch import load_file, save_file
 
 from rnnsent.config import RunOptions, build_config
 from rnnsent.data.batches import epoch_batches
-from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.training.distributed import setup, teardown
 from rnnsent.training.pipeline import train_tensors
+from rnnsent.model.build import build_model
 from rnnsent.training.tensors import Tensors, TrainingData
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1] / "src"
@@ -105,7 +105,7 @@ def test_two_processes_match_one_process_with_the_global_batch(two_process_weigh
     distributed = load_file(str(two_process_weights / f"{variant}.safetensors"))
     single = train_tensors(config, OPTIONS, tiny_data(count), tmp_path).model.state_dict()
     torch.manual_seed(config.train.seed)
-    initial = RecurrentClassifier(config.model, VOCAB_SIZE).state_dict()
+    initial = build_model(config.model, VOCAB_SIZE).state_dict()
     assert set(distributed) == set(single)
     moved = 0.0
     for name, value in single.items():

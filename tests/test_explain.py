@@ -16,7 +16,8 @@ from rnnsent.cli.render import render_text
 from rnnsent.config import build_config
 from rnnsent.inference.explain import explain
 from rnnsent.inference.predictor import Predictor
-from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.model.build import build_model, ngram_branch, recurrent_network
+from rnnsent.model.composed import StackedClassifier
 from rnnsent.text.vocabulary import Vocabulary
 
 WORDS = tuple(f"w{i}" for i in range(40))
@@ -47,13 +48,13 @@ def make_predictor(overrides: dict, maxlen: int = 12, seed: int = 0) -> Predicto
                 "recurrent_init": "orthogonal", "input_init_std": 0.0, **overrides}
     config = build_config("seed", settings)
     torch.manual_seed(seed)
-    model = RecurrentClassifier(config.model, config.text.num_words)
+    model = build_model(config.model, config.text.num_words)
     with torch.no_grad():
-        model.embedding.weight.normal_(0.0, 1.0)
-        model.head.weight.normal_(0.0, 2.0)
-        if model.ngrams is not None:
-            model.ngrams.weight.weight.normal_(0.0, 1.0)
-        if model.blend is not None:
+        recurrent_network(model).embedding.weight.normal_(0.0, 1.0)
+        recurrent_network(model).head.weight.normal_(0.0, 2.0)
+        if ngram_branch(model) is not None:
+            ngram_branch(model).weight.weight.normal_(0.0, 1.0)
+        if isinstance(model, StackedClassifier):
             model.blend.copy_(torch.tensor([0.7, 1.3, -0.2]))
     model.eval()
     return Predictor(Artifact(Path("."), config, Vocabulary(WORDS), model))
@@ -152,7 +153,7 @@ def test_integrated_gradients_complete(name):
     with torch.no_grad():
         logit = predictor.model(ids_tensor, lengths_tensor)[0].item()
         for word in set(text.split()):
-            baseline_model.embedding.weight[3 + WORDS.index(word)] = 0.0
+            recurrent_network(baseline_model).embedding.weight[3 + WORDS.index(word)] = 0.0
         baseline = baseline_model(ids_tensor, lengths_tensor)[0].item()
     gradients = explanation.integrated_gradients
     assert gradients[0] == 0.0  # the start token keeps its vector in the baseline

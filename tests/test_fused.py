@@ -13,6 +13,8 @@ from rnnsent.model.build import build_model  # noqa: E402
 from rnnsent.model.recurrent import RecurrentClassifier  # noqa: E402
 from rnnsent.training.compiled_step import FusedSimpleRNNStep  # noqa: E402
 from rnnsent.training.distributed import World  # noqa: E402
+from rnnsent.model.compiled import compiled_forward_supported  # noqa: E402
+from rnnsent.model.scoring import batch_logits  # noqa: E402
 from rnnsent.training.optim import RMSprop  # noqa: E402
 from rnnsent.training.steps import compiled_step_blockers  # noqa: E402
 
@@ -111,8 +113,8 @@ def test_compiled_inference_matches_pytorch(nonlinearity):
     model = RecurrentClassifier(config.model, VOCAB).eval()
     ids = torch.randint(0, VOCAB, (300, TIME))
     with torch.inference_mode():
-        assert model._use_compiled(ids)
-        compiled, _ = model(ids)
+        assert compiled_forward_supported(model, ids)
+        compiled = batch_logits(model, ids)
         plain = model.head_logits(model.encode(ids)[1])
     torch.testing.assert_close(compiled, plain, rtol=1e-4, atol=1e-5)
     # Gradients never take the compiled path.
@@ -128,7 +130,7 @@ def test_compiled_inference_keeps_torch_thread_count():
     try:
         torch.set_num_threads(1)
         with torch.inference_mode():
-            model(torch.randint(0, VOCAB, (100, TIME)))
+            batch_logits(model, torch.randint(0, VOCAB, (100, TIME)))
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

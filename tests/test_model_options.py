@@ -9,18 +9,18 @@ import torch
 
 from rnnsent.config import build_config, choices
 from rnnsent.model.ngrams import HASH_MODULUS, HASH_MULTIPLIER, NgramBranch, ngram_ids
-from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.model.build import Classifier, build_model, recurrent_network
 from rnnsent.model.summary import count_parameters, summary_table
 
 VOCAB = 50
 
 
-def small_model(**overrides) -> RecurrentClassifier:
+def small_model(**overrides) -> Classifier:
     settings = {"embedding_dim": 6, "hidden_size": 5, "recurrent_init": "default", "input_init_std": 0.0,
                 "padding": "post", "use_lengths": True, **overrides}
     config = build_config("seed", {"num_words": VOCAB, **settings})
     torch.manual_seed(0)
-    return RecurrentClassifier(config.model, VOCAB).eval()
+    return build_model(config.model, VOCAB).eval()
 
 
 def rows_with_padding(extra: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,19 +69,19 @@ def test_pooling_on_hand_made_states():
     expected["maxmean"] = torch.cat([expected["max"], expected["mean"]], dim=-1)
     for pooling, wanted in expected.items():
         model = small_model(pooling=pooling, hidden_size=2)
-        torch.testing.assert_close(model._summarise(states, None, mask), wanted)
+        torch.testing.assert_close(model.pooling(states, None, mask), wanted)
 
 
 def test_attention_pooling_weights_sum_to_one_over_real_steps():
     model = small_model(pooling="attention", hidden_size=2)
     with torch.no_grad():
-        model.attention.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        model.pooling.score.weight.copy_(torch.tensor([[1.0, 0.0]]))
     states = torch.tensor([[[0.0, 1.0], [math.atanh(0.5), 3.0], [50.0, 50.0]]])  # (1, 3, 2); step 3 is padding
     mask = torch.tensor([[True, True, False]])
     # Scores are tanh(state) . (1, 0) = 0 and 0.5, so the weights are softmax(0, 0.5).
     weight = torch.softmax(torch.tensor([0.0, 0.5]), dim=0)
     wanted = weight[0] * states[0, 0] + weight[1] * states[0, 1]
-    torch.testing.assert_close(model._summarise(states, None, mask), wanted.unsqueeze(0))
+    torch.testing.assert_close(model.pooling(states, None, mask), wanted.unsqueeze(0))
 
 
 def test_last_pooling_of_a_bidirectional_lstm_joins_both_directions():
@@ -142,7 +142,7 @@ def test_ngram_branch_adds_its_parameters_and_logit():
     assert "ngrams (bag of 1..3-grams)" in summary_table(wide, 10)
     ids, lengths = rows_with_padding(0)
     with torch.no_grad():
-        wide.load_state_dict(plain.state_dict(), strict=False)  # same recurrent weights, n-gram weights zero
+        recurrent_network(wide).load_state_dict(plain.state_dict())  # same recurrent weights, n-gram weights zero
         torch.testing.assert_close(wide(ids, lengths)[0], plain(ids, lengths)[0])
         wide.ngrams.weight.weight.fill_(0.25)
         wide.ngrams.weight.weight[-1] = 0.0

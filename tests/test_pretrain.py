@@ -151,8 +151,8 @@ def test_pretraining_reads_exactly_the_training_reviews_minus_validation(tmp_pat
     split = EncodedSplit(flat, np.arange(0, 2 * count + 1, 2, dtype=np.int64), labels)
     corpus = EncodedCorpus(Vocabulary(tuple(f"w{i}" for i in range(count))), split, split)
     config = build_config("seed", {"num_words": 3 + count, "maxlen": 2, "padding": "post",
-                                   "validation_split": validation_split, "limit": limit})
-    data = prepare_data(corpus, config)
+                                   "validation_split": validation_split})
+    data = prepare_data(corpus, config, limit)
     source = tmp_path / "reviews.csv"  # a CSV source has no unlabelled reviews
     source.write_text("text,label\ngood,1\nbad,0\n")
     (pretraining,) = pretraining_reviews(corpus, source, validation_split, limit)

@@ -12,6 +12,8 @@ import torch
 from rnnsent.cli.main import main
 from rnnsent.config import build_config
 from rnnsent.inference.predictor import Predictor
+from rnnsent.model.build import build_model, ngram_branch
+from rnnsent.model.composed import StackedClassifier
 from rnnsent.model.ngrams import NgramBranch, distinct_ngram_ids, ngram_ids
 from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.model.scoring import predict_logits, predict_part_logits
@@ -100,12 +102,12 @@ def test_regression_is_deterministic():
     assert torch.equal(first.weight.weight, second.weight.weight) and torch.equal(first.bias, second.bias)
 
 
-def stacked_model() -> RecurrentClassifier:
+def stacked_model() -> StackedClassifier:
     config = build_config("seed", {"num_words": VOCAB, "embedding_dim": 4, "hidden_size": 3, "padding": "post",
                                    "use_lengths": True, "ngram_buckets": 13, "ngram_fit": "stacked",
                                    "validation_split": 0.1})
     torch.manual_seed(0)
-    return RecurrentClassifier(config.model, VOCAB).eval()
+    return build_model(config.model, VOCAB).eval()
 
 
 def test_blend_recovers_known_coefficients():
@@ -136,8 +138,8 @@ def test_stacked_model_is_the_blend_of_its_parts():
 def test_best_without_its_ngram_branch_is_a_plain_recurrent_model():
     # --ngram-buckets 0 turns the branch off, whatever --ngram-fit says (this was refused once).
     config = build_config("best", {"ngram_buckets": 0, "pretrain_window": 0, "num_words": VOCAB})
-    model = RecurrentClassifier(config.model, VOCAB)
-    assert model.ngrams is None and model.blend is None
+    model = build_model(config.model, VOCAB)
+    assert type(model) is RecurrentClassifier and ngram_branch(model) is None
 
 
 @pytest.mark.parametrize("overrides, message", [

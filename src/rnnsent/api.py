@@ -154,7 +154,7 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
         if limit:
             _, chosen = stratified_split(labels, min(1.0, limit / len(labels)), HELD_OUT_SEED)
             ids, lengths, labels = ids[chosen], lengths[chosen], labels[chosen]
-    metrics = evaluate_model(artifact.model, ids, lengths if config.model.use_lengths else None, labels)
+    metrics = evaluate_model(artifact.model, ids, lengths, labels)
     if training_source and not limit:
         # Only the full test split of the training data may replace the model's recorded metrics.
         update_metrics(artifact.path, {**artifact.metrics, **metrics})

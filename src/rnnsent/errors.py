@@ -26,6 +26,10 @@ class UsageError(ValueError):
     """Arguments that do not go together, or a missing one; the message says what to pass."""
 
 
+class MissingExtraError(ValueError):
+    """An optional dependency group is not installed; the message names the ``pip install`` to run."""
+
+
 # Texts to score are read by the same reader as training data (rnnsent.data.records), so a
 # problem in them is the same error; the second name is kept for the code that scores texts.
 InputError = DataError

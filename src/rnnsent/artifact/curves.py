@@ -7,8 +7,15 @@ from typing import Any
 
 
 def _learning_curves_png(history: list[dict[str, Any]]) -> bytes | None:
-    """Loss and accuracy per epoch for every split the history has, as PNG bytes."""
-    import matplotlib
+    """Loss and accuracy per epoch for every split the history has, as PNG bytes.
+
+    None without matplotlib (the ``plot`` extra): the directory is then saved without
+    ``curves.png``, which is optional.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        return None
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure

@@ -12,6 +12,11 @@ Layout of a model directory::
                         a complete artifact
 
 ``evaluate``, ``predict``, ``serve`` and the Python API all go through :func:`load_artifact`.
+
+Format versions: 1 (rnnsent 0.1.0) kept every weight on one module; 2 holds a model with an
+n-gram branch as its two parts (``network.*`` and ``ngrams.*``) and names attention pooling's
+vector ``pooling.score.weight``. Version 2 is written; both are read, version 1 through
+:func:`_version_1_weights`.
 """
 
 from __future__ import annotations
@@ -38,15 +43,16 @@ from rnnsent.artifact.files import (
     write_bytes_atomic,
     write_json_atomic,
 )
-from rnnsent.config import RunConfig
+from rnnsent.config import ModelConfig, RunConfig
 from rnnsent.errors import ArtifactError
-from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.model.build import Classifier, build_model
 from rnnsent.model.summary import count_parameters
 from rnnsent.text.encoder import TextEncoder
 from rnnsent.text.vocabulary import Vocabulary
 
 FORMAT_NAME = "rnnsent-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 REQUIRED_FILES = ("config.json", "vocabulary.json", "model.safetensors")
 
 
@@ -57,7 +63,7 @@ class Artifact:
     path: Path
     config: RunConfig
     vocabulary: Vocabulary
-    model: RecurrentClassifier
+    model: Classifier
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -73,7 +79,7 @@ def save_artifact(
     directory: Path,
     config: RunConfig,
     vocabulary: Vocabulary,
-    model: RecurrentClassifier,
+    model: Classifier,
     metrics: dict[str, Any] | None = None,
     history: list[dict[str, Any]] | None = None,
 ) -> Path:
@@ -137,11 +143,16 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
     header = _verified_json(directory / "config.json", checksums["config.json"])
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise ArtifactError(f"{directory / 'config.json'}: not an rnnsent model")
-    if header.get("format_version") != FORMAT_VERSION:
+    version = header.get("format_version")
+    if not _readable(version):
         raise ArtifactError(
-            f"{directory / 'config.json'}: format version {header.get('format_version')} is not supported "
-            f"(this rnnsent reads version {FORMAT_VERSION}); use a matching rnnsent version"
+            f"{directory / 'config.json'}: format version {version} is not supported "
+            f"(this rnnsent {__version__} reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
+            "load it with the rnnsent version that wrote it, or a newer one"
         )
+    if version != manifest["format_version"]:
+        raise ArtifactError(f"{directory / 'manifest.json'}: format version {manifest['format_version']} "
+                            f"disagrees with config.json's {version}; the artifact is damaged")
     try:
         config = RunConfig.from_dict(header["config"])
     except (KeyError, TypeError, ValueError) as error:
@@ -159,7 +170,9 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
             f"{vocabulary.size} ids for num_words {config.text.num_words})"
         )
     tensors = read_tensors(directory / "model.safetensors", checksums["model.safetensors"])
-    model = RecurrentClassifier(config.model, config.text.num_words)
+    if version == 1:
+        tensors = _version_1_weights(tensors, config.model)
+    model = build_model(config.model, config.text.num_words)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
@@ -172,6 +185,23 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
     return Artifact(directory, config, vocabulary, model, optional["metrics.json"] or {}, optional["history.json"] or [])
 
 
+def _version_1_weights(tensors: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The weights of a version-1 directory under their version-2 names.
+
+    Version 1 kept the recurrent network's tensors at the top of the state dict beside the
+    n-gram branch's (``ngrams.*``) and the blend, and attention pooling's vector as
+    ``attention.weight``. This is the only place that knows the old names.
+    """
+    renamed = {}
+    for name, tensor in tensors.items():
+        if name == "attention.weight":
+            name = "pooling.score.weight"
+        if config.ngram_buckets and not (name.startswith("ngrams.") or name == "blend"):
+            name = "network." + name
+        renamed[name] = tensor
+    return renamed
+
+
 def _read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / "manifest.json"
     if not path.exists():
@@ -179,9 +209,15 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME or not isinstance(manifest.get("files"), dict):
         raise ArtifactError(f"{path}: not an rnnsent manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: format version {manifest.get('format_version')} is not supported (expected {FORMAT_VERSION})")
+    if not _readable(manifest.get("format_version")):
+        raise ArtifactError(f"{path}: format version {manifest.get('format_version')} is not supported "
+                            f"(this rnnsent {__version__} reads versions {', '.join(map(str, READABLE_VERSIONS))})")
     return manifest
+
+
+def _readable(version: Any) -> bool:
+    """Whether ``version`` (a header's ``format_version``) is one this loader reads."""
+    return isinstance(version, int) and not isinstance(version, bool) and version in READABLE_VERSIONS
 
 
 def _verified_json(path: Path, expected_sha256: str) -> Any:

@@ -6,18 +6,19 @@ import numpy as np
 import torch
 
 from rnnsent.metrics import classification_metrics
-from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.model.build import Classifier, ngram_branch
 from rnnsent.model.scoring import predict_logits, predict_part_logits
 
 
 def evaluate_model(
-    model: RecurrentClassifier, ids: np.ndarray | torch.Tensor, lengths: np.ndarray | torch.Tensor | None, labels: np.ndarray
+    model: Classifier, ids: np.ndarray | torch.Tensor, lengths: np.ndarray | torch.Tensor | None, labels: np.ndarray
 ) -> dict:
     """:func:`classification_metrics` of the model, plus each part's accuracy when it has an n-gram branch.
 
-    ``lengths`` is None for a model that does not read true lengths.
+    ``lengths`` are the rows' true lengths, read only by a model whose config says so (they
+    may be None for a model that does not).
     """
-    if model.ngrams is None:
+    if ngram_branch(model) is None:
         return classification_metrics(labels, predict_logits(model, ids, lengths))
     parts = predict_part_logits(model, ids, lengths)
     metrics = classification_metrics(labels, parts.pop("model"))

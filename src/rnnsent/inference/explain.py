@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from rnnsent.labels import LABELS
-from rnnsent.model.pooling import POOLED_SUMMARIES, join_pools
+from rnnsent.model.build import ngram_branch, recurrent_network
+from rnnsent.model.scoring import batch_logits
 from rnnsent.text.encoder import pad_rows
 from rnnsent.text.vocabulary import OOV_ID, START_ID, START_TOKEN
 
@@ -112,8 +113,8 @@ def _padded(rows: list[list[int]], config) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _logits(model, ids: torch.Tensor, lengths: torch.Tensor, config) -> torch.Tensor:
-    logits, _ = model(ids, lengths if config.model.use_lengths else None)
-    return logits.float()
+    """Logits ``(batch,)`` of padded rows ``(batch, time)`` with their true lengths ``(batch,)``."""
+    return batch_logits(model, ids, lengths).float()
 
 
 def _sigmoid(logit: float) -> float:
@@ -129,39 +130,19 @@ def _trajectory(model, row: list[int], config, device) -> list[float]:
         ids, lengths = _padded(prefixes, config)
         return torch.sigmoid(_logits(model, ids.to(device), lengths.to(device), config)).cpu().tolist()
     ids, lengths = _padded([row], config)
-    ids, lengths = ids.to(device), lengths.to(device)
-    states, _ = model.encode(ids, lengths if config.model.use_lengths else None)  # (1, time, state)
-    summaries = _prefix_summaries(model, states[0])  # (time, summary)
+    network, ngrams = recurrent_network(model), ngram_branch(model)
+    states, _ = network.encode(ids.to(device), lengths.to(device))  # (1, time, state)
+    # Prefixes start at column 0, which matches the model: without true lengths its pooling
+    # reads the padding too, and with true lengths the padding is at the end.
+    summaries = network.pooling.prefixes(states[0])  # (time, summary)
     # Token k of the row sits at column first + k: after the padding with "pre" padding.
     first = config.text.maxlen - len(row) if config.text.padding == "pre" else 0
-    parts = {"recurrent": model.head_logits(summaries)[first:first + len(row)]}  # (tokens,)
-    if model.ngrams is not None:
+    parts = {"recurrent": network.head_logits(summaries)[first:first + len(row)]}  # (tokens,)
+    if ngrams is not None:
         # The n-gram branch does not see padding, so each prefix can be padded any way to batch them.
         prefixes, _ = pad_rows([row[:end] for end in range(1, len(row) + 1)], len(row), "post")
-        parts["ngrams"] = model.ngrams(torch.from_numpy(prefixes).to(device))  # (tokens,)
+        parts["ngrams"] = ngrams(torch.from_numpy(prefixes).to(device))  # (tokens,)
     return torch.sigmoid(model.combine(parts).float()).cpu().tolist()
-
-
-def _prefix_summaries(model, states: torch.Tensor) -> torch.Tensor:
-    """The model's summary of every prefix ``states[:t + 1]``: ``(time, summary)``.
-
-    Prefixes start at column 0, which matches the model: without true lengths its pooling
-    reads the padding too, and with true lengths the padding is at the end.
-    """
-    pooling = model.config.pooling
-    if pooling == "last":
-        return states  # a causal reader's output at t is its state after the prefix
-    if pooling in POOLED_SUMMARIES:
-        steps = torch.arange(1, states.shape[0] + 1, device=states.device, dtype=states.dtype).unsqueeze(-1)
-        return join_pools(pooling, torch.cummax(states, dim=0).values, torch.cumsum(states, dim=0) / steps)
-    # Attention: the softmax over each prefix as a ratio of cumulative sums. Scores are
-    # bounded by the attention vector's norm (tanh inputs), so float64 after subtracting
-    # the largest score cannot underflow in practice.
-    scores = model.attention(torch.tanh(states)).squeeze(-1).double()  # (time,)
-    weights = torch.exp(scores - scores.max()).unsqueeze(-1)  # (time, 1)
-    numerator = torch.cumsum(weights * states.double(), dim=0)  # (time, state)
-    denominator = torch.cumsum(weights, dim=0)  # (time, 1)
-    return (numerator / denominator).to(states.dtype)
 
 
 def _occlusion(model, row: list[int], special: list[bool], config, device, probability: float) -> list[float | None]:
@@ -193,8 +174,9 @@ def _integrated_gradients(model, row: list[int], special: list[bool], config, de
     word_mask = torch.zeros(ids.shape[1], 1, device=device)
     word_mask[word_columns] = 1.0
     alphas = (torch.arange(steps, device=device, dtype=torch.float32) + 0.5) / steps  # (steps,)
+    embedding = recurrent_network(model).embedding
     with torch.no_grad():
-        embedded = model.embedding(ids)[0]  # (time, embedding)
+        embedded = embedding(ids)[0]  # (time, embedding)
     # Each path point: words scaled by alpha, everything else unchanged.
     scale = 1.0 - word_mask + word_mask * alphas.view(steps, 1, 1)  # (steps, time, 1)
     path = (scale * embedded).detach().requires_grad_(True)  # (steps, time, embedding)
@@ -204,7 +186,7 @@ def _integrated_gradients(model, row: list[int], special: list[bool], config, de
 
     # cuDNN cannot run an RNN backward in eval mode; the plain kernels can.
     cudnn_off = torch.backends.cudnn.flags(enabled=False) if ids.is_cuda else nullcontext()
-    hook = model.embedding.register_forward_hook(replace_embedding)
+    hook = embedding.register_forward_hook(replace_embedding)
     try:
         with torch.enable_grad(), cudnn_off:
             batch_ids = ids.expand(steps, -1)

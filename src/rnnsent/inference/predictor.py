@@ -71,8 +71,7 @@ class Predictor:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 ids, kept = self.encoder.encode_batch(texts[start:start + batch_size])
-                lengths_given = kept if self.config.model.use_lengths else None
-                logits = predict_logits(self.model, ids, lengths_given, min(batch_size, SCORE_BATCH_SIZE))
+                logits = predict_logits(self.model, ids, kept, min(batch_size, SCORE_BATCH_SIZE))
                 probabilities.append(torch.sigmoid(torch.from_numpy(logits)).numpy())
                 lengths.append(kept)
         if not probabilities:
@@ -82,7 +81,7 @@ class Predictor:
     def explain(self, text: str, integrated_gradients: bool = False, steps: int = 32):
         """Tokens, probability after each token and per-word influence for one text.
 
-        Returns an :class:`rnnsent.explain.Explanation`; see that module for the methods.
+        Returns an :class:`rnnsent.inference.explain.Explanation`; see that module for the methods.
         """
         from rnnsent.inference.explain import explain
 

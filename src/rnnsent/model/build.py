@@ -1,18 +1,46 @@
-"""Building a model from its config."""
+"""Building a model from its config, and finding its parts.
+
+A config without n-grams gives a plain :class:`RecurrentClassifier`; with n-grams, the
+network composed with an :class:`NgramBranch`, summed (``ngram_fit joint``) or blended
+(``ngram_fit stacked``).
+"""
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Union
 
 from rnnsent.config import ModelConfig
+from rnnsent.model.composed import JointClassifier, StackedClassifier
+from rnnsent.model.ngrams import NgramBranch
 from rnnsent.model.recurrent import RecurrentClassifier
 
+# Every model build_model makes: each has forward(ids, lengths, labels) -> (logits, loss),
+# part_logits(ids, lengths), combine(parts) and .config.
+Classifier = Union[RecurrentClassifier, JointClassifier, StackedClassifier]
 
-def build_model(config: ModelConfig, vocab_size: int, sparse_embedding: bool = False) -> nn.Module:
-    """The classifier a :class:`ModelConfig` describes, with freshly initialised weights."""
-    return RecurrentClassifier(config, vocab_size, sparse_embedding=sparse_embedding)
+
+def build_model(config: ModelConfig, vocab_size: int, sparse_embedding: bool = False) -> Classifier:
+    """The classifier a :class:`ModelConfig` describes, with freshly initialised weights.
+
+    ``sparse_embedding`` gives the recurrent network's embedding sparse gradients.
+    """
+    network = RecurrentClassifier(config, vocab_size, sparse_embedding=sparse_embedding)
+    if not config.ngram_buckets:
+        return network
+    stacked = config.ngram_fit == "stacked"
+    ngrams = NgramBranch(vocab_size, config.ngram_buckets, config.ngram_order, config.ngram_lr_scale, binary=stacked)
+    return StackedClassifier(network, ngrams) if stacked else JointClassifier(network, ngrams)
 
 
-def recurrent_network(model: nn.Module) -> RecurrentClassifier:
-    """The recurrent network inside ``model`` (whose embedding word vectors initialise)."""
+def recurrent_network(model: Classifier) -> RecurrentClassifier:
+    """The recurrent network inside ``model`` (the model itself when it has no other part)."""
+    if isinstance(model, (JointClassifier, StackedClassifier)):
+        return model.network
     return model
+
+
+def ngram_branch(model: Classifier) -> NgramBranch | None:
+    """The n-gram branch of ``model``, or None when it has none."""
+    if isinstance(model, (JointClassifier, StackedClassifier)):
+        return model.ngrams
+    return None

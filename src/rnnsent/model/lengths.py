@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnnsent.model.torch_private import run_cell
+
 
 def reverse_within_lengths(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each row's first ``lengths[i]`` steps of ``(batch, time, features)``; padding stays put.
@@ -43,7 +45,7 @@ def run_within_lengths(
             suffix = "_reverse" if direction else ""
             weights = [getattr(rnn, f"{kind}_l{layer}{suffix}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
             sequence = reverse_within_lengths(layer_input, lengths) if direction else layer_input
-            output = _run_one_direction(rnn, sequence, weights)  # (batch, time, hidden)
+            output = run_cell(rnn, sequence, weights)  # (batch, time, hidden)
             if direction:
                 output = reverse_within_lengths(output, lengths)
                 finals.append(output[:, 0])  # the backward direction ends at the first word
@@ -54,14 +56,3 @@ def run_within_lengths(
     assert layer_input.shape[-1] == directions * hidden
     return layer_input, torch.stack(finals)
 
-
-def _run_one_direction(rnn: nn.RNNBase, sequence: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
-    """One layer, one direction of ``rnn``'s cell over ``(batch, time, input)`` from a zero state."""
-    zeros = sequence.new_zeros(1, sequence.shape[0], rnn.hidden_size)
-    arguments = (weights, True, 1, 0.0, rnn.training, False, True)  # biases, 1 layer, no dropout, unidirectional, batch first
-    if isinstance(rnn, nn.LSTM):
-        return torch._VF.lstm(sequence, (zeros, zeros), *arguments)[0]
-    if isinstance(rnn, nn.GRU):
-        return torch._VF.gru(sequence, zeros, *arguments)[0]
-    kernel = torch._VF.rnn_relu if rnn.nonlinearity == "relu" else torch._VF.rnn_tanh
-    return kernel(sequence, zeros, *arguments)[0]

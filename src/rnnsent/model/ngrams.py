@@ -7,7 +7,7 @@ weight. The branch learns in one of two ways (``ngram_fit``):
   linear model (embedding size 1), added to the recurrent model's logit and trained with it.
 * ``stacked``: the logit is the sum of the weights of the distinct n-grams a review contains
   plus a bias: a logistic regression over n-gram presence, fitted on its own before the
-  network trains (see :mod:`rnnsent.stacking`).
+  network trains (see :mod:`rnnsent.training.ngram_regression`).
 
 N-grams are built from the same padded id rows the recurrent encoder reads, so no extra
 preprocessing is stored and prediction needs nothing new.
@@ -97,15 +97,16 @@ class NgramBranch(nn.Module):
         # sparse features wants a far larger learning rate than a recurrent one.
         self.lr_scale = lr_scale
         # Row i is the weight of feature id i; the last row is a fixed zero for absent n-grams.
-        self.weight = nn.Embedding(vocab_size + buckets + 1, 1, padding_idx=vocab_size + buckets)
-        nn.init.zeros_(self.weight.weight)
+        # All weights start at zero (drawing nothing from the random generator, so the network
+        # built beside the branch starts as it would alone). The stacked fit sets the weights and
+        # the intercept; the network's optimiser never touches them, so they are frozen there.
+        rows = vocab_size + buckets + 1
+        self.weight = nn.Embedding.from_pretrained(torch.zeros(rows, 1), freeze=binary, padding_idx=rows - 1)
         if binary:
-            # The stacked fit sets the weights and this intercept; the network's optimiser never
-            # touches them, so they are frozen here.
-            self.weight.weight.requires_grad_(False)
             self.register_buffer("bias", torch.zeros(()))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """The branch's logit ``(batch,)`` for id rows ``(batch, time)``."""
         if self.binary:
             features = distinct_ngram_ids(ids, self.vocab_size, self.buckets, self.order)
         else:

@@ -1,37 +1,56 @@
-"""Scoring id rows in large batches under ``torch.inference_mode()``."""
+"""Scoring id rows in large batches under ``torch.inference_mode()``.
+
+This is where the compiled forward is chosen: each batch goes to
+:func:`rnnsent.model.compiled.compiled_logits` when
+:func:`~rnnsent.model.compiled.compiled_forward_supported` says it applies, and to the
+model's own forward otherwise. Callers pass every row's true length; they are used only by
+models whose config reads them (``use_lengths``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.model.build import Classifier, ngram_branch
+from rnnsent.model.compiled import compiled_forward_supported, compiled_logits
 
 EVAL_BATCH_SIZE = 2048
 
 
+def batch_logits(model: Classifier, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits ``(batch,)`` of one batch of id rows ``(batch, time)``, compiled where that applies."""
+    if compiled_forward_supported(model, ids):
+        return compiled_logits(model, ids)
+    return model(ids, lengths)[0]
+
+
 def predict_logits(
-    model: RecurrentClassifier,
+    model: Classifier,
     ids: np.ndarray | torch.Tensor,
     lengths: np.ndarray | torch.Tensor | None = None,
     batch_size: int = EVAL_BATCH_SIZE,
 ) -> np.ndarray:
     """Logits ``(n,)`` for id rows ``(n, time)``, in large batches under inference mode.
 
-    With ``lengths`` (post-padded rows read up to their length), rows are scored in order of
-    length and each batch is cut to its longest row, so padding columns are not computed.
+    For a model that reads true lengths (post-padded rows read up to their length), rows are
+    scored in order of length and each batch is cut to its longest row, so padding columns
+    are not computed.
     """
-    return _score_batches(model, ids, lengths, batch_size, lambda batch, batch_lengths: model(batch, batch_lengths)[0][:, None])[:, 0]
+    def score(batch, batch_lengths):
+        return batch_logits(model, batch, batch_lengths)[:, None]  # (batch, 1)
+
+    return _score_batches(model, ids, lengths, batch_size, score)[:, 0]
 
 
 def predict_part_logits(
-    model: RecurrentClassifier,
+    model: Classifier,
     ids: np.ndarray | torch.Tensor,
     lengths: np.ndarray | torch.Tensor | None = None,
     batch_size: int = EVAL_BATCH_SIZE,
 ) -> dict[str, np.ndarray]:
-    """Each part's logits (see ``RecurrentClassifier.part_logits``) and the model's, under ``"model"``."""
-    names = ["recurrent"] + (["ngrams"] if model.ngrams is not None else []) + ["model"]
+    """Each part's logits ``(n,)`` (see the model's ``part_logits``) and the model's, under ``"model"``."""
+    names = ["recurrent"] + (["ngrams"] if ngram_branch(model) is not None else []) + ["model"]
 
     def score(batch, batch_lengths):
         parts = model.part_logits(batch, batch_lengths)
@@ -43,10 +62,10 @@ def predict_part_logits(
 
 
 def _score_batches(model, ids, lengths, batch_size, score, width: int = 1) -> np.ndarray:
-    """``score(batch, lengths)`` ``(batch, k)`` over all rows, batched and length-sorted: ``(n, k)``."""
+    """``score(batch, lengths)`` ``(batch, k)`` over all rows, batched (length-sorted when read): ``(n, k)``."""
     device = next(model.parameters()).device
     ids = torch.as_tensor(ids)
-    lengths = None if lengths is None else torch.as_tensor(lengths)
+    lengths = torch.as_tensor(lengths) if lengths is not None and model.config.use_lengths else None
     order = None if lengths is None else torch.argsort(lengths, stable=True)
     was_training = model.training
     model.eval()
@@ -68,3 +87,4 @@ def _score_batches(model, ids, lengths, batch_size, score, width: int = 1) -> np
     if order is not None:
         scores = torch.empty_like(scores).index_copy_(0, order, scores)
     return scores.numpy()
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.model.build import Classifier, ngram_branch, recurrent_network
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -16,21 +16,22 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad or not trainable_only)
 
 
-def summary_table(model: RecurrentClassifier, maxlen: int) -> str:
-    """A Keras-style table: layer, output shape, parameter count, and the total."""
+def summary_table(model: Classifier, maxlen: int) -> str:
+    """A Keras-style table of any model :func:`~rnnsent.model.build.build_model` makes: layer, output shape, parameter count, total."""
     config = model.config
+    network, ngrams = recurrent_network(model), ngram_branch(model)
     directions = 2 if config.bidirectional else 1
     recurrent_out = (None, maxlen, config.hidden_size * directions) if config.pooling != "last" else (None, config.hidden_size * directions)
     rows = [
-        ("embedding (Embedding)", (None, maxlen, config.embedding_dim), model.embedding.weight.numel()),
-        (f"rnn ({type(model.rnn).__name__}, {config.cell})", recurrent_out, sum(p.numel() for p in model.rnn.parameters())),
+        ("embedding (Embedding)", (None, maxlen, config.embedding_dim), network.embedding.weight.numel()),
+        (f"rnn ({type(network.rnn).__name__}, {config.cell})", recurrent_out, sum(p.numel() for p in network.rnn.parameters())),
     ]
     if config.pooling != "last":
-        pool_params = sum(p.numel() for p in model.attention.parameters()) if config.pooling == "attention" else 0
-        rows.append((f"pooling ({config.pooling})", (None, model.head.in_features), pool_params))
-    rows.append(("head (Dense, sigmoid)", (None, 1), sum(p.numel() for p in model.head.parameters())))
-    if model.ngrams is not None:
-        rows.append((f"ngrams (bag of 1..{config.ngram_order}-grams)", (None, 1), model.ngrams.weight.weight.numel()))
+        pool_params = sum(p.numel() for p in network.pooling.parameters())
+        rows.append((f"pooling ({config.pooling})", (None, network.head.in_features), pool_params))
+    rows.append(("head (Dense, sigmoid)", (None, 1), sum(p.numel() for p in network.head.parameters())))
+    if ngrams is not None:
+        rows.append((f"ngrams (bag of 1..{config.ngram_order}-grams)", (None, 1), ngrams.weight.weight.numel()))
     width = 34
     lines = [f"{'Layer (type)':<{width}}{'Output Shape':<22}{'Param #':>12}", "=" * (width + 34)]
     for name, shape, count in rows:

@@ -201,8 +201,7 @@ class Trainer:
         return best_state
 
     def _logits(self, split: Tensors) -> np.ndarray:
-        lengths = split.lengths if self.config.model.use_lengths else None
-        return predict_logits(self.model, split.ids, lengths)
+        return predict_logits(self.model, split.ids, split.lengths)
 
     def _save(self, progress, best_state) -> None:
         if self.world.is_main:

@@ -9,7 +9,7 @@ With ``ngram_fit "stacked"`` a model is trained in three steps:
    negative reviews), and an L2-regularised logistic regression is fitted to that, to
    convergence, with L-BFGS. The ratio and the weight fold into one number per n-gram.
 2. The recurrent network trains on its own loss with the branch frozen (see
-   ``RecurrentClassifier.blend``).
+   :class:`rnnsent.model.composed.StackedClassifier`).
 3. :func:`fit_blend` fits the three numbers that combine the two logits,
    ``a * recurrent + c * ngrams + b``, by logistic regression on the validation split: reviews
    that neither part was fitted to, so the blend learns how far to trust each of them.
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnsent.model.composed import StackedClassifier
 from rnnsent.model.ngrams import NgramBranch, distinct_ngram_ids
-from rnnsent.model.recurrent import RecurrentClassifier
 
 FEATURE_CHUNK = 512  # id rows turned into n-gram features at a time (bounds the temporary tensors)
 NB_SMOOTHING = 1.0  # the count added to every n-gram in each class, as in NBSVM
@@ -117,7 +117,7 @@ def fit_ngram_regression(
 
 
 def fit_blend(
-    model: RecurrentClassifier,
+    model: StackedClassifier,
     parts: dict[str, np.ndarray],
     labels: np.ndarray,
     log: Callable[[str], None] = lambda message: None,
@@ -127,7 +127,7 @@ def fit_blend(
     ``parts`` holds the ``recurrent`` and ``ngrams`` logits ``(n,)`` of the validation reviews.
     Returns each part's validation accuracy and the blend's.
     """
-    assert model.blend is not None, "only a stacked model has a blend"
+    assert isinstance(model, StackedClassifier), "only a stacked model has a blend"
     inputs = torch.tensor(np.stack([parts["recurrent"], parts["ngrams"]], axis=1), dtype=torch.float64)  # (n, 2)
     targets = torch.tensor(labels, dtype=torch.float64)
     coefficients = torch.zeros(3, dtype=torch.float64, requires_grad=True)

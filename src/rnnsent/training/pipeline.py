@@ -176,15 +176,13 @@ def fit_blend_stage(model: nn.Module, config: RunConfig, data: TrainingData, log
     """Fit a stacked model's blend of its two parts on the validation split."""
     from rnnsent.training.ngram_regression import fit_blend
 
-    lengths = data.validation.lengths if config.model.use_lengths else None
-    parts = predict_part_logits(model, data.validation.ids, lengths)
+    parts = predict_part_logits(model, data.validation.ids, data.validation.lengths)
     return fit_blend(model, parts, data.validation.labels.numpy(), log=log)
 
 
 def evaluate_on_test(result: TrainResult, config: RunConfig, options: RunOptions, corpus: EncodedCorpus) -> dict[str, Any]:
     """The trained model's test metrics, with its size and the run's step counts."""
     test = Tensors.from_split(limit_split(corpus.test, options.limit), config)
-    lengths = test.lengths if config.model.use_lengths else None
-    metrics = evaluate_model(result.model, test.ids, lengths, test.labels.numpy())
+    metrics = evaluate_model(result.model, test.ids, test.lengths, test.labels.numpy())
     metrics.update({"parameters": count_parameters(result.model), "steps": result.steps, "best_epoch": result.best_epoch})
     return metrics

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from rnnsent.config import RunConfig, RunOptions
+from rnnsent.model.compiled import numba_available
 from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.training.distributed import World
 from rnnsent.training.optim import RMSprop, clip_gradients
@@ -126,7 +127,7 @@ def compiled_step_blockers(config: RunConfig, options: RunOptions, model: nn.Mod
     recipe, train = config.model, config.train
     checks = {
         "it is turned off": not options.fused,
-        "numba is not installed": not _numba_available(),
+        "numba is not installed": not numba_available(),
         "the model is not a plain recurrent network": type(model) is not RecurrentClassifier,
         "the cell is not 'simple'": recipe.cell != "simple",
         "more than one layer": recipe.num_layers != 1,
@@ -150,11 +151,3 @@ def choose_step(config: RunConfig, options: RunOptions, model: nn.Module, networ
     if not compiled_step_blockers(config, options, model, world):
         return CompiledStep(model, optimizer)
     return AutogradStep(network, model, optimizer, config.train.clip_norm)
-
-
-def _numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
