@@ -93,7 +93,7 @@ def test_config_vocabulary_and_records_are_stored(saved):
     assert (directory / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((directory / "manifest.json").read_text())
     assert set(manifest["files"]) == {"config.json", "vocabulary.json", "model.safetensors", "metrics.json",
-                                      "history.json", "history.csv", "curves.png"}
+                                      "history.json", "history.csv", "curves.png", "labels.json"}
     assert sorted(p.name for p in directory.iterdir()) == sorted([*manifest["files"], "manifest.json"])
 
 

@@ -48,19 +48,23 @@ CASES = {
                        "{root}/d.jsonl:2: not valid JSON"),
     "jsonl without label": ({"d.jsonl": jsonl(*GOOD, {"text": "no label"})}, "d.jsonl",
                             "{root}/d.jsonl:3: each JSONL line needs a string 'text' field and a 'label' field"),
-    "jsonl unexpected label": ({"d.jsonl": jsonl(GOOD[0], {"text": "meh", "label": "neutral"})}, "d.jsonl",
-                               "{root}/d.jsonl:2: label 'neutral' is not binary"),
+    "jsonl empty label": ({"d.jsonl": jsonl(GOOD[0], {"text": "meh", "label": " "})}, "d.jsonl",
+                          "{root}/d.jsonl:2: empty label"),
+    "jsonl label of the wrong type": ({"d.jsonl": jsonl(GOOD[0], {"text": "meh", "label": {"stars": 3}})}, "d.jsonl",
+                                      "{root}/d.jsonl:2: label {{'stars': 3}} must be a string or a number"),
     "jsonl one label only": ({"d.jsonl": jsonl(GOOD[0], GOOD[0])}, "d.jsonl",
                              "{root}/d.jsonl: needs examples of both labels"),
-    "csv unexpected label": ({"d.csv": b"text,label\ngood,1\nbad,0\nso so,3\n"}, "d.csv",
-                             "{root}/d.csv:4: label '3' is not binary"),
+    "csv empty label": ({"d.csv": b"text,label\ngood,1\nbad,0\nso so,\n"}, "d.csv", "{root}/d.csv:4: empty label"),
     "csv invalid utf-8": ({"d.csv": b"text,label\ngood,1\n\xff\xfebad,0\n"}, "d.csv", "{root}/d.csv:3: not UTF-8 text"),
     "csv without label column": ({"d.csv": b"review,stars\ngood,5\n"}, "d.csv",
                                  "{root}/d.csv: the CSV header needs 'text' and 'label' columns"),
     "csv short row": ({"d.csv": b"text,label\ngood,1\nbad\n"}, "d.csv", "{root}/d.csv:3: row has 1 columns, the header 2"),
     "csv field over the limit": ({"d.csv": b"text,label\ngood,1\n\"" + b"x" * 140_000 + b"\",0\n"}, "d.csv",
                                  "{root}/d.csv:3: malformed CSV (field larger than field limit"),
-    "label folder not a label": ({"d/pos/1.txt": b"good", "d/maybe/2.txt": b"hm"}, "d", "{root}/d/maybe: label 'maybe'"),
+    "too few to hold out a test fifth": ({"d/pos/1.txt": b"good", "d/maybe/2.txt": b"hm"}, "d",
+                                         "{root}/d: 2 examples are too few to hold out a test fifth"),
+    "label only in the test split": ({**imdb_tree(), "aclImdb/test/meh/9_5.txt": b"so so"}, "aclImdb",
+                                     "{root}/aclImdb/test/meh: label 'meh' is not one of the training labels"),
     "review not utf-8": ({"d/pos/1.txt": b"good", "d/neg/2.txt": b"\x80bad"}, "d", "{root}/d/neg/2.txt: not UTF-8 text"),
     "missing test split": (imdb_tree(splits=("train",)), "aclImdb", "{root}/aclImdb: missing folder test/"),
     "missing train split": (imdb_tree(splits=("test",)), "aclImdb", "{root}/aclImdb: missing folder train/"),
@@ -80,8 +84,9 @@ def test_bad_dataset_is_a_one_line_error(case, tmp_path, capsys, monkeypatch):
     files, data, expected = CASES[case]
     write_files(tmp_path, files)
     code = main(["train", "--data", str(tmp_path / data), "--out", str(tmp_path / "out"), "--quiet", "--threads", "1"])
-    # Reading a source for the first time prints a note; the error is the only other line.
-    lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("reading ")]
+    # Reading a source for the first time prints a note (and a tree unlike aclImdb's a warning); the
+    # error is the only other line.
+    lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("reading ", "warning: "))]
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("error: " + expected.format(root=tmp_path)), lines
     assert not (tmp_path / "out").exists()
@@ -94,7 +99,7 @@ def test_damaged_encoding_cache_is_rebuilt(tmp_path, damage):
     from rnnsent.data.cache import load_encoded
 
     source = tmp_path / "d.jsonl"
-    source.write_bytes(jsonl(*GOOD, *GOOD))
+    source.write_bytes(jsonl(*GOOD, *GOOD, *GOOD))  # three of each label: a test fifth can be held out
     first = load_encoded(source, TextConfig(num_words=10), cache_dir=tmp_path / "cache", quiet=True)
     (cached,) = (tmp_path / "cache" / "encoded").glob("*.npz")
     cached.write_bytes(damage(cached.read_bytes()))

@@ -25,7 +25,7 @@ TRAIN_FLAGS = ["--epochs", "3", "--lr", "0.01", "--batch-size", "16", "--maxlen"
                "--threads", "1", "--quiet"]
 POSITIVE = "A great, wonderful film. I loved it, the best!"
 NEGATIVE = "Awful and boring, the worst waste of time. Hated it."
-ARTIFACT_FILES = {"config.json", "vocabulary.json", "model.safetensors", "metrics.json", "history.json",
+ARTIFACT_FILES = {"labels.json", "config.json", "vocabulary.json", "model.safetensors", "metrics.json", "history.json",
                   "history.csv", "curves.png", "manifest.json"}
 METRIC_KEYS = {"loss", "accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix"}
 
@@ -323,12 +323,21 @@ def test_predict_argument_conflicts(trained, capsys, tmp_path):
     assert_one_line_error(capsys.readouterr().err, "--batch-size")
 
 
-def test_labels_not_binary_in_csv(capsys, tmp_path):
-    rows = make_reviews(20)
-    rows[5] = ("it was fine", "3")
+def test_a_third_label_in_a_csv_trains_a_multiclass_model(capsys, tmp_path):
+    rows = make_reviews(30)
+    rows[5:25:4] = [("it was fine", "3")] * 5
     data = write_csv(tmp_path / "reviews.csv", rows)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "model"), *TRAIN_FLAGS]) == 0
+    assert "multiclass task, 3 labels, ordered: 0, 1, 3" in capsys.readouterr().out
+    labels = json.loads((tmp_path / "model" / "labels.json").read_text())
+    assert (labels["task"], labels["names"], labels["ordered"]) == ("multiclass", ["0", "1", "3"], True)
+
+
+def test_a_failed_read_leaves_no_model_directory(capsys, tmp_path):
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\ngood,1\nbad,0\nso so,\n", encoding="utf-8")
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "model"), *TRAIN_FLAGS]) == 2
-    assert_one_line_error(capsys.readouterr().err, f"{data}:7: label '3' is not binary")
+    assert_one_line_error(capsys.readouterr().err, f"{data}:4: empty label")
     assert not (tmp_path / "model").exists()  # nothing half-written
 
 

@@ -21,6 +21,7 @@ from rnnsent.config import TextConfig
 from rnnsent.data import cache as cache_module
 from rnnsent.data import download as download_module
 from rnnsent.data import sources as data_module
+from rnnsent.labels import BINARY_SENTIMENT
 from rnnsent.data.batches import epoch_batches
 from rnnsent.data.cache import load_encoded
 from rnnsent.data.corpus import EncodedSplit
@@ -48,8 +49,8 @@ def test_imdb_folder_is_read_in_label_then_id_order(tmp_path):
     expected = [(tree / "train/neg" / f"{i}_2.txt").read_text() for i in range(3)]
     expected += [(tree / "train/pos" / f"{i}_8.txt").read_text() for i in range(3)] + ["ten is last"]
     assert corpus.train.texts == expected
-    assert corpus.train.labels.tolist() == [0, 0, 0, 1, 1, 1, 1]
-    assert len(corpus.test) == 6 and corpus.test.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert targets(corpus.train) == [0, 0, 0, 1, 1, 1, 1]
+    assert len(corpus.test) == 6 and targets(corpus.test) == [0, 0, 0, 1, 1, 1]
 
 
 def test_imdb_archive_reads_the_same_as_the_folder(tmp_path):
@@ -130,12 +131,21 @@ def test_non_utf8_review_file_names_the_file(tmp_path):
     assert f"{bad}: not UTF-8" in str(error.value)
 
 
-def test_label_folder_that_is_not_binary(tmp_path):
+def test_a_third_label_folder_makes_a_multiclass_task(tmp_path):
     tree = write_imdb_tree(tmp_path, per_label=2)
     (tree / "train/maybe").mkdir()
     (tree / "train/maybe/0_5.txt").write_text("so-so", encoding="utf-8")
-    with pytest.raises(DataError, match="label 'maybe' is not binary"):
-        read_corpus(tree)
+    corpus = load_encoded(tree, TextConfig(num_words=30), cache_dir=tmp_path / "cache", quiet=True)
+    assert (corpus.labels.task, corpus.labels.names) == ("multiclass", ("maybe", "neg", "pos"))
+    assert corpus.train.labels.tolist() == [0, 1, 1, 2, 2] and corpus.test.labels.tolist() == [1, 1, 2, 2]
+
+
+def test_a_label_folder_only_in_test_is_refused(tmp_path):
+    tree = write_imdb_tree(tmp_path, per_label=2)
+    (tree / "test/maybe").mkdir()
+    (tree / "test/maybe/0_5.txt").write_text("so-so", encoding="utf-8")
+    with pytest.raises(DataError, match="label 'maybe' is not one of the training labels"):
+        load_encoded(tree, TextConfig(num_words=30), cache_dir=tmp_path / "cache", quiet=True)
 
 
 # ----------------------------------------------------------------------------- a person's own data
@@ -148,11 +158,11 @@ def test_label_folders_without_splits_hold_out_a_fifth(tmp_path):
             (tmp_path / name / f"r{index}.txt").write_text(f"{name} review {index}", encoding="utf-8")
     corpus = read_corpus(tmp_path)
     assert len(corpus.train) == 16 and len(corpus.test) == 4
-    assert sorted(corpus.test.labels.tolist()) == [0, 0, 1, 1]  # stratified
+    assert sorted(targets(corpus.test)) == [0, 0, 1, 1]  # stratified
     everything = sorted(corpus.train.texts + corpus.test.texts)
     assert everything == sorted(f"{name} review {i}" for name in ("negative", "positive") for i in range(10))
-    for texts, labels in ((corpus.train.texts, corpus.train.labels), (corpus.test.texts, corpus.test.labels)):
-        assert all(text.startswith("positive") == bool(label) for text, label in zip(texts, labels))
+    for split in (corpus.train, corpus.test):
+        assert all(text.startswith("positive") == bool(label) for text, label in zip(split.texts, targets(split)))
 
 
 def test_split_folders_with_numeric_labels(tmp_path):
@@ -162,7 +172,7 @@ def test_split_folders_with_numeric_labels(tmp_path):
             folder.mkdir(parents=True)
             (folder / "a.txt").write_text(f"{split} {label}", encoding="utf-8")
     corpus = read_corpus(tmp_path)
-    assert corpus.train.texts == ["train 0", "train 1"] and corpus.train.labels.tolist() == [0, 1]
+    assert corpus.train.texts == ["train 0", "train 1"] and targets(corpus.train) == [0, 1]
     assert corpus.test.texts == ["test 0", "test 1"]
 
 
@@ -177,8 +187,13 @@ def test_csv_and_jsonl(tmp_path, writer, suffix):
     assert len(corpus.train) == 40 and len(corpus.test) == 10
     truth = dict(reviews)
     for split in (corpus.train, corpus.test):
-        assert [truth[text] for text in split.texts] == split.labels.tolist()
+        assert [truth[text] for text in split.texts] == targets(split)
     assert sorted(corpus.train.texts + corpus.test.texts) == sorted(text for text, _ in reviews)
+
+
+def targets(split) -> list[int]:
+    """The 0/1 targets of a split of raw sentiment labels."""
+    return BINARY_SENTIMENT.encode(split.labels).astype(int).tolist()
 
 
 def test_held_out_split_does_not_depend_on_anything_but_the_file(tmp_path):
@@ -186,20 +201,27 @@ def test_held_out_split_does_not_depend_on_anything_but_the_file(tmp_path):
     assert read_corpus(path).test.texts == read_corpus(path).test.texts
 
 
-def test_csv_label_not_binary_names_file_and_line(tmp_path):
-    rows = make_reviews(6)
-    rows[2] = ("meh", "neutral")  # header is line 1, so this row is line 4
+def test_a_third_csv_label_makes_a_multiclass_task(tmp_path):
+    rows = make_reviews(30)
+    rows[2:12:2] = [("meh", "neutral")] * 5
     path = write_csv(tmp_path / "r.csv", rows)
-    with pytest.raises(DataError) as error:
-        read_corpus(path)
-    assert f"{path}:4: label 'neutral' is not binary" in str(error.value)
+    corpus = load_encoded(path, TextConfig(num_words=30), cache_dir=tmp_path / "cache", quiet=True)
+    assert (corpus.labels.task, corpus.labels.names) == ("multiclass", ("0", "1", "neutral"))
+
+
+def test_a_label_with_a_single_csv_row_stays_in_training(tmp_path):
+    rows = make_reviews(6)
+    rows[2] = ("meh", "neutral")  # one row: a stratified fifth of it rounds to none, so it is not test-only
+    path = write_csv(tmp_path / "r.csv", rows)
+    corpus = read_corpus(path)
+    assert "neutral" in corpus.train.labels and "neutral" not in corpus.test.labels
 
 
 def test_jsonl_errors_name_file_and_line(tmp_path):
     path = tmp_path / "r.jsonl"
-    path.write_text('{"text": "good", "label": 1}\n\n{"text": "bad", "label": 2}\n', encoding="utf-8")
-    with pytest.raises(DataError, match=rf"{path}:3: label 2 is not binary"):
-        read_corpus(path)
+    path.write_text('{"text": "good", "label": 1}\n\n{"text": "bad", "label": ""}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=rf"{path}:3: empty label"):
+        load_encoded(path, TextConfig(num_words=30), cache_dir=tmp_path / "cache", quiet=True)
     path.write_text('{"text": "good", "label": 1}\n{"text": "bad"\n', encoding="utf-8")
     with pytest.raises(DataError, match=rf"{path}:2: not valid JSON"):
         read_corpus(path)

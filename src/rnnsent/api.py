@@ -13,6 +13,7 @@ one-line message says what to do; the ``rnnsent`` command prints the same messag
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -121,17 +122,18 @@ def train(preset: str = "seed", data: PathLike | None = None, out: PathLike | No
 
 
 def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: int = 0, threads: int = 0,
-             verbose: bool = False) -> Metrics:
+             verbose: bool = False, fields: dict[str, str] | None = None) -> Metrics:
     """Score a model on the test split of ``data`` (default: as for :func:`train`) and return its metrics.
 
     ``model`` is a :class:`Model` or a model directory. On the training source's full test split
     the model directory's ``metrics.json`` is refreshed; other data or a ``limit`` subset of N
-    test reviews leave it as it is.
+    test reviews leave it as it is. ``fields`` (``text_field``, ``label_field``,
+    ``label_separator``) read other column names than the model was trained with.
     """
     from rnnsent.data.cache import load_encoded
     from rnnsent.data.download import resolve_source
     from rnnsent.data.sources import read_corpus
-    from rnnsent.data.splits import HELD_OUT_SEED, limit_split, stratified_split
+    from rnnsent.data.splits import limit_indices, limit_split
     from rnnsent.inference.evaluate import evaluate_model
 
     if limit < 0:
@@ -140,21 +142,25 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
     model = model if isinstance(model, Model) else load(model)
     artifact, config = model.artifact, model.config
     source = resolve_source(data)
-    corpus = load_encoded(source, config.text, quiet=not verbose)
-    training_source = corpus.vocabulary.words == artifact.vocabulary.words
+    data_config = dataclasses.replace(config.data, **{k: v for k, v in (fields or {}).items() if v is not None})
+    corpus = load_encoded(source, config.text, quiet=not verbose, data=data_config)
+    training_source = corpus.vocabulary.words == artifact.vocabulary.words and corpus.labels == artifact.labels
     if training_source:
         test = limit_split(corpus.test, limit)
         ids, lengths = test.padded(config.text)
-        labels = test.labels
+        targets = test.labels
     else:
-        # Another source than the training one: encode its raw test texts with the model's vocabulary.
-        raw = read_corpus(source).test
+        # Another source than the training one: encode its raw test texts with the model's
+        # vocabulary, and its labels with the model's label space.
+        raw = read_corpus(source, data=data_config).test
         ids, lengths = artifact.encoder.encode_batch(raw.texts)
-        labels = raw.labels
+        targets = artifact.labels.encode(raw.labels, [raw.place(i) for i in range(len(raw))])
         if limit:
-            _, chosen = stratified_split(labels, min(1.0, limit / len(labels)), HELD_OUT_SEED)
-            ids, lengths, labels = ids[chosen], lengths[chosen], labels[chosen]
-    metrics = evaluate_model(artifact.model, ids, lengths, labels)
+            chosen = limit_indices(raw.strata(), limit)
+            ids, lengths, targets = ids[chosen], lengths[chosen], targets[chosen]
+    metrics = evaluate_model(artifact.model, ids, lengths, targets, artifact.labels, artifact.thresholds,
+                             artifact.temperature)
+    metrics["source"] = f"{source} (test split{f', {limit} texts' if limit else ''})"
     if training_source and not limit:
         # Only the full test split of the training data may replace the model's recorded metrics.
         update_metrics(artifact.path, {**artifact.metrics, **metrics})

@@ -65,6 +65,27 @@ class TextConfig:
 
 
 @dataclass
+class DataConfig:
+    """Which labels a model learns and where they are read from."""
+
+    task: str = setting("auto", "binary, multiclass or multilabel (auto: chosen from the training labels)",
+                        choices=("auto", "binary", "multiclass", "multilabel"))
+    labels: str = setting("sentiment", "aclImdb only: sentiment (neg/pos) or rating (the 8 star ratings in the file names)",
+                          choices=("sentiment", "rating"))
+    text_field: str = setting("text", "CSV column or JSONL field holding the text")
+    label_field: str = setting("label", "CSV column or JSONL field holding the label (a list in JSONL for multilabel)")
+    label_separator: str = setting("", "CSV only: split each label cell on this string into several labels (multilabel)")
+
+    def validate(self) -> None:
+        check_fields(self)
+        for name in ("text_field", "label_field"):
+            if not getattr(self, name).strip():
+                raise ConfigError(f"--{name.replace('_', '-')} must name a column or field")
+        if self.text_field == self.label_field:
+            raise ConfigError("--text-field and --label-field must name different columns")
+
+
+@dataclass
 class ModelConfig:
     """The network: embedding -> recurrent encoder -> sequence summary -> logistic head."""
 
@@ -125,6 +146,9 @@ class TrainConfig:
     report_test: bool = setting(True, "the notebook's per-epoch test-set report (never used for selection)")
     sparse_embedding: bool = setting(True, "sparse embedding gradients with a lazy, exact optimizer update")
     bucket_by_length: bool = setting(False, "batch reviews of similar length so padding is not computed")
+    class_weights: str = setting("none", "weigh each class's loss: none, or balanced (inversely to its training frequency)",
+                                 choices=("none", "balanced"))
+    calibrate: bool = setting(False, "fit a temperature to the validation split so probabilities are calibrated")
     seed: int = setting(0, "seed of initialisation, batch order and dropout: same seed, same run")
 
     def validate(self) -> None:
@@ -143,16 +167,20 @@ class RunConfig:
     """A model's recipe; saved, resolved, in every model directory and checkpoint."""
 
     text: TextConfig = field(default_factory=TextConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = "seed"
 
     def validate(self) -> "RunConfig":
         self.text.validate()
+        self.data.validate()
         self.model.validate()
         self.train.validate()
         if self.model.use_lengths and self.text.padding != "post":
             raise ConfigError("--use-lengths reads each review up to its true length: add --padding post")
+        if self.train.calibrate and not self.train.validation_split:
+            raise ConfigError("--calibrate fits a temperature on a validation split: add --validation-split 0.1")
         if self.model.ngram_buckets and self.model.ngram_fit == "stacked" and not self.train.validation_split:
             raise ConfigError("--ngram-fit stacked blends the two parts on a validation split: add --validation-split 0.1")
         return self
@@ -165,7 +193,7 @@ class RunConfig:
         """Rebuild a recipe saved by :meth:`to_dict`; unknown keys are errors."""
         if not isinstance(data, dict):
             raise ConfigError("config must be a JSON object")
-        unknown = set(data) - {"text", "model", "train", "preset"}
+        unknown = set(data) - {*SECTIONS, "preset"}
         if unknown:
             raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
         sections = {}
@@ -208,7 +236,7 @@ class RunOptions:
         return _section_from(cls, data, "run option").validate()
 
 
-SECTIONS = {"text": TextConfig, "model": ModelConfig, "train": TrainConfig}
+SECTIONS = {"text": TextConfig, "data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 # Presets are data: overrides on top of the defaults above (which are the seed notebook's),
 # composed from each other.

@@ -61,6 +61,21 @@ def label_set(value: Any, where: str = "label", separator: str | None = None) ->
     return tuple(sorted({label_name(item, where) for item in items}))
 
 
+def stratum(value: Any) -> str:
+    """A key that groups texts of the same label (or set of labels) for stratified splits.
+
+    The sentiment spellings count as one label each (``pos`` and ``1`` are the same stratum).
+    """
+    if isinstance(value, (list, tuple)):
+        return "\x1f".join(sorted({stratum(item) for item in value}))
+    try:
+        name = label_name(value)
+    except DataError:
+        return repr(value)
+    spelled = SENTIMENT_SPELLINGS.get(name.lower())
+    return str(spelled) if spelled is not None else name
+
+
 def _is_integer(name: str) -> bool:
     return name.lstrip("-").isdigit()
 

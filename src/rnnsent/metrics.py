@@ -6,6 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
+from rnnsent.labels import LabelSpace
+
 
 def classification_metrics(labels: np.ndarray, logits: np.ndarray) -> dict:
     """Loss, accuracy, precision, recall, F1, ROC-AUC and the confusion matrix.
@@ -53,31 +55,6 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     ranks[order] = np.repeat(average, ends - starts)
     positive_rank_sum = ranks[labels == 1].sum()
     return float((positive_rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
-
-
-def format_metrics(metrics: dict) -> str:
-    """A short human-readable report."""
-    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
-    lines = [
-        f"Test loss: {metrics['loss']:.4f}",
-        f"Test accuracy: {metrics['accuracy']:.4f}",
-        f"Precision: {metrics['precision']:.4f}  Recall: {metrics['recall']:.4f}  F1: {metrics['f1']:.4f}  ROC-AUC: {metrics['roc_auc']:.4f}",
-        f"Confusion matrix (rows: true neg/pos, columns: predicted neg/pos): [[{tn}, {fp}], [{fn}, {tp}]]",
-    ]
-    if "part_accuracy" in metrics:
-        parts = ", ".join(f"{name} {value:.4f}" for name, value in metrics["part_accuracy"].items())
-        lines.append(f"Accuracy of each part alone: {parts}")
-    return "\n".join(lines)
-
-
-class Metrics(dict):
-    """Test metrics as a plain mapping (``metrics["accuracy"]``) that prints as a short report."""
-
-    def __str__(self) -> str:
-        return format_metrics(self)
-
-
-# ----------------------------------------------------------------------------- several classes
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -260,3 +237,107 @@ def choose_thresholds(targets: np.ndarray, probabilities: np.ndarray) -> list[fl
                 best, best_f1 = float(threshold), f1
         chosen.append(best)
     return chosen
+
+
+# ----------------------------------------------------------------------------- any task
+
+
+def task_metrics(labels: LabelSpace, targets: np.ndarray, logits: np.ndarray,
+                 thresholds: Sequence[float] | None = None) -> dict:
+    """The metrics of a model on ``targets`` for its label space: for binary models the keys of
+    :func:`classification_metrics` plus the per-class ones; see :func:`multiclass_metrics` and
+    :func:`multilabel_metrics` for the others. ``task``, ``labels`` and ``count`` are always there."""
+    if labels.task == "multilabel":
+        metrics = multilabel_metrics(targets, logits, labels.names, thresholds)
+    elif labels.task == "multiclass":
+        ordered = [float(name) for name in labels.names] if labels.ordered else None
+        metrics = multiclass_metrics(targets, logits, labels.names, ordered)
+    else:
+        metrics = classification_metrics(targets, logits)
+        (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+        scores = per_class_scores(np.array([[tn, fp], [fn, tp]]), labels.names)
+        macro, weighted = _averaged_f1(scores)
+        probability = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+        predicted = probability > 0.5
+        metrics.update({"macro_f1": macro, "weighted_f1": weighted, "log_loss": metrics["loss"],
+                        "ece": expected_calibration_error(np.where(predicted, probability, 1 - probability),
+                                                          predicted == (np.asarray(targets) > 0.5)),
+                        "per_class": scores, "labels": list(labels.names)})
+    metrics["task"] = labels.task
+    return metrics
+
+
+def loss_and_accuracy(targets: np.ndarray, logits: np.ndarray, task: str = "binary") -> tuple[float, float]:
+    """The mean (unweighted) loss of the task and :func:`accuracy`, as each epoch reports them."""
+    if task == "binary":
+        metrics = classification_metrics(targets, logits)
+        return metrics["loss"], metrics["accuracy"]
+    if task == "multiclass":
+        count = len(targets)
+        log_probabilities = log_softmax(logits)
+        loss = float(-log_probabilities[np.arange(count), np.asarray(targets, dtype=np.int64)].mean()) if count else float("nan")
+    else:
+        z = np.asarray(logits, dtype=np.float64)
+        loss = float((np.logaddexp(0.0, z) - np.asarray(targets, dtype=np.float64) * z).mean()) if len(z) else float("nan")
+    return loss, accuracy(targets, logits, task)
+
+
+def accuracy(targets: np.ndarray, logits: np.ndarray, task: str) -> float:
+    """The share of rows predicted exactly right (multilabel: every label right)."""
+    targets, logits = np.asarray(targets), np.asarray(logits)
+    if task == "multiclass":
+        right = logits.argmax(axis=1) == targets
+    elif task == "multilabel":
+        right = ((logits > 0) == (targets > 0.5)).all(axis=1)
+    else:
+        right = (logits > 0) == (targets > 0.5)
+    return float(right.mean()) if len(right) else float("nan")
+
+
+def format_metrics(metrics: dict) -> str:
+    """A short human-readable report of :func:`task_metrics` (or :func:`classification_metrics`)."""
+    task = metrics.get("task", "binary")
+    lines = [f"Test loss: {metrics['loss']:.4f}", f"Test accuracy: {metrics['accuracy']:.4f}"]
+    if task == "binary":
+        (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+        names = metrics.get("labels", ["negative", "positive"])
+        lines += [
+            f"Precision: {metrics['precision']:.4f}  Recall: {metrics['recall']:.4f}  F1: {metrics['f1']:.4f}  "
+            f"ROC-AUC: {metrics['roc_auc']:.4f}",
+            f"Confusion matrix (rows: true {names[0]}/{names[1]}, columns: predicted {names[0]}/{names[1]}): "
+            f"[[{tn}, {fp}], [{fn}, {tp}]]",
+        ]
+    else:
+        lines.append(f"Macro-F1: {metrics['macro_f1']:.4f}  Weighted F1: {metrics['weighted_f1']:.4f}  "
+                     f"ECE: {metrics['ece']:.4f}")
+        if "mae" in metrics:
+            lines.append(f"Mean absolute error: {metrics['mae']:.4f} (in label values), {metrics['mae_steps']:.4f} "
+                         "(in label steps)")
+        if task == "multilabel":
+            lines.append(f"Micro-F1: {metrics['micro_f1']:.4f}  Subset accuracy: {metrics['subset_accuracy']:.4f}  "
+                         f"Hamming loss: {metrics['hamming_loss']:.4f}")
+        width = max(len(name) for name in metrics["labels"])
+        lines.append(f"{'label':<{width}}  precision  recall      f1  support")
+        for name, score in metrics["per_class"].items():
+            lines.append(f"{name:<{width}}  {score['precision']:9.4f}  {score['recall']:6.4f}  {score['f1']:6.4f}  "
+                         f"{score['support']:7d}")
+        if "confusion_matrix" in metrics and len(metrics["labels"]) <= 12:
+            lines.append("Confusion matrix (rows: true, columns: predicted, in the order above):")
+            lines += ["  " + " ".join(f"{value:6d}" for value in row) for row in metrics["confusion_matrix"]]
+    if "part_accuracy" in metrics:
+        parts = ", ".join(f"{name} {value:.4f}" for name, value in metrics["part_accuracy"].items())
+        lines.append(f"Accuracy of each part alone: {parts}")
+    if "calibration" in metrics:
+        calibration = metrics["calibration"]
+        lines.append(f"Calibration: temperature {calibration['temperature']:.3f}, validation ECE "
+                     f"{calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after")
+    if "source" in metrics:
+        lines.append(f"Scored {metrics['count']} texts of {metrics['source']}")
+    return "\n".join(lines)
+
+
+class Metrics(dict):
+    """Test metrics as a plain mapping (``metrics["accuracy"]``) that prints as a short report."""
+
+    def __str__(self) -> str:
+        return format_metrics(self)

@@ -22,6 +22,7 @@ vector ``pooling.score.weight``. Version 2 is written; both are read, version 1 
 from __future__ import annotations
 
 import csv
+import math
 import io
 import json
 import os
@@ -47,6 +48,7 @@ from rnnsent.config import ModelConfig, RunConfig
 from rnnsent.errors import ArtifactError
 from rnnsent.model.build import Classifier, build_model
 from rnnsent.model.summary import count_parameters
+from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
 from rnnsent.text.encoder import TextEncoder
 from rnnsent.text.vocabulary import Vocabulary
 
@@ -66,6 +68,11 @@ class Artifact:
     model: Classifier
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    labels: LabelSpace = BINARY_SENTIMENT
+    # Fitted on the validation split: the temperature dividing the logits (--calibrate) and,
+    # for multilabel models, each label's decision threshold.
+    temperature: float = 1.0
+    thresholds: list[float] | None = None
 
     @property
     def encoder(self) -> TextEncoder:
@@ -82,6 +89,9 @@ def save_artifact(
     model: Classifier,
     metrics: dict[str, Any] | None = None,
     history: list[dict[str, Any]] | None = None,
+    labels: LabelSpace = BINARY_SENTIMENT,
+    temperature: float = 1.0,
+    thresholds: list[float] | None = None,
 ) -> Path:
     """Write a complete model directory; the manifest goes last, so a crash leaves no usable half."""
     directory = Path(directory)
@@ -98,6 +108,7 @@ def save_artifact(
             "config": config.to_dict(),
         }),
         "vocabulary.json": _json_bytes({"index_from": vocabulary.index_from, "words": list(vocabulary.words)}),
+        "labels.json": _json_bytes({**labels.to_dict(), "temperature": temperature, "thresholds": thresholds}),
         "model.safetensors": tensors_to_bytes(model.state_dict(), {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}),
         "metrics.json": _json_bytes(metrics or {}),
         "history.json": _json_bytes(history or []),
@@ -169,10 +180,11 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
             f"{directory / 'vocabulary.json'}: does not fit the config (index_from {vocabulary.index_from}, "
             f"{vocabulary.size} ids for num_words {config.text.num_words})"
         )
+    labels, temperature, thresholds = _read_labels(directory, checksums)
     tensors = read_tensors(directory / "model.safetensors", checksums["model.safetensors"])
     if version == 1:
         tensors = _version_1_weights(tensors, config.model)
-    model = build_model(config.model, config.text.num_words)
+    model = build_model(config.model, config.text.num_words, labels=labels)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
@@ -182,7 +194,32 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
     for name in ("metrics.json", "history.json"):
         path = directory / name
         optional[name] = _verified_json(path, checksums[name]) if name in checksums and path.exists() else None
-    return Artifact(directory, config, vocabulary, model, optional["metrics.json"] or {}, optional["history.json"] or [])
+    return Artifact(directory, config, vocabulary, model, optional["metrics.json"] or {}, optional["history.json"] or [],
+                    labels, temperature, thresholds)
+
+
+def _read_labels(directory: Path, checksums: dict[str, str]) -> tuple[LabelSpace, float, list[float] | None]:
+    """The label space, temperature and thresholds of ``labels.json``; binary sentiment for
+    directories written before label spaces existed, which have no such file."""
+    if "labels.json" not in checksums:
+        return BINARY_SENTIMENT, 1.0, None
+    path = directory / "labels.json"
+    value = _verified_json(path, checksums["labels.json"])
+    try:
+        labels = LabelSpace.from_dict(value)
+        temperature = float(value.get("temperature", 1.0))
+        thresholds = value.get("thresholds")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature {temperature} is not a positive number")
+        if thresholds is not None:
+            thresholds = [float(t) for t in thresholds]
+            if len(thresholds) != len(labels.names) or not all(0.0 <= t <= 1.0 for t in thresholds):
+                raise ValueError("thresholds must be one number in [0, 1] per label")
+    except (TypeError, ValueError, AttributeError) as error:
+        raise ArtifactError(f"{path}: invalid labels ({one_line(error)})") from None
+    if labels.task == "binary" and labels.names == BINARY_SENTIMENT.names:
+        labels = BINARY_SENTIMENT  # keeps the usual spellings (0/1, neg/pos, ...) for evaluating on raw data
+    return labels, temperature, thresholds
 
 
 def _version_1_weights(tensors: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:

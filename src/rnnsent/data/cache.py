@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -12,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnsent.config import TextConfig
-from rnnsent.data.corpus import EncodedCorpus, EncodedSplit
+from rnnsent.config import DataConfig, TextConfig
+from rnnsent.data.corpus import Corpus, EncodedCorpus, EncodedSplit
+from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
 from rnnsent.data.sources import read_corpus
 from rnnsent.text.encoder import encode_corpus
 from rnnsent.text.tokenize import tokenize
 from rnnsent.text.vocabulary import Vocabulary
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def default_cache_dir() -> Path:
@@ -32,14 +34,16 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("rnnsent"))
 
 
-def load_encoded(source: Path, config: TextConfig, cache_dir: Path | None = None, quiet: bool = False) -> EncodedCorpus:
-    """Read and encode a source, through a cache keyed by the source and the text settings.
+def load_encoded(source: Path, config: TextConfig, cache_dir: Path | None = None, quiet: bool = False,
+                 data: DataConfig = DataConfig()) -> EncodedCorpus:
+    """Read and encode a source, through a cache keyed by the source, the text and the label settings.
 
-    The vocabulary is built on the training split only. Padding and truncation are not part
+    The vocabulary and the label space are built on the training split only; a test label the
+    training split lacks is an error naming where it is. Padding and truncation are not part
     of the cache: they are applied later, per run, by :meth:`EncodedSplit.padded`.
     """
     cache_dir = cache_dir or default_cache_dir()
-    key = _cache_key(source, config)
+    key = _cache_key(source, config, data)
     cached = cache_dir / "encoded" / f"{key}.npz"
     if cached.exists():
         try:
@@ -48,13 +52,7 @@ def load_encoded(source: Path, config: TextConfig, cache_dir: Path | None = None
             pass  # A damaged cache entry is rebuilt below.
     if not quiet:
         print(f"reading {source} (first time; cached afterwards)", file=sys.stderr)
-    corpus = read_corpus(source)
-    vocabulary = Vocabulary.build((tokenize(text) for text in corpus.train.texts), config.num_words, config.index_from)
-    encoded = EncodedCorpus(
-        vocabulary,
-        EncodedSplit(*encode_corpus(corpus.train.texts, vocabulary), corpus.train.labels),
-        EncodedSplit(*encode_corpus(corpus.test.texts, vocabulary), corpus.test.labels),
-    )
+    encoded = encode(read_corpus(source, data=data), config, data)
     try:
         _write_cache(cached, encoded)
     except OSError as error:
@@ -62,7 +60,22 @@ def load_encoded(source: Path, config: TextConfig, cache_dir: Path | None = None
     return encoded
 
 
-def _cache_key(source: Path, config: TextConfig) -> str:
+def encode(corpus: Corpus, config: TextConfig, data: DataConfig = DataConfig()) -> EncodedCorpus:
+    """A corpus of raw texts and labels encoded with the vocabulary and label space of its training split."""
+    vocabulary = Vocabulary.build((tokenize(text) for text in corpus.train.texts), config.num_words, config.index_from)
+    places = [corpus.train.place(i) for i in range(len(corpus.train))]
+    labels = LabelSpace.infer(corpus.train.labels, data.task, places, data.label_separator or None)
+    targets = {name: labels.encode(split.labels, [split.place(i) for i in range(len(split))]).astype(
+        np.float32 if labels.task == "multilabel" else np.int64) for name, split in (("train", corpus.train), ("test", corpus.test))}
+    return EncodedCorpus(
+        vocabulary,
+        EncodedSplit(*encode_corpus(corpus.train.texts, vocabulary), targets["train"]),
+        EncodedSplit(*encode_corpus(corpus.test.texts, vocabulary), targets["test"]),
+        labels,
+    )
+
+
+def _cache_key(source: Path, config: TextConfig, data: DataConfig) -> str:
     stat = source.stat()
     identity = {
         "format": CACHE_FORMAT,
@@ -71,6 +84,7 @@ def _cache_key(source: Path, config: TextConfig) -> str:
         "mtime_ns": stat.st_mtime_ns,
         "num_words": config.num_words,
         "index_from": config.index_from,
+        "data": dataclasses.asdict(data),
     }
     if source.is_dir():
         identity["tree"] = sorted((str(p.relative_to(source)), p.stat().st_mtime_ns) for p in source.rglob("*"))
@@ -79,7 +93,8 @@ def _cache_key(source: Path, config: TextConfig) -> str:
 
 def _write_cache(path: Path, corpus: EncodedCorpus) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    vocabulary = json.dumps({"index_from": corpus.vocabulary.index_from, "words": corpus.vocabulary.words})
+    vocabulary = json.dumps({"index_from": corpus.vocabulary.index_from, "words": corpus.vocabulary.words,
+                             "labels": corpus.labels.to_dict()})
     arrays = {"vocabulary": np.frombuffer(vocabulary.encode("utf-8"), dtype=np.uint8)}
     for name in ("train", "test"):
         split: EncodedSplit = getattr(corpus, name)
@@ -97,4 +112,6 @@ def _read_cache(path: Path) -> EncodedCorpus:
             name: EncodedSplit(arrays[f"{name}_flat"], arrays[f"{name}_offsets"], arrays[f"{name}_labels"])
             for name in ("train", "test")
         }
-    return EncodedCorpus(Vocabulary(tuple(vocabulary["words"]), vocabulary["index_from"]), splits["train"], splits["test"])
+    labels = LabelSpace.from_dict(vocabulary["labels"]) if "labels" in vocabulary else BINARY_SENTIMENT
+    return EncodedCorpus(Vocabulary(tuple(vocabulary["words"]), vocabulary["index_from"]), splits["train"], splits["test"],
+                         labels)

@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from rnnsent.config import TextConfig
+from rnnsent.labels import BINARY_SENTIMENT, LabelSpace, stratum
 from rnnsent.text.encoder import pad_sequences
 from rnnsent.text.vocabulary import Vocabulary
 
 
 @dataclass
 class LabelledTexts:
-    """Raw texts and their binary labels."""
+    """Raw texts and their raw label values (strings, numbers, or lists of them for multilabel).
+
+    ``places[i]`` says where text ``i`` came from (``file:line``, or a folder), for messages.
+    """
 
     texts: list[str]
-    labels: np.ndarray  # (n,) int64 of 0/1
+    labels: list[Any]
+    places: list[str] = field(default_factory=list)
+
+    def place(self, index: int) -> str:
+        return self.places[index] if self.places else f"example {index + 1}"
+
+    def strata(self) -> np.ndarray:
+        """One key per text for stratified splits: its label, or its set of labels."""
+        return np.array([stratum(value) for value in self.labels])
+
+    def subset(self, indices: np.ndarray) -> "LabelledTexts":
+        return LabelledTexts([self.texts[i] for i in indices], [self.labels[i] for i in indices],
+                             [self.places[i] for i in indices] if self.places else [])
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -37,7 +54,7 @@ class EncodedSplit:
 
     flat: np.ndarray  # (total_tokens,) int32
     offsets: np.ndarray  # (n + 1,) int64
-    labels: np.ndarray  # (n,) int64
+    labels: np.ndarray  # targets: (n,) int64 class indices (0/1 when binary), or (n, K) float32 multi-hot
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -58,8 +75,9 @@ class EncodedSplit:
 
 @dataclass
 class EncodedCorpus:
-    """A source encoded with the vocabulary built on its training split."""
+    """A source encoded with the vocabulary and the label space built on its training split."""
 
     vocabulary: Vocabulary
     train: EncodedSplit
     test: EncodedSplit
+    labels: LabelSpace = BINARY_SENTIMENT

@@ -13,10 +13,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-import numpy as np
-
 from rnnsent.data.corpus import Corpus, LabelledTexts
-from rnnsent.data.labelled import parse_label
 from rnnsent.data.records import decode_utf8
 from rnnsent.errors import DataError
 
@@ -27,7 +24,7 @@ UNLABELLED = "unsup"  # aclImdb's folder of unlabelled training reviews
 Buckets = dict[tuple[str, str], list[tuple[str, str]]]
 
 
-def read_imdb_archive(path: Path, include_unlabelled: bool = False) -> Corpus:
+def read_imdb_archive(path: Path, include_unlabelled: bool = False, labels: str = "sentiment") -> Corpus:
     """aclImdb from its ``.tar.gz``, read as a stream in one pass."""
     buckets: Buckets = {}
     try:
@@ -49,11 +46,11 @@ def read_imdb_archive(path: Path, include_unlabelled: bool = False) -> Corpus:
         if isinstance(error, DataError):
             raise
         raise DataError(f"{path}: archive is truncated or corrupt ({error}); download it again") from None
-    return _corpus(buckets, str(path))
+    return _corpus(buckets, str(path), labels)
 
 
-def read_split_folders(root: Path, include_unlabelled: bool = False) -> Corpus:
-    """A folder with ``train/`` and ``test/``, each holding one folder of ``.txt`` reviews per label."""
+def read_split_folders(root: Path, include_unlabelled: bool = False, labels: str = "sentiment") -> Corpus:
+    """A folder with ``train/`` and ``test/``, each holding one folder of ``.txt`` reviews per label (any names)."""
     buckets: Buckets = {}
     for split in ("train", "test"):
         split_dir = root / split
@@ -65,28 +62,40 @@ def read_split_folders(root: Path, include_unlabelled: bool = False) -> Corpus:
             label_dir = split_dir / label
             files = sorted(label_dir.glob("*.txt"))
             buckets[(split, label)] = [(f.name, decode_utf8(f.read_bytes(), str(f))) for f in files]
-            if label != UNLABELLED:
-                parse_label(label, str(label_dir))
-    return _corpus(buckets, str(root))
+    return _corpus(buckets, str(root), labels)
 
 
-def _corpus(buckets: Buckets, where: str) -> Corpus:
+def _corpus(buckets: Buckets, where: str, labels: str = "sentiment") -> Corpus:
+    """The splits from the buckets: labels are the folder names, or with ``labels="rating"`` the
+    star rating that ends each file name (``ID_RATING.txt``)."""
     splits = {}
     for split in ("train", "test"):
-        texts, labels = [], []
-        for label_name in sorted(name for (s, name) in buckets if s == split and name != UNLABELLED):
-            label = parse_label(label_name, f"{where}/{split}/{label_name}")
+        texts, values, places = [], [], []
+        folders = sorted(name for (s, name) in buckets if s == split and name != UNLABELLED)
+        for label_name in folders:
             reviews = sorted(buckets[(split, label_name)], key=lambda item: _review_sort_key(item[0]))
+            place = f"{where}/{split}/{label_name}"
             texts.extend(text for _, text in reviews)
-            labels.extend([label] * len(reviews))
-        if set(labels) != {0, 1}:
-            raise DataError(f"{where}: the {split} split needs reviews in both neg/ and pos/ (found {len(texts)} reviews)")
+            values.extend(_rating(name, place) if labels == "rating" else label_name for name, _ in reviews)
+            places.extend([place] * len(reviews))
+        if len(folders) < 2 or not texts:
+            raise DataError(f"{where}: the {split} split needs reviews in both neg/ and pos/ (found {len(texts)} reviews); "
+                            "other data needs two or more label folders")
         counts = {name: len(reviews) for (s, name), reviews in buckets.items() if s == split and name != UNLABELLED}
         if "aclImdb" in where and any(count != IMDB_SPLIT_SIZE for count in counts.values()):
             print(f"warning: {where}: {split} has {counts}, not {IMDB_SPLIT_SIZE} per label as in aclImdb v1.0", file=sys.stderr)
-        splits[split] = LabelledTexts(texts, np.asarray(labels, dtype=np.int64))
+        splits[split] = LabelledTexts(texts, values, places)
     unlabelled = sorted(buckets.get(("train", UNLABELLED), []), key=lambda item: _review_sort_key(item[0]))
     return Corpus(splits["train"], splits["test"], [text for _, text in unlabelled])
+
+
+def _rating(file_name: str, where: str) -> int:
+    """The star rating of an aclImdb review file ``ID_RATING.txt``."""
+    stem = file_name.rsplit(".", 1)[0]
+    rating = stem.rsplit("_", 1)[-1]
+    if "_" not in stem or not rating.isdigit():
+        raise DataError(f"{where}/{file_name}: --labels rating reads the rating from names like 123_8.txt")
+    return int(rating)
 
 
 def _review_sort_key(file_name: str) -> tuple[int, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rnnsent.config import DataConfig
 from rnnsent.data.corpus import Corpus
 from rnnsent.data.imdb import read_imdb_archive, read_split_folders
 from rnnsent.data.labelled import read_label_folders, read_records_file
@@ -18,21 +19,30 @@ from rnnsent.errors import DataError
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
-def read_corpus(source: Path, include_unlabelled: bool = False) -> Corpus:
-    """Every review of a source, as labelled train and test splits (and aclImdb's unlabelled reviews when asked)."""
+def read_corpus(source: Path, include_unlabelled: bool = False, data: DataConfig = DataConfig()) -> Corpus:
+    """Every text of a source with its raw label, as train and test splits (and aclImdb's
+    unlabelled reviews when asked). ``data`` says which fields hold texts and labels."""
     name = source.name.lower()
     if source.is_file() and name.endswith(ARCHIVE_SUFFIXES):
-        return read_imdb_archive(source, include_unlabelled)
+        return read_imdb_archive(source, include_unlabelled, data.labels)
     if source.is_file() and source.suffix.lower() in SUFFIX_FORMATS:
-        return read_records_file(source, SUFFIX_FORMATS[source.suffix.lower()])
+        return read_records_file(source, SUFFIX_FORMATS[source.suffix.lower()], data)
     if source.is_dir():
         root = source / "aclImdb" if (source / "aclImdb").is_dir() else source
         if (root / "train").is_dir() or (root / "test").is_dir():
-            return read_split_folders(root, include_unlabelled)
+            return read_split_folders(root, include_unlabelled, data.labels)
         return read_label_folders(source)
     raise DataError(f"{source}: unsupported data source; use an aclImdb folder or .tar.gz, a label-folder tree, .csv or .jsonl")
 
 
 def read_unlabelled(source: Path) -> list[str]:
-    """The unlabelled reviews of an aclImdb source (``train/unsup``), for pretraining."""
-    return read_corpus(source, include_unlabelled=True).unlabelled
+    """The unlabelled reviews of an aclImdb-layout source (``train/unsup``), for pretraining; other
+    sources (CSV, JSONL, label folders) have none."""
+    name = source.name.lower()
+    if source.is_file() and name.endswith(ARCHIVE_SUFFIXES):
+        return read_imdb_archive(source, include_unlabelled=True).unlabelled
+    if source.is_dir():
+        root = source / "aclImdb" if (source / "aclImdb").is_dir() else source
+        if (root / "train").is_dir() or (root / "test").is_dir():
+            return read_split_folders(root, include_unlabelled=True).unlabelled
+    return []

@@ -18,6 +18,10 @@ HELD_OUT_SEED = 20_110_619  # fixed: held-out splits never depend on the run's s
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(kept, held_out)``, each sorted: ``fraction`` of each label held out, chosen by ``seed``."""
     rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        # Multi-hot rows (multilabel): each distinct set of labels is one stratum.
+        labels = np.unique(labels, axis=0, return_inverse=True)[1].reshape(-1)
     kept, held = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     for value in np.unique(labels):
         index = rng.permutation(np.flatnonzero(labels == value))

@@ -11,7 +11,6 @@ import torch
 
 from rnnsent.artifact.directory import Artifact, load_artifact
 from rnnsent.data.batches import iter_text_chunks
-from rnnsent.labels import LABELS
 from rnnsent.model.scoring import predict_logits
 from rnnsent.text.tokenize import tokenize
 
@@ -23,12 +22,27 @@ SCORE_BATCH_SIZE = 256
 
 @dataclass
 class Prediction:
+    """One text's prediction.
+
+    Binary models: ``label`` and ``probability``, the probability of the second label (the
+    positive one for sentiment). Multi-class: the most probable label and its probability,
+    with every label's in ``probabilities``. Multi-label: ``labels``, those over their
+    thresholds (possibly none), ``label`` the most probable one, and ``probabilities``.
+    """
+
     label: str
-    probability: float  # probability of the positive class
+    probability: float
     empty: bool = False  # the text had no words: the model saw only the start token
+    probabilities: dict[str, float] | None = None
+    labels: list[str] | None = None
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "probability": self.probability, "empty": self.empty}
+        result = {"label": self.label, "probability": self.probability, "empty": self.empty}
+        if self.labels is not None:
+            result["labels"] = self.labels
+        if self.probabilities is not None:
+            result["probabilities"] = self.probabilities
+        return result
 
 
 class Predictor:
@@ -38,6 +52,7 @@ class Predictor:
         self.artifact = artifact
         self.model = artifact.model
         self.encoder = artifact.encoder
+        self.labels = artifact.labels
         self.config = artifact.config
 
     @classmethod
@@ -45,7 +60,8 @@ class Predictor:
         return cls(load_artifact(path, device))
 
     def probabilities(self, texts: Sequence[str], batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
-        """Positive-class probabilities ``(n,)`` float32 for raw texts."""
+        """Probabilities for raw texts: of the second (positive) label ``(n,)`` for binary models,
+        of every label ``(n, K)`` otherwise (float32)."""
         return self._score(texts, batch_size)[0]
 
     def predict(self, texts: Sequence[str], batch_size: int = PREDICT_BATCH_SIZE) -> list[Prediction]:
@@ -57,11 +73,31 @@ class Predictor:
         """
         probabilities, lengths = self._score(texts, batch_size)
         # One kept token is the start token alone, unless truncation to maxlen 1 kept a word instead.
-        return [Prediction(LABELS[int(p > 0.5)], float(p), empty=bool(n <= 1 and not tokenize(text)))
-                for p, n, text in zip(probabilities, lengths, texts)]
+        empty = [bool(n <= 1 and not tokenize(text)) for n, text in zip(lengths, texts)]
+        names = self.labels.names
+        if self.labels.task == "binary":
+            return [Prediction(names[int(p > 0.5)], float(p), e) for p, e in zip(probabilities, empty)]
+        predictions = []
+        thresholds = self.artifact.thresholds or [0.5] * len(names)
+        for row, e in zip(probabilities, empty):
+            top = int(np.argmax(row))
+            chosen = None
+            if self.labels.task == "multilabel":
+                chosen = [name for name, p, t in zip(names, row, thresholds) if p > t]
+            predictions.append(Prediction(names[top], float(row[top]), e,
+                                          {name: float(p) for name, p in zip(names, row)}, chosen))
+        return predictions
+
+    def to_probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities from the model's logits, divided by its calibrated temperature: sigmoids
+        (binary ``(n,)``, multilabel ``(n, K)``) or a softmax over the K labels."""
+        scaled = torch.from_numpy(np.asarray(logits, dtype=np.float32)) / self.artifact.temperature
+        if self.labels.task == "multiclass":
+            return torch.softmax(scaled, dim=-1).numpy()
+        return torch.sigmoid(scaled).numpy()
 
     def _score(self, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(probabilities (n,) float32, kept token counts (n,) int64)``."""
+        """``(probabilities (n,) or (n, K) float32, kept token counts (n,) int64)``."""
         if isinstance(texts, str):
             raise TypeError("pass a list of texts, not a single string")
         for index, text in enumerate(texts):
@@ -72,10 +108,11 @@ class Predictor:
             for start in range(0, len(texts), batch_size):
                 ids, kept = self.encoder.encode_batch(texts[start:start + batch_size])
                 logits = predict_logits(self.model, ids, kept, min(batch_size, SCORE_BATCH_SIZE))
-                probabilities.append(torch.sigmoid(torch.from_numpy(logits)).numpy())
+                probabilities.append(self.to_probabilities(logits))
                 lengths.append(kept)
         if not probabilities:
-            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+            shape = (0,) if self.labels.task == "binary" else (0, len(self.labels.names))
+            return np.zeros(shape, dtype=np.float32), np.zeros(0, dtype=np.int64)
         return np.concatenate(probabilities), np.concatenate(lengths)
 
     def explain(self, text: str, integrated_gradients: bool = False, steps: int = 32):

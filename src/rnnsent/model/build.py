@@ -12,6 +12,7 @@ from typing import Union
 from rnnsent.config import ModelConfig
 from rnnsent.model.composed import JointClassifier, StackedClassifier
 from rnnsent.model.ngrams import NgramBranch
+from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
 from rnnsent.model.recurrent import RecurrentClassifier
 
 # Every model build_model makes: each has forward(ids, lengths, labels) -> (logits, loss),
@@ -19,16 +20,19 @@ from rnnsent.model.recurrent import RecurrentClassifier
 Classifier = Union[RecurrentClassifier, JointClassifier, StackedClassifier]
 
 
-def build_model(config: ModelConfig, vocab_size: int, sparse_embedding: bool = False) -> Classifier:
-    """The classifier a :class:`ModelConfig` describes, with freshly initialised weights.
+def build_model(config: ModelConfig, vocab_size: int, sparse_embedding: bool = False,
+                labels: LabelSpace = BINARY_SENTIMENT) -> Classifier:
+    """The classifier a :class:`ModelConfig` describes for the label space ``labels``, freshly initialised.
 
     ``sparse_embedding`` gives the recurrent network's embedding sparse gradients.
     """
-    network = RecurrentClassifier(config, vocab_size, sparse_embedding=sparse_embedding)
+    outputs = labels.num_outputs
+    network = RecurrentClassifier(config, vocab_size, sparse_embedding, outputs, labels.task)
     if not config.ngram_buckets:
         return network
     stacked = config.ngram_fit == "stacked"
-    ngrams = NgramBranch(vocab_size, config.ngram_buckets, config.ngram_order, config.ngram_lr_scale, binary=stacked)
+    ngrams = NgramBranch(vocab_size, config.ngram_buckets, config.ngram_order, config.ngram_lr_scale, binary=stacked,
+                         outputs=outputs)
     return StackedClassifier(network, ngrams) if stacked else JointClassifier(network, ngrams)
 
 

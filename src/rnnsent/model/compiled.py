@@ -40,7 +40,7 @@ def compiled_forward_supported(model: torch.nn.Module, ids: torch.Tensor) -> boo
         return False
     config = model.config
     return (
-        config.cell == "simple" and config.num_layers == 1 and not config.bidirectional
+        model.outputs == 1 and config.cell == "simple" and config.num_layers == 1 and not config.bidirectional
         and config.pooling == "last" and not config.use_lengths and not config.ngram_buckets
         and not model.training and not torch.is_grad_enabled()
         and ids.device.type == "cpu" and ids.shape[0] >= MIN_COMPILED_BATCH

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from rnnsent.model.ngrams import NgramBranch
-from rnnsent.model.recurrent import RecurrentClassifier, classification_loss
+from rnnsent.model.loss import classification_loss
+from rnnsent.model.recurrent import RecurrentClassifier
 
 
 class _TwoPartClassifier(nn.Module):
@@ -26,7 +27,7 @@ class _TwoPartClassifier(nn.Module):
         super().__init__()
         self.network = network
         self.ngrams = ngrams
-        self.config = network.config
+        self.config, self.outputs, self.task = network.config, network.outputs, network.task
 
     def part_logits(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Each part's own logit ``(batch,)``: ``recurrent`` and ``ngrams``."""
@@ -38,9 +39,9 @@ class _TwoPartClassifier(nn.Module):
     def forward(
         self, ids: torch.Tensor, lengths: torch.Tensor | None = None, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(logits (batch,), mean binary cross-entropy or None)`` for id rows ``(batch, time)``."""
+        """``(logits, mean loss or None)`` for id rows ``(batch, time)`` (see :mod:`rnnsent.model.loss`)."""
         logits = self.combine(self.part_logits(ids, lengths))
-        return logits, classification_loss(logits, labels)
+        return logits, classification_loss(logits, labels, self.task, self.network.loss_weight)
 
 
 class JointClassifier(_TwoPartClassifier):

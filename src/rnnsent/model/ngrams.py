@@ -81,16 +81,19 @@ def distinct_ngram_ids(ids: torch.Tensor, vocab_size: int, buckets: int, order: 
 
 
 class NgramBranch(nn.Module):
-    """One weight per n-gram feature, read as a logit ``(batch,)`` per id row.
+    """One weight per n-gram feature and output, read as a logit ``(batch,)`` (or ``(batch, K)``
+    with K outputs) per id row.
 
     ``binary=False`` (joint training): ``lr_scale`` times the mean weight of the present
     n-grams, repeats included. ``binary=True`` (stacked fit): the sum of the weights of the
     distinct present n-grams, plus ``bias``.
     """
 
-    def __init__(self, vocab_size: int, buckets: int, order: int, lr_scale: float = 1.0, binary: bool = False) -> None:
+    def __init__(self, vocab_size: int, buckets: int, order: int, lr_scale: float = 1.0, binary: bool = False,
+                 outputs: int = 1) -> None:
         super().__init__()
         self.vocab_size, self.buckets, self.order, self.binary = vocab_size, buckets, order, binary
+        self.outputs = outputs
         # The logit is lr_scale times the mean weight. Adam and RMSprop step each weight by
         # about the learning rate whatever its gradient's size, so this fixed factor makes the
         # branch learn lr_scale times faster than the recurrent network: a linear model over
@@ -101,19 +104,24 @@ class NgramBranch(nn.Module):
         # built beside the branch starts as it would alone). The stacked fit sets the weights and
         # the intercept; the network's optimiser never touches them, so they are frozen there.
         rows = vocab_size + buckets + 1
-        self.weight = nn.Embedding.from_pretrained(torch.zeros(rows, 1), freeze=binary, padding_idx=rows - 1)
+        self.weight = nn.Embedding.from_pretrained(torch.zeros(rows, outputs), freeze=binary, padding_idx=rows - 1)
         if binary:
-            self.register_buffer("bias", torch.zeros(()))
+            self.register_buffer("bias", torch.zeros(()) if outputs == 1 else torch.zeros(outputs))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """The branch's logit ``(batch,)`` for id rows ``(batch, time)``."""
+        """The branch's logits ``(batch,)`` (or ``(batch, K)``) for id rows ``(batch, time)``."""
         if self.binary:
             features = distinct_ngram_ids(ids, self.vocab_size, self.buckets, self.order)
         else:
             features = ngram_ids(ids, self.vocab_size, self.buckets, self.order)  # (batch, features)
         present = features >= 0
         rows = torch.where(present, features, torch.full_like(features, self.weight.padding_idx))
-        total = (self.weight(rows).squeeze(-1) * present).sum(dim=1)  # (batch,)
+        total = (self.weight(rows) * present.unsqueeze(-1)).sum(dim=1)  # (batch, outputs)
+        if self.outputs == 1:
+            total = total.squeeze(-1)  # (batch,)
+            count = present.sum(dim=1).clamp(min=1)
+        else:
+            count = present.sum(dim=1, keepdim=True).clamp(min=1)
         if self.binary:
             return total + self.bias
-        return self.lr_scale * total / present.sum(dim=1).clamp(min=1)
+        return self.lr_scale * total / count

@@ -10,10 +10,10 @@ picks the one a config asks for.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rnnsent.config import ModelConfig
+from rnnsent.model.loss import classification_loss
 from rnnsent.model.lengths import run_within_lengths
 from rnnsent.model.pooling import build_pooling
 from rnnsent.model.torch_private import flat_weight_names, refresh_flat_weights
@@ -42,16 +42,23 @@ CELLS: dict[str, type[nn.RNNBase]] = {"simple": KerasSimpleRNN, "lstm": nn.LSTM,
 
 
 class RecurrentClassifier(nn.Module):
-    """A binary text classifier over padded id rows ``(batch, time)``.
+    """A text classifier over padded id rows ``(batch, time)`` with ``outputs`` logits per row.
+
+    One output (binary task) gives logits ``(batch,)``; K outputs give ``(batch, K)``, read as a
+    softmax (multiclass) or K sigmoids (multilabel), as ``task`` says.
 
     True lengths may always be passed; they are read only when ``config.use_lengths`` is on
     (post-padded rows read up to their length), and ignored otherwise, so that the padding is
     read like any token, as in the Keras notebook.
     """
 
-    def __init__(self, config: ModelConfig, vocab_size: int, sparse_embedding: bool = False) -> None:
+    def __init__(self, config: ModelConfig, vocab_size: int, sparse_embedding: bool = False, outputs: int = 1,
+                 task: str = "binary") -> None:
         super().__init__()
-        self.config = config
+        self.config, self.outputs, self.task = config, outputs, task
+        # Per-class loss weights (see rnnsent.model.loss), set for training with --class-weights;
+        # not part of the model's state.
+        self.register_buffer("loss_weight", None, persistent=False)
         self.embedding = nn.Embedding(vocab_size, config.embedding_dim, sparse=sparse_embedding)
         cell_options = {"nonlinearity": config.nonlinearity} if config.cell == "simple" else {}
         self.rnn = CELLS[config.cell](
@@ -67,7 +74,7 @@ class RecurrentClassifier(nn.Module):
         self.pooling = build_pooling(config.pooling, config.hidden_size * directions, directions)
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(self.pooling.summary_size, 1)
+        self.head = nn.Linear(self.pooling.summary_size, outputs)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -111,8 +118,9 @@ class RecurrentClassifier(nn.Module):
         return states, self.pooling(states, final, mask)
 
     def head_logits(self, summary: torch.Tensor) -> torch.Tensor:
-        """Logits ``(batch,)`` from summary vectors ``(batch, summary)``."""
-        return self.head(self.dropout(summary)).squeeze(-1)
+        """Logits ``(batch,)`` (one output) or ``(batch, K)`` from summary vectors ``(batch, summary)``."""
+        logits = self.head(self.dropout(summary))  # (batch, outputs)
+        return logits.squeeze(-1) if self.outputs == 1 else logits
 
     def part_logits(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The logit ``(batch,)`` of each part of the model: here only ``recurrent``."""
@@ -125,13 +133,6 @@ class RecurrentClassifier(nn.Module):
     def forward(
         self, ids: torch.Tensor, lengths: torch.Tensor | None = None, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(logits (batch,), mean binary cross-entropy or None)`` for id rows ``(batch, time)``."""
+        """``(logits, mean loss or None)`` for id rows ``(batch, time)`` (see :mod:`rnnsent.model.loss`)."""
         logits = self.head_logits(self.encode(ids, lengths)[1])
-        return logits, classification_loss(logits, labels)
-
-
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
-    """Mean binary cross-entropy of logits ``(batch,)`` against 0/1 labels ``(batch,)``; None without labels."""
-    if labels is None:
-        return None
-    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        return logits, classification_loss(logits, labels, self.task, self.loss_weight)

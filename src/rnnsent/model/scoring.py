@@ -31,16 +31,16 @@ def predict_logits(
     lengths: np.ndarray | torch.Tensor | None = None,
     batch_size: int = EVAL_BATCH_SIZE,
 ) -> np.ndarray:
-    """Logits ``(n,)`` for id rows ``(n, time)``, in large batches under inference mode.
+    """Logits ``(n,)`` (one output) or ``(n, K)`` for id rows ``(n, time)``, in large batches under inference mode.
 
     For a model that reads true lengths (post-padded rows read up to their length), rows are
     scored in order of length and each batch is cut to its longest row, so padding columns
     are not computed.
     """
     def score(batch, batch_lengths):
-        return batch_logits(model, batch, batch_lengths)[:, None]  # (batch, 1)
+        return batch_logits(model, batch, batch_lengths)  # (batch,) or (batch, K)
 
-    return _score_batches(model, ids, lengths, batch_size, score)[:, 0]
+    return _score_batches(model, ids, lengths, batch_size, score)
 
 
 def predict_part_logits(
@@ -55,14 +55,14 @@ def predict_part_logits(
     def score(batch, batch_lengths):
         parts = model.part_logits(batch, batch_lengths)
         parts["model"] = model.combine(parts)
-        return torch.stack([parts[name] for name in names], dim=1)  # (batch, parts)
+        return torch.stack([parts[name] for name in names], dim=1)  # (batch, parts) or (batch, parts, K)
 
-    scores = _score_batches(model, ids, lengths, batch_size, score, width=len(names))
+    scores = _score_batches(model, ids, lengths, batch_size, score, width=(len(names),))
     return {name: scores[:, index] for index, name in enumerate(names)}
 
 
-def _score_batches(model, ids, lengths, batch_size, score, width: int = 1) -> np.ndarray:
-    """``score(batch, lengths)`` ``(batch, k)`` over all rows, batched (length-sorted when read): ``(n, k)``."""
+def _score_batches(model, ids, lengths, batch_size, score, width: tuple[int, ...] = ()) -> np.ndarray:
+    """``score(batch, lengths)`` ``(batch, *width, [K])`` over all rows, batched (length-sorted when read)."""
     device = next(model.parameters()).device
     ids = torch.as_tensor(ids)
     lengths = torch.as_tensor(lengths) if lengths is not None and model.config.use_lengths else None
@@ -82,8 +82,9 @@ def _score_batches(model, ids, lengths, batch_size, score, width: int = 1) -> np
             outputs.append(score(batch.to(device), batch_lengths).float().cpu())
     model.train(was_training)
     if not outputs:
-        return np.zeros((0, width), dtype=np.float32)
-    scores = torch.cat(outputs)  # (n, k)
+        outputs_per_row = () if model.outputs == 1 else (model.outputs,)
+        return np.zeros((0, *width, *outputs_per_row), dtype=np.float32)
+    scores = torch.cat(outputs)  # (n, ...)
     if order is not None:
         scores = torch.empty_like(scores).index_copy_(0, order, scores)
     return scores.numpy()

@@ -25,7 +25,7 @@ from torch import nn
 from rnnsent.config import RunConfig, RunOptions
 from rnnsent.data.batches import epoch_batches
 from rnnsent.errors import TrainingDiverged
-from rnnsent.metrics import classification_metrics
+from rnnsent.metrics import loss_and_accuracy
 from rnnsent.model.scoring import predict_logits
 from rnnsent.training import checkpoint as checkpoints
 from rnnsent.training.distributed import World, all_reduce_sum, any_rank
@@ -177,8 +177,8 @@ class Trainer:
             # Every rank scores the validation split, as model selection and early stopping must
             # agree everywhere; the test report is only printed, so only rank 0 computes it.
             if split is not None and (prefix == "val_" or world.is_main):
-                metrics = classification_metrics(split.labels.numpy(), self._logits(split))
-                row[prefix + "loss"], row[prefix + "accuracy"] = metrics["loss"], metrics["accuracy"]
+                row[prefix + "loss"], row[prefix + "accuracy"] = loss_and_accuracy(
+                    split.labels.numpy(), self._logits(split), self.model.task)
         row["seconds"] = round(seconds, 3)
         row["lr"] = learning_rate(config.train, max(progress.global_step - 1, 0), self.total_steps)  # the last step's
         progress.history.append(row)

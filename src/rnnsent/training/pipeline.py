@@ -9,10 +9,11 @@ starting weights; only rank 0 logs, writes checkpoints and the model directory.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -25,7 +26,8 @@ from rnnsent.data.splits import limit_split
 from rnnsent.inference.evaluate import evaluate_model
 from rnnsent.metrics import format_metrics
 from rnnsent.model.build import build_model, recurrent_network
-from rnnsent.model.scoring import predict_part_logits
+from rnnsent.labels import LabelSpace
+from rnnsent.model.scoring import predict_logits, predict_part_logits
 from rnnsent.model.summary import count_parameters
 from rnnsent.training import checkpoint as checkpoints
 from rnnsent.training.distributed import World, barrier, setup, teardown
@@ -63,6 +65,8 @@ def run(config: RunConfig, options: RunOptions, source: Path, out: Path, *, resu
         validation = f", {len(data.validation)} validation" if data.validation is not None else ""
         log(f"preset {config.preset}: {len(data.train)} training reviews{validation}, "
             f"maxlen {config.text.maxlen}, {config.model.cell} cell, device {world.device}")
+        if not corpus.labels.is_sentiment:
+            log(corpus.labels.describe())
         started = time.perf_counter()
         figures: dict[str, Any] = {"pretrain_seconds": 0.0}
 
@@ -75,14 +79,20 @@ def run(config: RunConfig, options: RunOptions, source: Path, out: Path, *, resu
                                checkpoint_fields={"data": str(Path(source).resolve())})
         if getattr(result.model, "blend", None) is not None:
             figures["validation_accuracy"] = fit_blend_stage(result.model, config, data, log)
+        decision = decision_stage(result.model, config, data, log)
         seconds = time.perf_counter() - started
         metrics: dict[str, Any] = {}
         if world.is_main:
-            metrics = evaluate_on_test(result, config, options, corpus)
+            metrics = evaluate_on_test(result, config, options, corpus, decision)
             metrics.update({"train_seconds": round(seconds, 2), **figures})
-            save_artifact(out, config, corpus.vocabulary, result.model.cpu(), metrics, result.history)
+            if decision.figures:
+                metrics["calibration"] = decision.figures
+            save_artifact(out, config, corpus.vocabulary, result.model.cpu(), metrics, result.history, corpus.labels,
+                          decision.temperature, decision.thresholds)
             log(f"trained in {seconds:.1f}s; model saved to {out}")
             log(format_metrics(metrics))
+            for warning in chance_warnings(metrics, corpus, options):
+                log(warning)
         return RunOutcome(result.model.cpu(), corpus.vocabulary, metrics, result.history)
     finally:
         teardown(world)
@@ -93,7 +103,7 @@ def read_data(source: Path, config: RunConfig, world: World) -> EncodedCorpus:
     the others wait for it and then read the cache, instead of all decoding the source at once."""
     if world.local_rank != 0:
         barrier(world)
-    corpus = load_encoded(Path(source), config.text, quiet=not world.is_main)
+    corpus = load_encoded(Path(source), config.text, quiet=not world.is_main, data=config.data)
     if world.local_rank == 0:
         barrier(world)
     return corpus
@@ -144,7 +154,10 @@ def train_tensors(config: RunConfig, options: RunOptions, data: TrainingData, ou
     """Seed, build the model, let ``initialise(model)`` put starting weights in (not on resume,
     where the checkpoint holds them), and train the network on ready tensors."""
     torch.manual_seed(config.train.seed)
-    model = build_model(config.model, config.text.num_words, sparse_embedding_applies(config, world)).to(world.device)
+    model = build_model(config.model, config.text.num_words, sparse_embedding_applies(config, world),
+                        data.labels).to(world.device)
+    if config.train.class_weights == "balanced":
+        recurrent_network(model).loss_weight = balanced_weights(data.train.labels, data.labels).to(world.device)
     if initialise is not None and not resume:
         initialise(model)
     return train_network(model, config, options, data, out, world, resume, log, progress_bar, checkpoint_fields or {})
@@ -180,9 +193,78 @@ def fit_blend_stage(model: nn.Module, config: RunConfig, data: TrainingData, log
     return fit_blend(model, parts, data.validation.labels.numpy(), log=log)
 
 
-def evaluate_on_test(result: TrainResult, config: RunConfig, options: RunOptions, corpus: EncodedCorpus) -> dict[str, Any]:
+@dataclass
+class Decision:
+    """How logits become decisions, fitted on the validation split: the temperature that divides
+    them (``--calibrate``), each label's threshold (multilabel), and the figures of the fit."""
+
+    temperature: float = 1.0
+    thresholds: list[float] | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def balanced_weights(targets: torch.Tensor, labels: LabelSpace) -> torch.Tensor:
+    """Per-class loss weights inversely proportional to each class's training frequency.
+
+    Binary and multiclass: ``n / (K * count_k)`` for class k (scikit-learn's "balanced");
+    multilabel: each label's positives weigh ``negatives / positives`` (``pos_weight``).
+    """
+    if labels.task == "multilabel":
+        positives = targets.sum(dim=0).double()
+        return ((len(targets) - positives) / positives.clamp(min=1)).float()
+    k = len(labels.names)
+    counts = torch.bincount(targets.long(), minlength=k).double()
+    return (len(targets) / (k * counts.clamp(min=1))).float()
+
+
+def decision_stage(model: nn.Module, config: RunConfig, data: TrainingData, log: Log) -> Decision:
+    """Fit the temperature (``--calibrate``) and multilabel thresholds on the validation split."""
+    from rnnsent.metrics import choose_thresholds, fit_temperature, task_metrics
+
+    decision = Decision()
+    if data.validation is None or not (config.train.calibrate or data.labels.task == "multilabel"):
+        return decision
+    logits = predict_logits(model, data.validation.ids, data.validation.lengths)
+    targets = data.validation.labels.numpy()
+    if config.train.calibrate:
+        before = task_metrics(data.labels, targets, logits)["ece"]
+        decision.temperature = fit_temperature(logits, targets, data.labels.task)
+        after = task_metrics(data.labels, targets, logits / decision.temperature)["ece"]
+        decision.figures = {"temperature": decision.temperature, "ece_before": before, "ece_after": after}
+        log(f"calibration: temperature {decision.temperature:.3f}; validation ECE {before:.4f} -> {after:.4f}")
+    if data.labels.task == "multilabel":
+        probabilities = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64) / decision.temperature))
+        decision.thresholds = choose_thresholds(targets, probabilities)
+        log("thresholds chosen on the validation split: " +
+            ", ".join(f"{name} {t:.3f}" for name, t in zip(data.labels.names, decision.thresholds)))
+    return decision
+
+
+def chance_warnings(metrics: dict[str, Any], corpus: EncodedCorpus, options: RunOptions) -> list[str]:
+    """Warnings for a model no better than always answering the most frequent label."""
+    labels = corpus.labels
+    if labels.task == "multilabel" or not metrics.get("count"):
+        return []
+    test = limit_split(corpus.test, options.limit).labels
+    majority = float(np.bincount(test.astype(np.int64)).max() / len(test))
+    confusion = np.asarray(metrics["confusion_matrix"])
+    columns_used = int((confusion.sum(axis=0) > 0).sum())
+    advice = ("try more epochs (--epochs), a larger learning rate (--lr 0.003 --optimizer adam), a larger model "
+              "(--cell gru --hidden-size 32), or --preset best")
+    if columns_used <= 1:
+        return [f"warning: the model predicts '{labels.names[int(confusion.sum(axis=0).argmax())]}' for every test "
+                f"text; it has not learned from the data: {advice}"]
+    if metrics["accuracy"] <= majority + 0.01:
+        return [f"warning: test accuracy {metrics['accuracy']:.4f} is no better than always answering the most "
+                f"frequent label ({majority:.4f}): {advice}"]
+    return []
+
+
+def evaluate_on_test(result: TrainResult, config: RunConfig, options: RunOptions, corpus: EncodedCorpus,
+                     decision: Decision = Decision()) -> dict[str, Any]:
     """The trained model's test metrics, with its size and the run's step counts."""
-    test = Tensors.from_split(limit_split(corpus.test, options.limit), config)
-    metrics = evaluate_model(result.model, test.ids, test.lengths, test.labels.numpy())
+    test = Tensors.from_split(limit_split(corpus.test, options.limit), config, corpus.labels.task)
+    metrics = evaluate_model(result.model, test.ids, test.lengths, test.labels.numpy(), corpus.labels,
+                             decision.thresholds, decision.temperature)
     metrics.update({"parameters": count_parameters(result.model), "steps": result.steps, "best_epoch": result.best_epoch})
     return metrics

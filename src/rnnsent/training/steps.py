@@ -14,6 +14,7 @@ from torch import nn
 
 from rnnsent.config import RunConfig, RunOptions
 from rnnsent.model.compiled import numba_available
+from rnnsent.model.loss import predicted_correct
 from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.training.distributed import World
 from rnnsent.training.optim import RMSprop, clip_gradients
@@ -51,11 +52,11 @@ class EpochSums:
         self.pending_floats[2] += count
 
     @torch.no_grad()
-    def add_tensors(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        count = labels.numel()
+    def add_tensors(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, task: str = "binary") -> None:
+        count = labels.shape[0]
         step = torch.stack([
             loss.detach().double() * count,
-            ((logits.detach() > 0) == (labels > 0.5)).sum().double(),
+            predicted_correct(logits.detach(), labels, task).double(),
             torch.full((), float(count), dtype=torch.float64, device=logits.device),
         ])
         self.pending_tensor = step if self.pending_tensor is None else self.pending_tensor + step
@@ -78,6 +79,7 @@ class AutogradStep:
     def __init__(self, network: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, clip_norm: float) -> None:
         self.network, self.optimizer, self.clip_norm = network, optimizer, clip_norm
         self.parameters = list(model.parameters())
+        self.task = model.task
 
     def __call__(self, batch: Batch, sums: EpochSums) -> None:
         logits, loss = self.network(batch.ids, batch.lengths, batch.labels)
@@ -92,7 +94,7 @@ class AutogradStep:
         if self.clip_norm:
             clip_gradients(self.parameters, self.clip_norm)
         self.optimizer.step()
-        sums.add_tensors(loss, logits, batch.labels)
+        sums.add_tensors(loss, logits, batch.labels, self.task)
 
 
 class CompiledStep:
@@ -136,6 +138,8 @@ def compiled_step_blockers(config: RunConfig, options: RunOptions, model: nn.Mod
         "dropout": bool(recipe.dropout or recipe.embedding_dropout),
         "use_lengths": recipe.use_lengths,
         "an n-gram branch": bool(recipe.ngram_buckets),
+        "more than one output (not a binary task)": getattr(model, "outputs", 1) != 1,
+        "class weights": train.class_weights != "none",
         "optimizer is not rmsprop": train.optimizer != "rmsprop",
         "dense embedding gradients": not sparse_embedding_applies(config, world),
         "gradient clipping": bool(train.clip_norm),

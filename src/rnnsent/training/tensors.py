@@ -9,21 +9,24 @@ import torch
 
 from rnnsent.config import RunConfig
 from rnnsent.data.corpus import EncodedCorpus, EncodedSplit
+from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
 from rnnsent.data.splits import limit_split, training_splits
 
 
 @dataclass
 class Tensors:
-    """One split, padded: ids ``(n, maxlen)`` int64, lengths ``(n,)`` int64, labels ``(n,)`` float32."""
+    """One split, padded: ids ``(n, maxlen)`` int64, lengths ``(n,)`` int64, and labels: ``(n,)``
+    float32 0/1 (binary), ``(n,)`` int64 class indices (multiclass) or ``(n, K)`` float32 (multilabel)."""
 
     ids: torch.Tensor
     lengths: torch.Tensor
     labels: torch.Tensor
 
     @classmethod
-    def from_split(cls, split: EncodedSplit, config: RunConfig) -> "Tensors":
+    def from_split(cls, split: EncodedSplit, config: RunConfig, task: str = "binary") -> "Tensors":
         ids, lengths = split.padded(config.text)
-        return cls(torch.from_numpy(ids), torch.from_numpy(lengths), torch.from_numpy(split.labels.astype(np.float32)))
+        labels = split.labels.astype(np.int64 if task == "multiclass" else np.float32)
+        return cls(torch.from_numpy(ids), torch.from_numpy(lengths), torch.from_numpy(labels))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -31,14 +34,18 @@ class Tensors:
 
 @dataclass
 class TrainingData:
+    """The splits a run trains on, holds out for selection and reports, and their label space."""
+
     train: Tensors
     validation: Tensors | None
     test: Tensors | None
+    labels: LabelSpace = BINARY_SENTIMENT
 
 
 def prepare_data(corpus: EncodedCorpus, config: RunConfig, limit: int = 0) -> TrainingData:
     """Limit to ``limit`` reviews (0: all), hold out the validation split (fixed seed, stratified) and pad."""
     train_split, held_out = training_splits(corpus.train, config.train.validation_split, limit)
-    validation = Tensors.from_split(held_out, config) if held_out is not None else None
-    test = Tensors.from_split(limit_split(corpus.test, limit), config) if config.train.report_test else None
-    return TrainingData(Tensors.from_split(train_split, config), validation, test)
+    task = corpus.labels.task
+    validation = Tensors.from_split(held_out, config, task) if held_out is not None else None
+    test = Tensors.from_split(limit_split(corpus.test, limit), config, task) if config.train.report_test else None
+    return TrainingData(Tensors.from_split(train_split, config, task), validation, test, corpus.labels)

@@ -171,7 +171,7 @@ def pretrain_vectors(config, source: Path, out: Path, log: Callable[[str], None]
     from rnnsent.data.cache import load_encoded
 
     started = time.perf_counter()
-    corpus = load_encoded(source, config.text)
+    corpus = load_encoded(source, config.text, data=config.data)
     reviews = pretraining_reviews(corpus, source, config.train.validation_split)
     counts = [len(offsets) - 1 for _, offsets in reviews]
     log(f"{counts[0]} training and {sum(counts[1:])} unlabelled reviews (validation and test reviews are not used)")
