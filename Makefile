@@ -31,6 +31,7 @@ test: venv
 	$(PY) -m pytest -q
 
 bench: venv
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) -m benchmarks.run
 
 clean:

@@ -1,11 +1,12 @@
-"""The README's ablation table: train each configuration with the real CLI and tabulate it.
+"""The accuracy table of docs/accuracy.md: train each configuration through the Python API and tabulate it.
 
     python -m benchmarks.ablation                       # every row, seed 0, then `best` for seeds 1 and 2
     python -m benchmarks.ablation --rows best --seeds 0 1 2
     python -m benchmarks.ablation --rows ngrams-joint --inference
 
-Each row is one ``rnnsent train --preset ... --out DIR`` command, run in its own process, one
-after the other (they would slow each other down on 2 cores). The table reports the test
+Each row is one ``rnnsent.train(preset, out=DIR, **settings)`` call (the command line's
+``rnnsent train --preset ... --out DIR`` is the same call), run in a fresh process of its own,
+one after the other (they would slow each other down on 2 cores). The table reports the test
 accuracy (the run's final report on all 25,000 test reviews; the test set plays no part in
 any choice within a run), ``train_seconds`` (data already encoded and cached; the word vectors
 and the n-gram regression included), the parameter count and, with ``--inference``, raw test
@@ -17,9 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
+import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -27,37 +27,41 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
-# Row name -> (what it is, the flags after `rnnsent train`). Order is the table's order.
-ROWS: dict[str, tuple[str, list[str]]] = {
-    "seed": ("the notebook's vanilla RNN", ["--preset", "seed"]),
-    "bigru": ("recurrent model alone (BiGRU 64, max+mean pooling, 4 epochs)", ["--preset", "bigru"]),
-    "bigru-vectors": ("+ word vectors from train + unlabelled reviews, 2 epochs",
-                      ["--preset", "best", "--ngram-buckets", "0"]),
-    "ngrams-joint": ("+ unigrams and hashed bigrams added to the logit, trained jointly (session 1's best)",
-                     ["--preset", "best", "--ngram-fit", "joint", "--ngram-order", "2", "--ngram-buckets", "2000000",
-                      "--ngram-lr-scale", "100"]),
+# Row name -> (what it is, the preset, its settings). Order is the table's order.
+ROWS: dict[str, tuple[str, str, dict]] = {
+    "seed": ("the notebook's vanilla RNN", "seed", {}),
+    "bigru": ("recurrent model alone (BiGRU 64, max+mean pooling, 4 epochs)", "bigru", {}),
+    "bigru-vectors": ("+ word vectors from train + unlabelled reviews, 2 epochs", "best", {"ngram_buckets": 0}),
+    "ngrams-joint": ("+ unigrams and hashed bigrams added to the logit, trained jointly (the previous best recipe)",
+                     "best", {"ngram_fit": "joint", "ngram_order": 2, "ngram_buckets": 2_000_000, "ngram_lr_scale": 100}),
     "stacked-bigrams": ("+ NB-weighted 1-2-gram regression instead, stacked and blended on validation",
-                        ["--preset", "best", "--ngram-order", "2"]),
-    "stacked-no-vectors": ("best without the word vectors", ["--preset", "best", "--pretrain-window", "0"]),
-    "best": ("best: stacked 1-3-gram regression + BiGRU with word vectors", ["--preset", "best"]),
+                        "best", {"ngram_order": 2}),
+    "stacked-no-vectors": ("best without the word vectors", "best", {"pretrain_window": 0}),
+    "best": ("best: stacked 1-3-gram regression + BiGRU with word vectors", "best", {}),
 }
 
 
+def command_line(preset: str, settings: dict) -> str:
+    """The ``rnnsent train`` command that makes the same call."""
+    flags = [f"--{name.replace('_', '-')} {value}" for name, value in settings.items()]
+    return " ".join(["rnnsent train --preset", preset, *flags])
+
+
+def _train_in_this_process(preset: str, settings: dict, out: str, data: str | None) -> dict:
+    import rnnsent
+
+    return dict(rnnsent.train(preset, data, out, progress=False, verbose=False, **settings).metrics)
+
+
 def train(row: str, seed: int, out: Path, data: str | None, threads: int) -> dict:
-    """Run one row's training command; return its metrics.json plus the command and wall time."""
-    command = [sys.executable, "-m", "rnnsent", "train", *ROWS[row][1], "--seed", str(seed), "--out", str(out), "--quiet"]
-    if data:
-        command += ["--data", data]
-    if threads:
-        command += ["--threads", str(threads)]
-    environment = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    """Train one row in a fresh process; return its metrics plus the command and wall time."""
+    _, preset, settings = ROWS[row]
+    settings = {**settings, "seed": seed, **({"threads": threads} if threads else {})}
     started = time.perf_counter()
-    completed = subprocess.run(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        metrics = pool.apply(_train_in_this_process, (preset, settings, str(out), data))
     wall = time.perf_counter() - started
-    if completed.returncode:
-        raise SystemExit(f"{row} (seed {seed}) failed:\n{completed.stdout[-3000:]}")
-    metrics = json.loads((out / "metrics.json").read_text())
-    shown = " ".join(["rnnsent", "train", *ROWS[row][1], "--seed", str(seed)])
+    shown = command_line(preset, {k: v for k, v in ROWS[row][2].items()})
     return {"row": row, "seed": seed, "command": shown, "wall_seconds": round(wall, 1), **metrics}
 
 
@@ -87,7 +91,7 @@ def table(results: list[dict]) -> str:
         minutes = statistics.median(run["train_seconds"] for run in runs) / 60
         rates = [run["reviews_per_second"] for run in runs if "reviews_per_second" in run]
         rate = f"{statistics.median(rates):,.0f} reviews/s" if rates else ""
-        command = runs[0]["command"].replace(f" --seed {runs[0]['seed']}", "")
+        command = runs[0]["command"]
         seeds = ", ".join(str(run["seed"]) for run in runs)
         lines.append(f"| {ROWS[row][0]} | `{command}` | {seeds} | {accuracy} | {minutes:.1f} min | "
                      f"{runs[0]['parameters']:,} | {rate} |")

@@ -102,3 +102,17 @@ def test_the_docs_python_example_runs(reviews, tmp_path, monkeypatch, capsys):
     assert "Test accuracy: " in output
     assert (tmp_path / "example-copy" / "manifest.json").exists()
     assert os.environ["RNNSENT_EXAMPLE_OUT"] == str(tmp_path / "example")
+
+
+def test_train_returns_a_model_with_its_label_names(tmp_path):
+    """The model rnnsent.train returns carries the label space it was trained on (as a loaded one does)."""
+    from conftest import make_reviews, write_csv
+
+    rows = [(text, ["bad", "good"][label]) for text, label in make_reviews(60)]
+    rows += [(f"so so average film {i}", "meh") for i in range(30)]
+    data = write_csv(tmp_path / "three.csv", rows)
+    model = rnnsent.train(data=data, out=tmp_path / "model", progress=False, verbose=False,
+                          **{**TINY, "epochs": 3, "optimizer": "adam", "lr": 0.02, "cell": "gru"})
+    assert model.labels.names == ("bad", "good", "meh") == rnnsent.load(tmp_path / "model").labels.names
+    (prediction,) = model.predict(["so so average film"])
+    assert prediction.label in {"bad", "good", "meh"} and set(prediction.probabilities) == {"bad", "good", "meh"}

@@ -118,7 +118,8 @@ def train(preset: str = "seed", data: PathLike | None = None, out: PathLike | No
     show_bar = _interactive() if progress is None else progress
     outcome = pipeline.run(config, options, source, run_dir, resume=resume is not None, log=log, progress_bar=show_bar)
     # Under torchrun only rank 0 writes the directory; every rank returns the model it trained.
-    return Model(Artifact(run_dir, config, outcome.vocabulary, outcome.model.eval(), outcome.metrics, outcome.history))
+    return Model(Artifact(run_dir, config, outcome.vocabulary, outcome.model.eval(), outcome.metrics, outcome.history,
+                          outcome.labels, outcome.temperature, outcome.thresholds))
 
 
 def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: int = 0, threads: int = 0,

@@ -47,6 +47,9 @@ class RunOutcome:
     vocabulary: Any
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
+    labels: LabelSpace
+    temperature: float = 1.0
+    thresholds: list[float] | None = None
 
 
 def run(config: RunConfig, options: RunOptions, source: Path, out: Path, *, resume: bool = False,
@@ -93,7 +96,8 @@ def run(config: RunConfig, options: RunOptions, source: Path, out: Path, *, resu
             log(format_metrics(metrics))
             for warning in chance_warnings(metrics, corpus, options):
                 log(warning)
-        return RunOutcome(result.model.cpu(), corpus.vocabulary, metrics, result.history)
+        return RunOutcome(result.model.cpu(), corpus.vocabulary, metrics, result.history, corpus.labels,
+                          decision.temperature, decision.thresholds)
     finally:
         teardown(world)
 
