@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from rnnsent.config import RunOptions, build_config
+from rnnsent.labels import LabelSpace
 from rnnsent.data.batches import epoch_batches
 from rnnsent.training.distributed import setup, teardown
 from rnnsent.training.pipeline import train_tensors
@@ -34,15 +35,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def tiny_data(count: int) -> TrainingData:
-    """Post-padded random id rows labelled by whether id 7 occurs: learnable, so every step moves the weights."""
+def tiny_data(count: int, classes: int = 2) -> TrainingData:
+    """Post-padded random id rows labelled by whether id 7 occurs: learnable, so every step moves the weights.
+
+    With three classes the label counts which of ids 7 and 8 occur (0, 1 or 2).
+    """
     generator = torch.Generator().manual_seed(1234)
     ids = torch.randint(3, VOCAB_SIZE, (count, MAXLEN), generator=generator)
     ids[:, 0] = 1
     lengths = torch.randint(3, MAXLEN + 1, (count,), generator=generator)
     ids[torch.arange(MAXLEN)[None, :] >= lengths[:, None]] = 0
     labels = (ids == 7).any(dim=1).float()
-    return TrainingData(Tensors(ids, lengths, labels), None, None)
+    if classes == 2:
+        return TrainingData(Tensors(ids, lengths, labels), None, None)
+    labels = labels.long() + (ids == 8).any(dim=1).long()
+    return TrainingData(Tensors(ids, lengths, labels), None, None, LabelSpace("multiclass", ("0", "1", "2"), True))
 
 
 # Variants compared between 2 processes (batch 8 each) and 1 process (batch 16), as
@@ -59,6 +66,8 @@ VARIANTS = {
     # A stacked n-gram branch: frozen weights and the blend buffer, which DDP must leave alone.
     "frozen-ngram-branch": ({"optimizer": "adam", "cell": "gru", "padding": "post", "use_lengths": True,
                              "ngram_buckets": 31, "ngram_fit": "stacked", "validation_split": 0.1}, 96),
+    # Three classes: a softmax head of three outputs and its cross-entropy, with an uneven last batch.
+    "three-classes": ({"optimizer": "adam", "cell": "gru", "padding": "post", "use_lengths": True}, 89, 3),
 }
 BATCH_SIZE, STEPS = 16, 8
 
@@ -80,8 +89,8 @@ def run_rank(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     world = setup("cpu")
     try:
-        for name, (settings, count) in VARIANTS.items():
-            result = train_tensors(equivalence_config(settings), OPTIONS, tiny_data(count), Path(out_dir) / name,
+        for name, (settings, count, *classes) in VARIANTS.items():
+            result = train_tensors(equivalence_config(settings), OPTIONS, tiny_data(count, *classes), Path(out_dir) / name,
                                    world=world)
             if world.is_main:
                 weights = {key: value.contiguous() for key, value in result.model.state_dict().items()}
@@ -100,12 +109,13 @@ def two_process_weights(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_two_processes_match_one_process_with_the_global_batch(two_process_weights, tmp_path, variant):
-    settings, count = VARIANTS[variant]
+    settings, count, *classes = VARIANTS[variant]
     config = equivalence_config(settings)
     distributed = load_file(str(two_process_weights / f"{variant}.safetensors"))
-    single = train_tensors(config, OPTIONS, tiny_data(count), tmp_path).model.state_dict()
+    data = tiny_data(count, *classes)
+    single = train_tensors(config, OPTIONS, data, tmp_path).model.state_dict()
     torch.manual_seed(config.train.seed)
-    initial = build_model(config.model, VOCAB_SIZE).state_dict()
+    initial = build_model(config.model, VOCAB_SIZE, labels=data.labels).state_dict()
     assert set(distributed) == set(single)
     moved = 0.0
     for name, value in single.items():

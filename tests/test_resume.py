@@ -44,8 +44,11 @@ ADAM_DROPOUT = COMMON + [
 # A stacked model: its n-gram regression is fitted before the first checkpoint and must come
 # back from it (not be refitted), and the blend is fitted after the resumed training.
 STACKED = ADAM_DROPOUT + ["--padding", "post", "--use-lengths", "--ngram-buckets", "101", "--ngram-fit", "stacked"]
+# Three classes (the data's "stars" field), a softmax head and its cross-entropy.
+THREE_CLASSES = ADAM_DROPOUT + ["--label-field", "stars"]
 VARIANTS = {
     "sigkill-rmsprop": (signal.SIGKILL, RMSPROP),
+    "sigterm-three-classes": (signal.SIGTERM, THREE_CLASSES),
     "sigterm-stacked": (signal.SIGTERM, STACKED),
     "sigint-rmsprop": (signal.SIGINT, RMSPROP),
     "sigterm-adam-dropout": (signal.SIGTERM, ADAM_DROPOUT),
@@ -53,7 +56,8 @@ VARIANTS = {
 
 
 def write_reviews(path: Path, count: int = 200) -> Path:
-    """A JSONL file of synthetic reviews whose label is told by a few marker words."""
+    """A JSONL file of synthetic reviews whose label is told by a few marker words; "stars" is a
+    three-class label told by the same words."""
     positive, negative = ["good", "great", "fine"], ["bad", "awful", "dull"]
     lines = []
     for index in range(count):
@@ -61,7 +65,7 @@ def write_reviews(path: Path, count: int = 200) -> Path:
         filler = [f"w{(index * 7 + offset * 13) % 40}" for offset in range(3 + index % 11)]
         marker = (positive if label else negative)[index % 3]
         filler.insert(index % len(filler), marker)
-        lines.append(json.dumps({"text": " ".join(filler), "label": label}))
+        lines.append(json.dumps({"text": " ".join(filler), "label": label, "stars": label + (index % 3 == 0)}))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
