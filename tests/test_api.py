@@ -114,5 +114,6 @@ def test_train_returns_a_model_with_its_label_names(tmp_path):
     model = rnnsent.train(data=data, out=tmp_path / "model", progress=False, verbose=False,
                           **{**TINY, "epochs": 3, "optimizer": "adam", "lr": 0.02, "cell": "gru"})
     assert model.labels.names == ("bad", "good", "meh") == rnnsent.load(tmp_path / "model").labels.names
+    assert rnnsent.load(model.save(tmp_path / "copy")).labels.names == ("bad", "good", "meh")
     (prediction,) = model.predict(["so so average film"])
     assert prediction.label in {"bad", "good", "meh"} and set(prediction.probabilities) == {"bad", "good", "meh"}

@@ -59,11 +59,17 @@ class Model(Predictor):
     def vocabulary(self):
         return self.artifact.vocabulary
 
+    def summary(self) -> str:
+        """The Keras-style table of the model's layers, then its task and label names."""
+        from rnnsent.model.summary import summary_table
+
+        return f"{summary_table(self.model, self.config.text.maxlen)}\nLabels: {self.labels.describe()}"
+
     def save(self, path: PathLike) -> Path:
         """Write this model as a complete model directory at ``path``; returns the path."""
         artifact = self.artifact
         return save_artifact(Path(path), artifact.config, artifact.vocabulary, artifact.model,
-                             artifact.metrics, artifact.history)
+                             artifact.metrics, artifact.history, artifact.labels, artifact.temperature, artifact.thresholds)
 
     def __repr__(self) -> str:
         accuracy = self.artifact.metrics.get("accuracy")

@@ -66,7 +66,8 @@ The settings (--num-words, --embedding-dim, --pretrain-window, --validation-spli
 training recipe's, from --preset (default: best) and the flags.""",
     "summary": """examples:
   rnnsent summary --preset seed
-  rnnsent summary --preset bigru --hidden-size 128""",
+  rnnsent summary --preset bigru --hidden-size 128
+  rnnsent summary runs/seed                              # a saved model: its layers, task and labels""",
 }
 
 
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads(pretrain)
 
     summary = command("summary", "print a model's layers and parameter counts")
+    summary.add_argument("model", type=Path, nargs="?", help="a saved model directory (default: the recipe of the flags)")
     add_recipe(summary)
     assert set(recipe_fields).isdisjoint(options)
     return parser
@@ -361,7 +363,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     import rnnsent
+    from rnnsent.errors import UsageError
 
+    if args.model is not None:
+        if _recipe_settings(args) or args.preset != "seed":
+            raise UsageError("a saved model has its own recipe: drop --preset and the setting flags")
+        model = rnnsent.load(args.model)
+        print(f'Model: "{model.config.preset}" at {args.model}')
+        print(model.summary())
+        return 0
     print(f'Model: "{args.preset}"')
     print(rnnsent.summary(args.preset, **_recipe_settings(args)))
     return 0

@@ -29,9 +29,11 @@ def summary_table(model: Classifier, maxlen: int) -> str:
     if config.pooling != "last":
         pool_params = sum(p.numel() for p in network.pooling.parameters())
         rows.append((f"pooling ({config.pooling})", (None, network.head.in_features), pool_params))
-    rows.append(("head (Dense, sigmoid)", (None, 1), sum(p.numel() for p in network.head.parameters())))
+    activation = "softmax" if network.task == "multiclass" else "sigmoid"
+    outputs = (None, network.outputs)
+    rows.append((f"head (Dense, {activation})", outputs, sum(p.numel() for p in network.head.parameters())))
     if ngrams is not None:
-        rows.append((f"ngrams (bag of 1..{config.ngram_order}-grams)", (None, 1), ngrams.weight.weight.numel()))
+        rows.append((f"ngrams (bag of 1..{config.ngram_order}-grams)", outputs, ngrams.weight.weight.numel()))
     width = 34
     lines = [f"{'Layer (type)':<{width}}{'Output Shape':<22}{'Param #':>12}", "=" * (width + 34)]
     for name, shape, count in rows:
