@@ -30,6 +30,7 @@ from rnnsent.config import (
 from rnnsent.errors import UsageError
 from rnnsent.inference.predictor import Predictor
 from rnnsent.metrics import Metrics
+from rnnsent.model.size import check_fits
 
 PathLike = str | os.PathLike
 
@@ -86,12 +87,12 @@ def load(path: PathLike, device: str = "cpu") -> Model:
     return Model(load_artifact(path, device))
 
 
-def train(preset: str = "seed", data: PathLike | None = None, out: PathLike | None = None, *,
+def train(preset: str | None = None, data: PathLike | None = None, out: PathLike | None = None, *,
           resume: PathLike | None = None, progress: bool | None = None, verbose: bool = True,
           **settings: Any) -> Model:
     """Train a model and save it as a model directory; returns the trained :class:`Model`.
 
-    ``preset`` is the starting recipe (``seed``, ``bigru``, ``best``); any recipe setting
+    ``preset`` is the starting recipe (``seed``, the default, ``bigru``, ``best``); any recipe setting
     (``maxlen=100``, ``cell="gru"``, ...) or run option (``threads=1``, ``device="cpu"``,
     ``limit=1000``, ``max_steps``, ``checkpoint_every``, ``fused``) may be given as a keyword,
     checked exactly like the command-line flags. ``data`` is a data source (see the README's
@@ -106,7 +107,7 @@ def train(preset: str = "seed", data: PathLike | None = None, out: PathLike | No
 
     recipe_settings, option_settings = split_settings(settings)
     if resume is not None:
-        if out is not None or recipe_settings or preset != "seed":
+        if out is not None or recipe_settings or preset is not None:
             raise UsageError("resume continues a run with its saved recipe: drop out, preset and the recipe settings")
         changed = set(option_settings) - {"threads", "device"}
         if changed:
@@ -114,10 +115,12 @@ def train(preset: str = "seed", data: PathLike | None = None, out: PathLike | No
         meta, _ = checkpoint.load_checkpoint(Path(resume))
         config = RunConfig.from_dict(meta["config"])
         options = build_options({**meta.get("options", {}), **option_settings})
-        run_dir, data = Path(resume), data or meta.get("data")
+        run_dir = Path(resume)
+        data = _resumed_data(meta, data)
     else:
-        config = build_config(preset, recipe_settings)
+        config = build_config(preset or "seed", recipe_settings)
         options = build_options(option_settings)
+        check_fits(config)
         run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="rnnsent-"))
     source = resolve_source(data)
     log = (lambda message: print(message, flush=True)) if verbose else (lambda message: None)
@@ -126,6 +129,23 @@ def train(preset: str = "seed", data: PathLike | None = None, out: PathLike | No
     # Under torchrun only rank 0 writes the directory; every rank returns the model it trained.
     return Model(Artifact(run_dir, config, outcome.vocabulary, outcome.model.eval(), outcome.metrics, outcome.history,
                           outcome.labels, outcome.temperature, outcome.thresholds))
+
+
+def _resumed_data(meta: dict[str, Any], data: PathLike | None) -> str:
+    """The data a resumed run continues on: the one it started on, unchanged since."""
+    from rnnsent.data.download import source_identity
+
+    started_on = meta.get("data")
+    if not started_on:
+        raise UsageError("the checkpoint does not say which data the run started on; start the run afresh")
+    if data is not None and Path(data).expanduser().resolve() != Path(started_on):
+        raise UsageError(f"a resumed run continues on the data it started on ({started_on}); drop --data")
+    if not Path(started_on).exists():
+        raise UsageError(f"the run started on {started_on}, which no longer exists; put it back or start afresh")
+    saved = meta.get("data_identity")
+    if saved is not None and source_identity(Path(started_on)) != saved:
+        raise UsageError(f"{started_on} changed since the run started; resuming would mix two datasets, so start afresh")
+    return started_on
 
 
 def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: int = 0, threads: int = 0,
@@ -200,6 +220,7 @@ def summary(preset: str = "seed", **settings: Any) -> str:
     from rnnsent.model.summary import summary_table
 
     config = build_config(preset, settings)
+    check_fits(config, training=False)
     return summary_table(build_model(config.model, config.text.num_words), config.text.maxlen)
 
 

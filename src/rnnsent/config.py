@@ -16,6 +16,7 @@ setting, and an unknown name is an error.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -222,6 +223,10 @@ class RunOptions:
     def validate(self) -> "RunOptions":
         if isinstance(self.threads, int) and self.threads < 0:
             raise ConfigError("--threads must be 0 (all cores) or more")
+        cores = os.cpu_count() or 1
+        if isinstance(self.threads, int) and self.threads > cores:
+            raise ConfigError(f"--threads {self.threads} is more than this machine's {cores} cores; "
+                              f"use at most {cores} (0: all cores)")
         check_fields(self)
         return self
 

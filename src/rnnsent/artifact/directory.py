@@ -22,9 +22,9 @@ vector ``pooling.score.weight``. Version 2 is written; both are read, version 1 
 from __future__ import annotations
 
 import csv
-import math
 import io
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ import torch
 from rnnsent import __version__
 from rnnsent.artifact.curves import _learning_curves_png
 from rnnsent.artifact.files import (
+    MAX_JSON_BYTES,
     _read_file,
     one_line,
     read_json,
@@ -44,11 +45,13 @@ from rnnsent.artifact.files import (
     write_bytes_atomic,
     write_json_atomic,
 )
+from rnnsent.artifact.lock import owner
 from rnnsent.config import ModelConfig, RunConfig
-from rnnsent.errors import ArtifactError
-from rnnsent.model.build import Classifier, build_model
-from rnnsent.model.summary import count_parameters
+from rnnsent.errors import ArtifactError, ConfigError
 from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
+from rnnsent.model.build import Classifier, build_model
+from rnnsent.model.size import check_fits
+from rnnsent.model.summary import count_parameters
 from rnnsent.text.encoder import TextEncoder
 from rnnsent.text.vocabulary import Vocabulary
 
@@ -170,9 +173,12 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
         raise ArtifactError(f"{directory / 'config.json'}: invalid config ({error})") from None
     words = _verified_json(directory / "vocabulary.json", checksums["vocabulary.json"])
     try:
+        if not isinstance(words, dict) or not isinstance(words.get("words"), list):
+            raise ValueError("'words' must be a list of the words in id order")
         vocabulary = Vocabulary(tuple(words["words"]), int(words["index_from"]))
     except (KeyError, TypeError, ValueError) as error:
         raise ArtifactError(f"{directory / 'vocabulary.json'}: invalid vocabulary ({error})") from None
+    _check_vocabulary(directory / "vocabulary.json", vocabulary, header.get("vocab_size"))
     # Every id must have a row in the embedding table, and the encoder's conventions must match.
     if (not all(isinstance(word, str) for word in vocabulary.words) or vocabulary.index_from != config.text.index_from
             or vocabulary.size > config.text.num_words):
@@ -181,14 +187,31 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
             f"{vocabulary.size} ids for num_words {config.text.num_words})"
         )
     labels, temperature, thresholds = _read_labels(directory, checksums)
-    tensors = read_tensors(directory / "model.safetensors", checksums["model.safetensors"])
+    weights_path = directory / "model.safetensors"
+    try:
+        check_fits(config, labels.num_outputs, training=False)
+    except ConfigError as error:
+        raise ArtifactError(f"{directory / 'config.json'}: {error}") from None
+    tensors = read_tensors(weights_path, checksums["model.safetensors"])
     if version == 1:
         tensors = _version_1_weights(tensors, config.model)
+    # Compare the weights with the model the config describes, built without memory, before
+    # building (and allocating) the real one: a config edited to a huge model is refused here.
+    shapes = {name: tuple(tensor.shape) for name, tensor in tensors.items()}
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in build_model(config.model, config.text.num_words, labels=labels)
+                    .state_dict().items()}
+    if shapes != expected:
+        differ = sorted(set(shapes) ^ set(expected)) or [n for n in expected if shapes.get(n) != expected[n]]
+        raise ArtifactError(f"{weights_path}: weights do not fit the config (first difference: {differ[0]}: "
+                            f"{shapes.get(differ[0])} in the file, {expected.get(differ[0])} in the config)")
+    if not all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
+        raise ArtifactError(f"{weights_path}: the weights hold NaN or infinite values; retrain the model")
     model = build_model(config.model, config.text.num_words, labels=labels)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
-        raise ArtifactError(f"{directory / 'model.safetensors'}: weights do not fit the config ({one_line(error)})") from None
+        raise ArtifactError(f"{weights_path}: weights do not fit the config ({one_line(error)})") from None
     model.to(device).eval()
     optional = {}
     for name in ("metrics.json", "history.json"):
@@ -196,6 +219,19 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
         optional[name] = _verified_json(path, checksums[name]) if name in checksums and path.exists() else None
     return Artifact(directory, config, vocabulary, model, optional["metrics.json"] or {}, optional["history.json"] or [],
                     labels, temperature, thresholds)
+
+
+def _check_vocabulary(path: Path, vocabulary: Vocabulary, saved_size: Any) -> None:
+    """Refuse a vocabulary the saved config says cannot be: repeated or empty words, or another size."""
+    if not all(isinstance(word, str) for word in vocabulary.words):
+        return  # the size check beside the config reports it
+    if len(set(vocabulary.words)) != len(vocabulary.words):
+        raise ArtifactError(f"{path}: a word appears twice; the vocabulary is damaged")
+    if any(not word or word != word.strip() for word in vocabulary.words):
+        raise ArtifactError(f"{path}: holds an empty word or one with spaces; the vocabulary is damaged")
+    if isinstance(saved_size, int) and saved_size != vocabulary.size:
+        raise ArtifactError(f"{path}: has {vocabulary.size} ids but the model was saved with {saved_size}; "
+                            "the vocabulary is damaged")
 
 
 def _read_labels(directory: Path, checksums: dict[str, str]) -> tuple[LabelSpace, float, list[float] | None]:
@@ -242,6 +278,9 @@ def _version_1_weights(tensors: dict[str, torch.Tensor], config: ModelConfig) ->
 def _read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / "manifest.json"
     if not path.exists():
+        pid = owner(directory)
+        if pid is not None:
+            raise ArtifactError(f"{directory} is being trained (process {pid}); its model is saved when training ends")
         raise ArtifactError(f"{path}: missing, so {directory} is not a complete model (interrupted while saving?); retrain it")
     manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME or not isinstance(manifest.get("files"), dict):
@@ -258,10 +297,13 @@ def _readable(version: Any) -> bool:
 
 
 def _verified_json(path: Path, expected_sha256: str) -> Any:
-    data = _read_file(path)
+    data = _read_file(path, MAX_JSON_BYTES)
     if sha256_bytes(data) != expected_sha256:
         raise ArtifactError(f"{path}: checksum mismatch (the file is truncated or corrupt); retrain or restore it")
-    return read_json(path)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ArtifactError(f"{path}: not valid JSON ({error}); the file is truncated or corrupt") from None
 
 
 def _json_bytes(value: Any) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -89,20 +90,47 @@ def read_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, to
 
 
 def read_json(path: Path) -> Any:
-    data = _read_file(path)
+    data = _read_file(path, MAX_JSON_BYTES)
     try:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ArtifactError(f"{path}: not valid JSON ({error}); the file is truncated or corrupt") from None
 
 
-def _read_file(path: Path) -> bytes:
+# The largest JSON file of a model directory or checkpoint read (a vocabulary of 10 million words
+# is about 150 MB); anything larger is not one of ours.
+MAX_JSON_BYTES = 512 * 1024 * 1024
+
+
+def _read_file(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    Links are followed, but what they lead to must be a regular file: a FIFO, a device such as
+    /dev/zero or a directory is refused at once (opened without blocking, then checked),
+    instead of hanging or reading without end.
+    """
     try:
-        return path.read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ArtifactError(f"{path}: file is missing") from None
     except OSError as error:
         raise ArtifactError(f"{path}: cannot be read ({error.strerror})") from None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise ArtifactError(f"{path}: not a regular file; restore the model directory's files")
+        if limit is not None and status.st_size > limit:
+            raise ArtifactError(f"{path}: {status.st_size:,} bytes is larger than such a file can be ({limit:,})")
+        os.set_blocking(descriptor, True)
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            data = handle.read(status.st_size + 1)
+        if len(data) != status.st_size:
+            raise ArtifactError(f"{path}: changed while it was read; try again")
+        return data
+    except OSError as error:
+        raise ArtifactError(f"{path}: cannot be read ({error.strerror})") from None
+    finally:
+        os.close(descriptor)
 
 
 def one_line(error: BaseException, limit: int = 300) -> str:

@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def add_recipe(sub: argparse.ArgumentParser, preset: str = "seed", names: Sequence[str] | None = None) -> None:
-        sub.add_argument("--preset", default=preset, choices=list(PRESETS), help=f"starting recipe (default: {preset})")
+        sub.add_argument("--preset", default=None if preset == "seed" else preset, choices=list(PRESETS),
+                         help=f"starting recipe (default: {preset})")
         for section, fields in section_fields().items():
             chosen = [f for f in fields if names is None or f.name in names]
             if chosen:
@@ -239,8 +240,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     options = _settings(args, [f.name for f in option_fields()])
     if args.resume:
-        if args.out or _recipe_settings(args):
-            raise UsageError("--resume continues a run with its saved settings: drop --out and the setting flags")
+        if args.out or _recipe_settings(args) or args.preset is not None:
+            raise UsageError("--resume continues a run with its saved settings: drop --out, --preset and the setting flags")
         rnnsent.train(data=args.data, resume=args.resume, progress=False if args.quiet else None, **options)
         return 0
     if not args.out:
@@ -366,12 +367,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from rnnsent.errors import UsageError
 
     if args.model is not None:
-        if _recipe_settings(args) or args.preset != "seed":
+        if _recipe_settings(args) or args.preset is not None:
             raise UsageError("a saved model has its own recipe: drop --preset and the setting flags")
         model = rnnsent.load(args.model)
         print(f'Model: "{model.config.preset}" at {args.model}')
         print(model.summary())
         return 0
-    print(f'Model: "{args.preset}"')
-    print(rnnsent.summary(args.preset, **_recipe_settings(args)))
+    print(f'Model: "{args.preset or "seed"}"')
+    print(rnnsent.summary(args.preset or "seed", **_recipe_settings(args)))
     return 0

@@ -36,6 +36,17 @@ def resolve_source(path: str | os.PathLike | None = None, download: bool = True)
     return download_file(IMDB_URL, cached, IMDB_MD5)
 
 
+def source_identity(source: Path) -> dict[str, int]:
+    """What identifies a data source's content cheaply: its size and modification time (a
+    folder's: of every file in it), for telling whether it changed."""
+    if source.is_dir():
+        files = [p for p in source.rglob("*") if p.is_file()]
+        return {"size": sum(p.stat().st_size for p in files), "mtime_ns": max((p.stat().st_mtime_ns for p in files), default=0),
+                "files": len(files)}
+    status = source.stat()
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
+
+
 def download_file(url: str, destination: Path, md5: str | None, quiet: bool = False) -> Path:
     """Download ``url`` to ``destination`` atomically, checking its MD5 when given."""
     destination.parent.mkdir(parents=True, exist_ok=True)

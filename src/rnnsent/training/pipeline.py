@@ -9,6 +9,7 @@ starting weights; only rank 0 logs, writes checkpoints and the model directory.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,15 +20,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rnnsent.artifact.directory import save_artifact
+from rnnsent.artifact.lock import run_lock
 from rnnsent.config import RunConfig, RunOptions
 from rnnsent.data.cache import load_encoded
+from rnnsent.data.download import source_identity
 from rnnsent.data.corpus import EncodedCorpus
 from rnnsent.data.splits import limit_split
 from rnnsent.inference.evaluate import evaluate_model
+from rnnsent.labels import LabelSpace
 from rnnsent.metrics import format_metrics
 from rnnsent.model.build import build_model, recurrent_network
-from rnnsent.labels import LabelSpace
 from rnnsent.model.scoring import predict_logits, predict_part_logits
+from rnnsent.model.size import check_fits
 from rnnsent.model.summary import count_parameters
 from rnnsent.training import checkpoint as checkpoints
 from rnnsent.training.distributed import World, barrier, setup, teardown
@@ -58,48 +62,57 @@ def run(config: RunConfig, options: RunOptions, source: Path, out: Path, *, resu
     when ``resume``), evaluate on the test split and save. Returns the trained model."""
     world = setup(options.device)
     try:
-        if options.threads:
-            torch.set_num_threads(options.threads)
-        log = log if world.is_main else (lambda message: None)
-        corpus = read_data(source, config, world)
-        data = prepare_data(corpus, config, options.limit)
-        if not resume and checkpoints.has_checkpoint(out):
-            log(f"note: starting afresh in {out} (its previous checkpoint is replaced)")
-        validation = f", {len(data.validation)} validation" if data.validation is not None else ""
-        log(f"preset {config.preset}: {len(data.train)} training reviews{validation}, "
-            f"maxlen {config.text.maxlen}, {config.model.cell} cell, device {world.device}")
-        if not corpus.labels.is_sentiment:
-            log(corpus.labels.describe())
-        started = time.perf_counter()
-        figures: dict[str, Any] = {"pretrain_seconds": 0.0}
-
-        def initialise(model: nn.Module) -> None:
-            figures.update(initialise_word_vectors(model, config, options, corpus, source, log))
-            figures.update(fit_ngram_regression_stage(model, config, data, log))
-
-        result = train_tensors(config, options, data, out, world=world, resume=resume, log=log,
-                               progress_bar=progress_bar, initialise=initialise,
-                               checkpoint_fields={"data": str(Path(source).resolve())})
-        if getattr(result.model, "blend", None) is not None:
-            figures["validation_accuracy"] = fit_blend_stage(result.model, config, data, log)
-        decision = decision_stage(result.model, config, data, log)
-        seconds = time.perf_counter() - started
-        metrics: dict[str, Any] = {}
-        if world.is_main:
-            metrics = evaluate_on_test(result, config, options, corpus, decision)
-            metrics.update({"train_seconds": round(seconds, 2), **figures})
-            if decision.figures:
-                metrics["calibration"] = decision.figures
-            save_artifact(out, config, corpus.vocabulary, result.model.cpu(), metrics, result.history, corpus.labels,
-                          decision.temperature, decision.thresholds)
-            log(f"trained in {seconds:.1f}s; model saved to {out}")
-            log(format_metrics(metrics))
-            for warning in chance_warnings(metrics, corpus, options):
-                log(warning)
-        return RunOutcome(result.model.cpu(), corpus.vocabulary, metrics, result.history, corpus.labels,
-                          decision.temperature, decision.thresholds)
+        # Rank 0 holds the run directory's lock: the one writer of checkpoints and the model.
+        with run_lock(out) if world.is_main else nullcontext():
+            return _run(config, options, source, out, world, resume, log, progress_bar)
     finally:
         teardown(world)
+
+
+def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world: World, resume: bool, log: Log,
+         progress_bar: bool) -> RunOutcome:
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    log = log if world.is_main else (lambda message: None)
+    corpus = read_data(source, config, world)
+    data = prepare_data(corpus, config, options.limit)
+    if not resume and checkpoints.has_checkpoint(out):
+        log(f"note: starting afresh in {out} (its previous checkpoint is replaced)")
+    validation = f", {len(data.validation)} validation" if data.validation is not None else ""
+    log(f"preset {config.preset}: {len(data.train)} training reviews{validation}, "
+        f"maxlen {config.text.maxlen}, {config.model.cell} cell, device {world.device}")
+    if not corpus.labels.is_sentiment:
+        log(corpus.labels.describe())
+    check_fits(config, corpus.labels.num_outputs)
+    started = time.perf_counter()
+    figures: dict[str, Any] = {"pretrain_seconds": 0.0}
+
+    def initialise(model: nn.Module) -> None:
+        figures.update(initialise_word_vectors(model, config, options, corpus, source, log))
+        figures.update(fit_ngram_regression_stage(model, config, data, log))
+
+    result = train_tensors(config, options, data, out, world=world, resume=resume, log=log,
+                           progress_bar=progress_bar, initialise=initialise,
+                           checkpoint_fields={"data": str(Path(source).resolve()),
+                                              "data_identity": source_identity(Path(source))})
+    if getattr(result.model, "blend", None) is not None:
+        figures["validation_accuracy"] = fit_blend_stage(result.model, config, data, log)
+    decision = decision_stage(result.model, config, data, log)
+    seconds = time.perf_counter() - started
+    metrics: dict[str, Any] = {}
+    if world.is_main:
+        metrics = evaluate_on_test(result, config, options, corpus, decision)
+        metrics.update({"train_seconds": round(seconds, 2), **figures})
+        if decision.figures:
+            metrics["calibration"] = decision.figures
+        save_artifact(out, config, corpus.vocabulary, result.model.cpu(), metrics, result.history, corpus.labels,
+                      decision.temperature, decision.thresholds)
+        log(f"trained in {seconds:.1f}s; model saved to {out}")
+        log(format_metrics(metrics))
+        for warning in chance_warnings(metrics, corpus, options):
+            log(warning)
+    return RunOutcome(result.model.cpu(), corpus.vocabulary, metrics, result.history, corpus.labels,
+                      decision.temperature, decision.thresholds)
 
 
 def read_data(source: Path, config: RunConfig, world: World) -> EncodedCorpus:
