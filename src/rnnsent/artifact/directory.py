@@ -41,6 +41,7 @@ from rnnsent.artifact.files import (
     read_json,
     read_tensors,
     sha256_bytes,
+    sweep_temporaries,
     tensors_to_bytes,
     write_bytes_atomic,
     write_json_atomic,
@@ -99,6 +100,7 @@ def save_artifact(
     """Write a complete model directory; the manifest goes last, so a crash leaves no usable half."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    sweep_temporaries(directory)
     (directory / "manifest.json").unlink(missing_ok=True)
     files: dict[str, bytes] = {
         "config.json": _json_bytes({

@@ -99,10 +99,35 @@ def _write_cache(path: Path, corpus: EncodedCorpus) -> None:
     for name in ("train", "test"):
         split: EncodedSplit = getattr(corpus, name)
         arrays.update({f"{name}_flat": split.flat, f"{name}_offsets": split.offsets, f"{name}_labels": split.labels})
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "wb") as out:
-        np.savez(out, **arrays)
-    os.replace(temporary, path)
+    _sweep_temporaries(path.parent)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.{os.getpid()}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, **arrays)
+        os.replace(temporary, path)
+    except BaseException:
+        # A full disk must not stay full of a half-written cache entry.
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _sweep_temporaries(directory: Path) -> None:
+    """Remove temporary files that processes now gone left behind (killed while writing)."""
+    for stale in directory.glob(".*.tmp"):
+        parts = stale.name.split(".")
+        pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+        if pid is not None and pid != os.getpid() and not _alive(pid):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_cache(path: Path) -> EncodedCorpus:

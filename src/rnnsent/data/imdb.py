@@ -27,10 +27,12 @@ Buckets = dict[tuple[str, str], list[tuple[str, str]]]
 def read_imdb_archive(path: Path, include_unlabelled: bool = False, labels: str = "sentiment") -> Corpus:
     """aclImdb from its ``.tar.gz``, read as a stream in one pass."""
     buckets: Buckets = {}
+    official = False  # the archive holds aclImdb's own files beside the reviews
     try:
         with tarfile.open(path, mode="r|*") as archive:
             for member in archive:
                 parts = member.name.split("/")
+                official = official or member.name == "aclImdb/imdb.vocab"
                 if not member.isfile() or len(parts) != 4 or parts[0] != "aclImdb" or not parts[3].endswith(".txt"):
                     continue
                 split, label = parts[1], parts[2]
@@ -46,6 +48,13 @@ def read_imdb_archive(path: Path, include_unlabelled: bool = False, labels: str 
         if isinstance(error, DataError):
             raise
         raise DataError(f"{path}: archive is truncated or corrupt ({error}); download it again") from None
+    if official:
+        # tarfile takes an archive that ends cleanly between two entries as complete; aclImdb's
+        # counts tell a cut one.
+        for (split, label), reviews in sorted(buckets.items()):
+            if label != UNLABELLED and len(reviews) != IMDB_SPLIT_SIZE:
+                raise DataError(f"{path}: {split}/{label} holds {len(reviews)} reviews, not the {IMDB_SPLIT_SIZE} "
+                                "of aclImdb v1.0; the archive is truncated: download it again")
     return _corpus(buckets, str(path), labels)
 
 

@@ -9,6 +9,7 @@ import torch
 
 from rnnsent.config import RunConfig
 from rnnsent.data.corpus import EncodedCorpus, EncodedSplit
+from rnnsent.errors import DataError
 from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
 from rnnsent.data.splits import limit_split, training_splits
 
@@ -45,7 +46,13 @@ class TrainingData:
 def prepare_data(corpus: EncodedCorpus, config: RunConfig, limit: int = 0) -> TrainingData:
     """Limit to ``limit`` reviews (0: all), hold out the validation split (fixed seed, stratified) and pad."""
     train_split, held_out = training_splits(corpus.train, config.train.validation_split, limit)
+    test_split = limit_split(corpus.test, limit)
+    if not len(train_split) or not len(test_split):
+        which = "training" if not len(train_split) else "test"
+        cause = f"--limit {limit} keeps" if limit else "the data has"
+        raise DataError(f"{cause} no {which} reviews ({len(corpus.train)} training, {len(corpus.test)} test in all); "
+                        f"{'use a larger --limit' if limit else 'add reviews'}")
     task = corpus.labels.task
     validation = Tensors.from_split(held_out, config, task) if held_out is not None else None
-    test = Tensors.from_split(limit_split(corpus.test, limit), config, task) if config.train.report_test else None
+    test = Tensors.from_split(test_split, config, task) if config.train.report_test else None
     return TrainingData(Tensors.from_split(train_split, config, task), validation, test, corpus.labels)
