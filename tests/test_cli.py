@@ -186,6 +186,9 @@ def test_predict_json_and_every_input_route_agree(trained, capsys, monkeypatch, 
     jsonl.write_text("".join(json.dumps({"text": text, "id": i}) + "\n\n" for i, text in enumerate(texts)), encoding="utf-8")
     from_file = predict_json(capsys, model, "--file", str(plain))
     from_jsonl = predict_json(capsys, model, "--file", str(jsonl))
+    # The other fields of a JSONL object come along unchanged, after the text.
+    assert [list(row)[:2] for row in from_jsonl] == [["text", "id"]] * 3
+    assert [row.pop("id") for row in from_jsonl] == [0, 1, 2]
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(plain.read_bytes())))
     from_stdin = predict_json(capsys, model)
     assert from_file == from_jsonl == from_stdin == from_args
@@ -194,7 +197,9 @@ def test_predict_json_and_every_input_route_agree(trained, capsys, monkeypatch, 
     windows.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(texts).encode("utf-8") + b"\r\n")
     assert predict_json(capsys, model, "--file", str(windows)) == from_args
     jsonl.write_bytes(b"\xef\xbb\xbf" + jsonl.read_bytes())
-    assert predict_json(capsys, model, "--file", str(jsonl)) == from_args
+    with_mark = predict_json(capsys, model, "--file", str(jsonl))
+    assert [row.pop("id") for row in with_mark] == [0, 1, 2]
+    assert with_mark == from_args
     # Small batches give the same answers as one large one (up to float rounding: BLAS may
     # sum in another order for another batch size).
     one_by_one = predict_json(capsys, model, "--file", str(plain), "--batch-size", "1")

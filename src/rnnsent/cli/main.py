@@ -34,7 +34,10 @@ data (--data, else $RNNSENT_DATA, else the cache, else a download of aclImdb):
     "evaluate": """examples:
   rnnsent evaluate runs/seed
   rnnsent evaluate runs/seed --json
-  rnnsent evaluate runs/seed --data other-reviews.csv --limit 1000""",
+  rnnsent evaluate runs/seed --data other-reviews.csv --limit 1000
+  rnnsent evaluate runs/stars --data other.csv --text-field review --label-field stars
+
+The report ends with how many texts were scored and where they came from.""",
     "predict": """examples:
   rnnsent predict runs/seed "This movie was wonderful, I loved every minute of it."
   rnnsent predict runs/seed "Great!" "Awful." --json
@@ -44,6 +47,14 @@ data (--data, else $RNNSENT_DATA, else the cache, else a download of aclImdb):
   cat reviews.txt | rnnsent predict runs/seed
   rnnsent predict runs/seed --explain "Great acting, but the plot was dull."   # why: word by word
   rnnsent predict runs/seed --explain "..." --integrated-gradients --json
+  rnnsent predict runs/topics --explain "..." --class sports     # influence towards one class
+
+Each line is label<TAB>probability<TAB>text: binary models give the probability of the class
+their logit scores (positive for sentiment), other models the most probable label and its
+probability; multi-label models print the labels over their thresholds joined with "," ("-"
+for none). With --json: "label", "probability", "empty", and for K-class models
+"probabilities" (every label) and, multi-label, "labels". The other fields of JSONL or CSV
+input (an "id", say) come along in --json results unchanged.
 
 Files are streamed: any size is scored in constant memory, results are written in input
 order as each batch is scored, and a progress bar shows on a terminal.
@@ -141,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = command("evaluate", "score a saved model on the test split")
     evaluate.add_argument("model", type=Path, help="model directory")
     evaluate.add_argument("--data", help="data source (default: as for train)")
+    for name in ("text_field", "label_field", "label_separator"):
+        evaluate.add_argument("--" + name.replace("_", "-"), dest=name, metavar=name.upper(),
+                              help=f"{recipe_fields[name].metadata['help']} (default: the model's, as it was trained)")
     _add_field(evaluate, options["limit"], default=0, help="score a fixed random subset of N test reviews (0: all)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     add_threads(evaluate)
@@ -161,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "each word's influence (coloured on a terminal)")
     predict.add_argument("--integrated-gradients", action="store_true",
                          help="with --explain: also integrated gradients on the word embeddings")
+    predict.add_argument("--class", dest="class_name", metavar="NAME",
+                         help="with --explain: the class to explain (default: the predicted one; "
+                         "binary models: the class the model scores, positive for sentiment)")
 
     serve = command("serve", "serve a saved model over HTTP: a JSON API and a web page")
     serve.add_argument("model", type=Path, help="model directory")
@@ -254,7 +271,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import rnnsent
 
-    metrics = rnnsent.evaluate(args.model, args.data, limit=args.limit, threads=args.threads, verbose=not args.json)
+    fields = _settings(args, ("text_field", "label_field", "label_separator"))
+    metrics = rnnsent.evaluate(args.model, args.data, limit=args.limit, threads=args.threads, verbose=not args.json,
+                               fields=fields or None)
     print(json.dumps(metrics) if args.json else str(metrics))
     return 0
 
@@ -270,6 +289,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("give texts on the command line or --file, not both")
     if args.integrated_gradients and args.explain is None:
         raise UsageError("--integrated-gradients goes with --explain TEXT")
+    if args.class_name is not None and args.explain is None:
+        raise UsageError("--class goes with --explain TEXT")
     if args.explain is not None and (args.texts or args.file):
         raise UsageError("--explain takes one text: drop the other texts and --file")
     if args.explain is None:
@@ -291,19 +312,19 @@ def _score_stream(model, args: argparse.Namespace) -> int:
     from rnnsent.inference.streaming import (
         ProgressBar,
         detect_format,
-        read_texts,
+        read_inputs,
         score_to,
     )
 
     handle = None
     if args.texts:
-        texts: Iterator[str] = iter(args.texts)
+        texts: Iterator = iter(args.texts)
     elif args.file and args.file != "-":
         handle = open(args.file, "rb")
-        texts = read_texts(handle, args.file, detect_format(args.file, args.format), args.text_field)
+        texts = read_inputs(handle, args.file, detect_format(args.file, args.format), args.text_field)
     else:
         handle = sys.stdin.buffer
-        texts = read_texts(handle, "<stdin>", detect_format("", args.format), args.text_field)
+        texts = read_inputs(handle, "<stdin>", detect_format("", args.format), args.text_field)
     bar = ProgressBar(handle, enabled=handle is not None and not args.quiet and sys.stderr.isatty())
     # Any str may arrive (lone surrogates from undecodable argv bytes or JSON escapes, emoji on
     # a Latin-1 terminal): write what cannot be encoded as a backslash escape.
@@ -329,7 +350,7 @@ def _score_stream(model, args: argparse.Namespace) -> int:
 def _explain(model, args: argparse.Namespace) -> int:
     from rnnsent.cli.render import render_text
 
-    explanation = model.explain(args.explain, integrated_gradients=args.integrated_gradients)
+    explanation = model.explain(args.explain, integrated_gradients=args.integrated_gradients, label=args.class_name)
     if args.json:
         print(json.dumps(explanation.to_dict()))
     else:

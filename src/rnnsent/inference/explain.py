@@ -1,17 +1,23 @@
 """Why the model said what it said: per-token trajectory, occlusion and integrated gradients.
 
-For one raw text, :func:`explain` returns
+Every explanation is about one class, the *target*: the class a binary model's logit scores
+(``positive`` for sentiment), the most probable class of a multi-class or multi-label model,
+or any class asked for by name. For one raw text, :func:`explain` returns
 
 * the tokens exactly as the model read them (after truncation), with out-of-vocabulary
   words marked and a ``truncated`` flag;
-* the trajectory: the positive-class probability after each token. A unidirectional
-  network reads left to right, so the hidden state at step ``t`` already is the state
-  after the prefix ending at ``t``; one forward pass gives every prefix, and pooled
-  summaries over each prefix come from cumulative max / mean / softmax sums;
+* the trajectory: the target's probability after each token. A unidirectional network
+  reads left to right, so the hidden state at step ``t`` already is the state after the
+  prefix ending at ``t``; one forward pass gives every prefix, and pooled summaries over
+  each prefix come from cumulative max / mean / softmax sums;
 * occlusion influence: ``p(review) - p(review without word i)`` for every word, all the
-  shortened reviews scored in one batch;
-* optionally integrated gradients on the word embeddings (in logit units), against a
+  shortened reviews scored in one batch, ``p`` being the target's probability;
+* optionally integrated gradients on the word embeddings, in units of the target's
+  log-odds (the logit for binary and multi-label models; for a softmax over K classes
+  ``z_k - logsumexp(z_j, j != k)``, whose sigmoid is the class's probability), against a
   baseline where every word's vector is zero.
+
+The calibrated temperature of the model divides its logits first, as in prediction.
 """
 
 from __future__ import annotations
@@ -19,19 +25,21 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
-from rnnsent.labels import LABELS
+from rnnsent.errors import UsageError
 from rnnsent.model.build import ngram_branch, recurrent_network
 from rnnsent.model.scoring import batch_logits
-from rnnsent.text.encoder import pad_rows
+from rnnsent.text.encoder import kept_words, pad_rows
+from rnnsent.text.tokenize import tokenize
 from rnnsent.text.vocabulary import OOV_ID, START_ID, START_TOKEN
 
 if TYPE_CHECKING:
     from rnnsent.artifact.directory import Artifact
+    from rnnsent.labels import LabelSpace
 
 
 DEFAULT_IG_STEPS = 32
@@ -42,69 +50,128 @@ class Explanation:
     """Everything known about one prediction; list fields run parallel to ``tokens``."""
 
     text: str
-    label: str
-    probability: float  # the model's probability of the positive class for the whole text
+    label: str  # the predicted label (multi-label: the most probable one)
+    probability: float  # the target's probability for the whole text
     tokens: list[str]  # as the model read them; "<start>" is the start-of-review token
     token_ids: list[int]
     oov: list[bool]  # the word is not in the vocabulary, so the model saw the OOV id
     special: list[bool]  # the start token: not a word of the review
-    trajectory: list[float]  # probability after reading each token
-    influence: list[float | None]  # occlusion; None for the start token
+    trajectory: list[float]  # the target's probability after reading each token
+    influence: list[float | None]  # occlusion on the target's probability; None for the start token
     truncated: bool  # maxlen cut words from the review
     dropped_words: int  # how many words the cut removed
-    integrated_gradients: list[float] | None = None  # logit units; None when not asked for
+    integrated_gradients: list[float] | None = None  # target log-odds units; None when not asked for
+    target: str | None = None  # the class explained (binary models: the scored class unless asked)
+    task: str = "binary"
+    probabilities: dict[str, float] | None = None  # K classes: every label's probability, in the model's order
+    labels: list[str] | None = None  # multi-label: the labels over their thresholds
+    names: tuple[str, ...] = ("negative", "positive")  # the model's labels, in its order
 
     @property
     def empty(self) -> bool:
         """The text had no words: the model read only the start token."""
         return not any(not special for special in self.special)
 
+    @property
+    def default_target(self) -> bool:
+        """A binary model explained for the class its logit scores, as before targets could be chosen."""
+        return self.task == "binary" and self.target == self.names[1]
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        result = {
             "text": self.text, "label": self.label, "probability": self.probability, "empty": self.empty,
             "truncated": self.truncated, "dropped_words": self.dropped_words,
             "tokens": self.tokens, "token_ids": self.token_ids, "oov": self.oov, "special": self.special,
             "trajectory": self.trajectory, "influence": self.influence,
             "integrated_gradients": self.integrated_gradients,
         }
+        if not self.default_target:
+            result["target"] = self.target
+        if self.labels is not None:
+            result["labels"] = self.labels
+        if self.probabilities is not None:
+            result["probabilities"] = self.probabilities
+        return result
 
 
 def explain(artifact: "Artifact", text: str, integrated_gradients: bool = False,
-            steps: int = DEFAULT_IG_STEPS) -> Explanation:
-    """Explain the prediction of a loaded model for one raw text (see the module docstring)."""
+            steps: int = DEFAULT_IG_STEPS, label: str | None = None) -> Explanation:
+    """Explain the prediction of a loaded model for one raw text (see the module docstring).
+
+    ``label`` names the class to explain (default: see the module docstring); a name the
+    model does not know is a :class:`~rnnsent.errors.UsageError` listing its labels.
+    """
     if not isinstance(text, str):
         raise TypeError("explain takes one text (a string)")
     if steps < 1:
         raise ValueError("integrated gradients need at least 1 step")
+    space = artifact.labels
+    if label is not None and label not in space.names:
+        raise UsageError(f"unknown class {label!r}; the model's labels are {', '.join(space.names)}")
     model, encoder, config = artifact.model, artifact.encoder, artifact.config
-    tokens, truncated = encoder.kept_tokens(text)
-    # Punctuation filters remove "<" and ">", so "<start>" in first place is always the start token.
-    special = [position == 0 and token == START_TOKEN for position, token in enumerate(tokens)]
-    row = [START_ID if is_start else encoder.vocabulary.id(token) for token, is_start in zip(tokens, special)]
-    # kept_tokens and encode_batch must agree on what the model reads.
-    assert row == _unpadded_row(encoder, text), "kept_tokens and encode_batch disagree"
-    words_in_text = len(encoder.encode(text)) - 1
-    dropped = words_in_text - sum(1 for is_start in special if not is_start)
+    # The same cut and lookup as the encoder's kept_ids, so the row is exactly what the model reads.
+    words, start, truncated = kept_words(text, config.text.maxlen, config.text.truncating)
+    tokens = [START_TOKEN, *words] if start else list(words)
+    special = [start and position == 0 for position in range(len(tokens))]
+    row = ([START_ID] if start else []) + encoder.vocabulary.ids(words)
+    dropped = len(tokenize(text)) - len(words)
     device = next(model.parameters()).device
     with torch.inference_mode():
         ids, lengths = _padded([row], config)
-        full_logit = _logits(model, ids.to(device), lengths.to(device), config)[0].item()
-        trajectory = _trajectory(model, row, config, device)
-        influence = _occlusion(model, row, special, config, device, _sigmoid(full_logit))
-    gradients = _integrated_gradients(model, row, special, config, device, steps) if integrated_gradients else None
-    probability = _sigmoid(full_logit)
+        full_logits = _logits(model, ids.to(device), lengths.to(device), config)[0]  # () or (K,)
+    temperature = artifact.temperature
+    if space.task == "binary":
+        full_logit = full_logits.item() / temperature
+        label_index = int(_sigmoid(full_logit) > 0.5)
+        predicted, probabilities, over = space.names[label_index], None, None
+    else:
+        scaled = full_logits.double() / temperature
+        values = (torch.softmax(scaled, dim=-1) if space.task == "multiclass" else torch.sigmoid(scaled)).tolist()
+        probabilities = {name: float(value) for name, value in zip(space.names, values)}
+        predicted = space.names[int(np.argmax(values))]
+        over = None
+        if space.task == "multilabel":
+            thresholds = artifact.thresholds or [0.5] * len(space.names)
+            over = [name for name, value, cut in zip(space.names, values, thresholds) if value > cut]
+    target = label if label is not None else (space.names[1] if space.task == "binary" else predicted)
+    score = _target_score(space, space.names.index(target), temperature)
+    with torch.inference_mode():
+        probability = _sigmoid(float(score(full_logits.unsqueeze(0))[0]))
+        trajectory = _trajectory(model, row, config, device, score)
+        influence = _occlusion(model, row, special, config, device, probability, score)
+    gradients = _integrated_gradients(model, row, special, config, device, steps, score) if integrated_gradients else None
     return Explanation(
-        text=text, label=LABELS[int(probability > 0.5)], probability=probability, tokens=tokens, token_ids=row,
+        text=text, label=predicted, probability=probability, tokens=tokens, token_ids=row,
         oov=[token_id == OOV_ID for token_id in row], special=special, trajectory=trajectory,
         influence=influence, truncated=truncated, dropped_words=dropped, integrated_gradients=gradients,
+        target=target, task=space.task, probabilities=probabilities, labels=over, names=space.names,
     )
 
 
-def _unpadded_row(encoder, text: str) -> list[int]:
-    ids, lengths = encoder.encode_batch([text])
-    row = ids[0]
-    kept = int(lengths[0])
-    return [int(i) for i in (row[len(row) - kept:] if encoder.config.padding == "pre" else row[:kept])]
+def _target_score(space: "LabelSpace", index: int, temperature: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The target's log-odds ``(batch,)`` from the model's logits ``(batch,)`` or ``(batch, K)``.
+
+    Its sigmoid is the target's probability: for a binary model the logit (negated for the
+    first class), for a multi-label one the class's logit, for a softmax ``z_k - logsumexp``
+    of the other logits. Logits are divided by the calibrated temperature first.
+    """
+    if space.task == "binary":
+        sign = 1.0 if index == 1 else -1.0
+
+        def binary(logits: torch.Tensor) -> torch.Tensor:
+            scaled = logits.float() / temperature
+            return scaled if sign > 0 else -scaled
+
+        return binary
+    if space.task == "multilabel":
+        return lambda logits: logits[:, index].double() / temperature
+    others = [k for k in range(len(space.names)) if k != index]
+
+    def multiclass(logits: torch.Tensor) -> torch.Tensor:
+        scaled = logits.double() / temperature
+        return scaled[:, index] - torch.logsumexp(scaled[:, others], dim=-1)
+
+    return multiclass
 
 
 def _padded(rows: list[list[int]], config) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,14 +188,17 @@ def _sigmoid(logit: float) -> float:
     return float(1.0 / (1.0 + math.exp(-logit))) if logit >= 0 else float(math.exp(logit) / (1.0 + math.exp(logit)))
 
 
-def _trajectory(model, row: list[int], config, device) -> list[float]:
-    """Probability after each token of ``row``, from one forward pass."""
+def _trajectory(model, row: list[int], config, device, score) -> list[float]:
+    """The target's probability after each token of ``row``, from one forward pass.
+
+    ``score`` turns logits ``(batch,)`` or ``(batch, K)`` into the target's log-odds ``(batch,)``.
+    """
     if config.model.bidirectional:
         # The backward reader's state at step t has seen the words after t, so no single
         # pass yields prefix verdicts; every prefix is scored instead, in one batched call.
         prefixes = [row[:end] for end in range(1, len(row) + 1)]
         ids, lengths = _padded(prefixes, config)
-        return torch.sigmoid(_logits(model, ids.to(device), lengths.to(device), config)).cpu().tolist()
+        return torch.sigmoid(score(_logits(model, ids.to(device), lengths.to(device), config))).cpu().tolist()
     ids, lengths = _padded([row], config)
     network, ngrams = recurrent_network(model), ngram_branch(model)
     states, _ = network.encode(ids.to(device), lengths.to(device))  # (1, time, state)
@@ -137,34 +207,36 @@ def _trajectory(model, row: list[int], config, device) -> list[float]:
     summaries = network.pooling.prefixes(states[0])  # (time, summary)
     # Token k of the row sits at column first + k: after the padding with "pre" padding.
     first = config.text.maxlen - len(row) if config.text.padding == "pre" else 0
-    parts = {"recurrent": network.head_logits(summaries)[first:first + len(row)]}  # (tokens,)
+    parts = {"recurrent": network.head_logits(summaries)[first:first + len(row)]}  # (tokens,) or (tokens, K)
     if ngrams is not None:
         # The n-gram branch does not see padding, so each prefix can be padded any way to batch them.
         prefixes, _ = pad_rows([row[:end] for end in range(1, len(row) + 1)], len(row), "post")
-        parts["ngrams"] = ngrams(torch.from_numpy(prefixes).to(device))  # (tokens,)
-    return torch.sigmoid(model.combine(parts).float()).cpu().tolist()
+        parts["ngrams"] = ngrams(torch.from_numpy(prefixes).to(device))  # (tokens,) or (tokens, K)
+    return torch.sigmoid(score(model.combine(parts).float())).cpu().tolist()
 
 
-def _occlusion(model, row: list[int], special: list[bool], config, device, probability: float) -> list[float | None]:
-    """``p(row) - p(row without token i)`` for each word, one batch for all words."""
+def _occlusion(model, row: list[int], special: list[bool], config, device, probability: float,
+               score) -> list[float | None]:
+    """``p(row) - p(row without token i)`` of the target for each word, one batch for all words."""
     positions = [i for i, is_start in enumerate(special) if not is_start]
     influence: list[float | None] = [None] * len(row)
     if not positions:
         return influence
     variants = [row[:i] + row[i + 1:] for i in positions]
     ids, lengths = _padded(variants, config)
-    without = torch.sigmoid(_logits(model, ids.to(device), lengths.to(device), config)).cpu().numpy()
+    without = torch.sigmoid(score(_logits(model, ids.to(device), lengths.to(device), config))).cpu().numpy()
     for position, value in zip(positions, without):
         influence[position] = float(probability - value)
     return influence
 
 
-def _integrated_gradients(model, row: list[int], special: list[bool], config, device, steps: int) -> list[float]:
-    """Integrated gradients of the logit with respect to each word's embedding.
+def _integrated_gradients(model, row: list[int], special: list[bool], config, device, steps: int,
+                          score) -> list[float]:
+    """Integrated gradients of the target's log-odds with respect to each word's embedding.
 
     The baseline keeps padding and the start token as they are and sets every word's
     vector to zero; the path integral uses the midpoint rule over ``steps`` points, all in
-    one batch. Attributions sum to ``logit(text) - logit(baseline)`` up to that rule's error.
+    one batch. Attributions sum to ``score(text) - score(baseline)`` up to that rule's error.
     """
     ids, lengths = _padded([row], config)
     ids, lengths = ids.to(device), lengths.to(device)
@@ -190,8 +262,8 @@ def _integrated_gradients(model, row: list[int], special: list[bool], config, de
     try:
         with torch.enable_grad(), cudnn_off:
             batch_ids = ids.expand(steps, -1)
-            logits = _logits(model, batch_ids, lengths.expand(steps), config)  # (steps,)
-            (gradients,) = torch.autograd.grad(logits.sum(), path)
+            scores = score(_logits(model, batch_ids, lengths.expand(steps), config))  # (steps,)
+            (gradients,) = torch.autograd.grad(scores.sum(), path)
     finally:
         hook.remove()
     average = gradients.mean(dim=0)  # (time, embedding)

@@ -115,14 +115,16 @@ class Predictor:
             return np.zeros(shape, dtype=np.float32), np.zeros(0, dtype=np.int64)
         return np.concatenate(probabilities), np.concatenate(lengths)
 
-    def explain(self, text: str, integrated_gradients: bool = False, steps: int = 32):
-        """Tokens, probability after each token and per-word influence for one text.
+    def explain(self, text: str, integrated_gradients: bool = False, steps: int = 32, label: str | None = None):
+        """Tokens, a class's probability after each token and per-word influence for one text.
 
-        Returns an :class:`rnnsent.inference.explain.Explanation`; see that module for the methods.
+        The class explained is ``label`` when given (one of ``self.labels.names``), else the one
+        a binary model's logit scores or the most probable one. Returns an
+        :class:`rnnsent.inference.explain.Explanation`; see that module for the methods.
         """
         from rnnsent.inference.explain import explain
 
-        return explain(self.artifact, text, integrated_gradients=integrated_gradients, steps=steps)
+        return explain(self.artifact, text, integrated_gradients=integrated_gradients, steps=steps, label=label)
 
     def predict_stream(self, texts: Iterable[str], batch_size: int = PREDICT_BATCH_SIZE) -> Iterator[Prediction]:
         """Score an iterable of any length in batches, yielding in input order (constant memory)."""

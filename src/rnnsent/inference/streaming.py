@@ -1,11 +1,21 @@
 """Batch scoring of inputs of any size: texts are read lazily, scored in chunks, written in order.
 
 The input is read by :mod:`rnnsent.data.records`: plain text (one text per line), JSONL (one
-object per line with a string ``text`` field) or CSV (a header row with a ``text`` column;
-other columns are ignored). Nothing holds more than one chunk of texts at a time, so memory
-stays constant however long the input is, and each result line is written as soon as its
-chunk is scored, in input order. ``detect_format`` is the reader's, re-exported for the
-command line.
+object per line with a string ``text`` field) or CSV (a header row with a ``text`` column).
+Nothing holds more than one chunk of texts at a time, so memory stays constant however long
+the input is, and each result line is written as soon as its chunk is scored, in input order.
+``detect_format`` is the reader's, re-exported for the command line.
+
+Result lines, for every label space:
+
+* plain: ``label<TAB>probability<TAB>snippet``, the predicted label and the probability
+  :class:`~rnnsent.inference.predictor.Prediction` gives (binary: of the scored class; else of
+  the most probable label); a multi-label model prints the labels over their thresholds
+  joined with ``,`` (``-`` for none) in place of the label.
+* JSON: ``{"text": ..., **Prediction.to_dict()}``. The other fields of a JSONL object or CSV
+  row come along unchanged, after ``text`` and before the prediction's keys; a field named
+  like one of those (``text``, ``label``, ``probability``, ``empty``, ``labels``,
+  ``probabilities``) is replaced by the result's.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import json
 import os
 import stat
 import sys
-from typing import IO, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator, Mapping
 
 from rnnsent.data.batches import iter_text_chunks
 from rnnsent.data.records import detect_format as detect_format
@@ -30,19 +40,36 @@ def read_texts(handle: IO[bytes], name: str, input_format: str, text_field: str 
     return (record.text for record in read_records(handle, name, input_format, text_field))
 
 
-def format_result(text: str, prediction: Prediction, as_json: bool) -> str:
-    """One output line (newline included): JSON with the text, or ``label<TAB>probability<TAB>snippet``."""
+# Keys of a JSON result line that the result itself sets.
+RESULT_KEYS = frozenset({"text", "label", "probability", "empty", "labels", "probabilities"})
+
+
+def read_inputs(handle: IO[bytes], name: str, input_format: str,
+                text_field: str = "text") -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """``(text, the record's other fields)`` of a binary stream, lazily and in order (plain lines have no fields)."""
+    for record in read_records(handle, name, input_format, text_field):
+        yield record.text, {key: value for key, value in record.fields.items() if key != text_field}
+
+
+def format_result(text: str, prediction: Prediction, as_json: bool, fields: Mapping[str, Any] | None = None) -> str:
+    """One output line (newline included): JSON with the text and ``fields``, or
+    ``label<TAB>probability<TAB>snippet`` (see the module docstring)."""
     if as_json:
-        return json.dumps({"text": text, **prediction.to_dict()}) + "\n"
+        result = {"text": text}
+        if fields:
+            result.update((key, value) for key, value in fields.items() if key not in RESULT_KEYS)
+        result.update(prediction.to_dict())
+        return json.dumps(result) + "\n"
     snippet = " ".join(text.split())
     if len(snippet) > SNIPPET_LENGTH:
         snippet = snippet[:SNIPPET_LENGTH - 3] + "..."
-    return f"{prediction.label}\t{prediction.probability:.4f}\t{snippet}\n"
+    label = prediction.label if prediction.labels is None else (",".join(prediction.labels) or "-")
+    return f"{label}\t{prediction.probability:.4f}\t{snippet}\n"
 
 
 def score_to(
     predictor: Predictor,
-    texts: Iterable[str],
+    texts: Iterable[str | tuple[str, Mapping[str, Any]]],
     out: IO[str],
     batch_size: int,
     as_json: bool = False,
@@ -50,13 +77,18 @@ def score_to(
 ) -> int:
     """Score ``texts`` chunk by chunk, writing one line per text to ``out``; return the count.
 
-    ``progress``, when given, is called after each chunk with the number of texts done so far.
+    Each item is a text or a ``(text, fields)`` pair as :func:`read_inputs` gives; the fields
+    go into JSON lines. ``progress``, when given, is called after each chunk with the number
+    of texts done so far.
     """
     done = 0
-    for pairs in score_chunks(predictor, texts, batch_size):
-        out.write("".join(format_result(text, prediction, as_json) for text, prediction in pairs))
+    for chunk in iter_text_chunks(iter(texts), batch_size):
+        items = [item if isinstance(item, tuple) else (item, None) for item in chunk]
+        predictions = predictor.predict([text for text, _ in items], batch_size)
+        out.write("".join(format_result(text, prediction, as_json, fields)
+                          for (text, fields), prediction in zip(items, predictions)))
         out.flush()
-        done += len(pairs)
+        done += len(items)
         if progress is not None:
             progress(done)
     return done
