@@ -248,3 +248,25 @@ def test_a_full_disk_names_the_file_and_stale_temporaries_are_swept(tmp_path, mo
         files.write_bytes_atomic(tmp_path / "model.safetensors", b"weights")
     assert error.value.filename == str(tmp_path / "model.safetensors") and error.value.errno == errno.ENOSPC
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_a_huge_line_is_shown_from_its_head_alone():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from rnnsent.inference.streaming import SNIPPET_LENGTH, snippet_of
+
+    huge = "word " * 60_000_000  # 300 MB
+    snippet = snippet_of(huge)
+    assert len(snippet) > SNIPPET_LENGTH and len(snippet) < 10_000
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=st.sampled_from(["a", "b", " ", "\n", "\t", "é"]), max_size=2000))
+    def agrees_with_splitting_everything(text):
+        whole, head = " ".join(text.split()), snippet_of(text)
+        if len(whole) > SNIPPET_LENGTH:
+            assert len(head) > SNIPPET_LENGTH and head[:SNIPPET_LENGTH - 3] == whole[:SNIPPET_LENGTH - 3]
+        else:
+            assert head == whole
+
+    agrees_with_splitting_everything()
