@@ -10,7 +10,7 @@ Importing the package imports nothing heavy: the API (:mod:`rnnsent.api`), and t
 is imported on first use of one of its names.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 API = ("Model", "evaluate", "load", "pretrain", "summary", "train")
 
