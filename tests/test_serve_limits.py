@@ -270,8 +270,12 @@ def test_a_full_size_request_is_served(tiny_server):
     assert len(response.json()["predictions"]) == 256
 
 
-def test_cli_refuses_limits_that_disagree(tiny_model_dir, capsys):
-    assert main(["serve", str(tiny_model_dir), "--max-body-bytes", str(2 * 1024 * 1024)]) == 2
+def test_cli_refuses_limits_that_disagree(tiny_model_dir, monkeypatch, capsys):
+    def never_serve(*args, **kwargs):
+        raise ValueError("the limits were not checked")
+
+    monkeypatch.setattr(Predictor, "load", staticmethod(never_serve))  # the check comes first; never listen long
+    assert main(["serve", str(tiny_model_dir), "--port", "0", "--max-body-bytes", str(2 * 1024 * 1024)]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: max_body_bytes 2097152 cannot hold") and error.count("\n") == 1
 
