@@ -114,7 +114,8 @@ def raw_request(url: str, head: bytes, body_chunks: list[bytes] = ()) -> bytes:
 
 
 def test_oversize_body_refused_before_it_is_read(server_factory, tiny_predictor):
-    url = server_factory(create_app(tiny_predictor, ServeLimits(max_body_bytes=1000)))
+    limits = ServeLimits(max_texts=4, max_text_chars=200, max_explain_chars=200, max_body_bytes=1000)
+    url = server_factory(create_app(tiny_predictor, limits))
     # The declared length is over the limit and no body follows: an answer proves nothing was read.
     answer = raw_request(url, b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
                               b"Content-Length: 50000000\r\n\r\n")

@@ -186,9 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads(serve, default=1)
     serve.add_argument("--max-texts", type=int, default=256, help="texts per /predict request (default: 256)")
     serve.add_argument("--max-text-chars", type=int, default=20_000, help="characters per text (default: 20000)")
-    serve.add_argument("--max-body-bytes", type=int, default=2 * 1024 * 1024, help="request body size limit (default: 2 MiB)")
+    serve.add_argument("--max-body-bytes", type=int, default=None,
+                       help="request body size limit (default: enough for --max-texts texts of --max-text-chars "
+                            "characters at 4 bytes each, 19.5 MiB with the defaults)")
+    serve.add_argument("--max-explain-chars", type=int, default=5_000,
+                       help="characters of the text of one /explain request (default: 5000)")
+    serve.add_argument("--explain-timeout-seconds", type=float, default=10.0,
+                       help="an explanation not done this long after it arrived gets a 503 (default: 10)")
+    serve.add_argument("--max-header-bytes", type=int, default=64 * 1024,
+                       help="request line and headers together; larger gets a 431 (default: 65536)")
+    serve.add_argument("--header-timeout-seconds", type=float, default=10.0,
+                       help="time a client has to send the request line and headers; slower gets a 408 (default: 10)")
     serve.add_argument("--batch-wait-ms", type=float, default=0.0,
                        help="wait this long for more requests before each model call (default: 0, take what is queued)")
+    key = serve.add_mutually_exclusive_group()
+    key.add_argument("--api-key-env", metavar="NAME",
+                     help="require 'Authorization: Bearer KEY' with KEY read from environment variable NAME "
+                          "(default: RNNSENT_API_KEY, when it is set); GET /health and the page stay open")
+    key.add_argument("--api-key-file", type=Path, metavar="PATH", help="as --api-key-env, with the key read from a file")
     serve.add_argument("--access-log", action="store_true", help="log every request")
 
     pretrain = command("pretrain", "build word vectors from training and unlabelled reviews for --embeddings")
@@ -371,9 +386,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     limits = ServeLimits(max_texts=args.max_texts, max_text_chars=args.max_text_chars,
                          max_body_bytes=args.max_body_bytes, max_batch_texts=max(1024, args.max_texts),
-                         batch_wait_seconds=args.batch_wait_ms / 1000)
-    serve(args.model, args.host, args.port, limits, access_log=args.access_log)
+                         batch_wait_seconds=args.batch_wait_ms / 1000, max_explain_chars=args.max_explain_chars,
+                         explain_timeout_seconds=args.explain_timeout_seconds, max_head_bytes=args.max_header_bytes,
+                         head_timeout_seconds=args.header_timeout_seconds)
+    serve(args.model, args.host, args.port, limits, access_log=args.access_log, api_key=_api_key(args))
     return 0
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The key from --api-key-file or --api-key-env, else from RNNSENT_API_KEY when set (None: no key)."""
+    from rnnsent.errors import UsageError
+
+    if args.api_key_file is not None:
+        try:
+            key = args.api_key_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read --api-key-file {args.api_key_file} ({error})") from None
+        where = f"--api-key-file {args.api_key_file}"
+    elif args.api_key_env is not None:
+        key = os.environ.get(args.api_key_env, "").strip()
+        where = f"environment variable {args.api_key_env} (--api-key-env)"
+    else:
+        key = os.environ.get("RNNSENT_API_KEY", "").strip()
+        if not key:
+            return None
+        where = "environment variable RNNSENT_API_KEY"
+    if not key:
+        raise UsageError(f"the API key from {where} is empty or not set")
+    if any(ord(c) < 33 or ord(c) > 126 for c in key):
+        raise UsageError(f"the API key from {where} must be printable ASCII without spaces")
+    return key
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:

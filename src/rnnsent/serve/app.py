@@ -4,17 +4,30 @@
 describe the service, ``/docs`` and ``/openapi.json`` document it, and ``/`` is the page.
 
 Requests that arrive together are scored together (:mod:`rnnsent.batching`), so concurrent
-clients cost about as much as one batch. All model calls run one at a time on a single worker
-thread, which keeps torch off the event loop and never runs two calls at once.
+clients cost about as much as one batch. Scoring calls run one at a time on a worker thread,
+which keeps torch off the event loop; explanations, which are much slower, run one at a time
+on a second thread with their own copy of the model's modules (sharing its weights), so a
+long explanation never holds up ``/predict``. Queued work whose client has gone is dropped.
+
+Every request is bounded: its head by :mod:`rnnsent.serve.protocol` (size and time), its
+body by :class:`RequestGuard`, its texts by :class:`ServeLimits`, an explanation by a
+deadline. With an API key, every route but ``GET /health`` and the page needs it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
+import email.message
+import hmac
+import ipaddress
+import itertools
 import json
 import logging
 import math
 import socket
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,36 +37,81 @@ from typing import Any, Callable, Sequence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rnnsent import __version__
 from rnnsent.inference.predictor import Prediction, Predictor
-from rnnsent.serve.batching import MicroBatcher
+from rnnsent.serve.batching import ClientGone, DeadlineExceeded, MicroBatcher, SerialWorker
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 logger = logging.getLogger("rnnsent.serve")
 
 
+def request_bytes(texts: int, chars: int, bytes_per_char: int) -> int:
+    """The JSON body size of ``texts`` texts of ``chars`` characters each, at ``bytes_per_char``.
+
+    Each text adds its two quotes, a comma and a space; 64 bytes cover the rest
+    (``{"texts": [...]}`` or ``{"text": ..., "integrated_gradients": false}``).
+    """
+    return texts * (chars * bytes_per_char + 4) + 64
+
+
+# UTF-8 takes at most 4 bytes for any character, and JSON's escapes of ASCII (\" \\ \n \t) take 2,
+# so a body sized at 4 bytes a character holds any text within the limits, sent as UTF-8 JSON as
+# browsers and most clients send it. (\uXXXX escapes, as Python's json.dumps writes non-ASCII by
+# default, take 6 or 12 bytes: a request of only such characters at the full limits can get a 413.)
+BODY_BYTES_PER_CHAR = 4
+
+
 @dataclass(frozen=True)
 class ServeLimits:
-    """What one request may ask for, and how requests are grouped into model calls."""
+    """What one request may ask for, and how requests are grouped into model calls.
+
+    ``max_body_bytes`` defaults to what the text limits need (``BODY_BYTES_PER_CHAR`` bytes a
+    character); a value given must at least hold a full request of ASCII text.
+    """
 
     max_texts: int = 256  # texts per /predict request
     max_text_chars: int = 20_000  # characters per text (the longest IMDB review has about 14,000)
-    max_body_bytes: int = 2 * 1024 * 1024  # request body, checked before it is read whole
+    max_body_bytes: int | None = None  # request body, checked before it is read whole (None: from the text limits)
     max_batch_texts: int = 1024  # texts per model call when requests are grouped
     batch_wait_seconds: float = 0.0  # extra wait for more requests before a call (0: take what is queued)
+    max_explain_chars: int = 5_000  # characters of the text of one /explain request
+    explain_timeout_seconds: float = 10.0  # an explanation's deadline, from its arrival (waiting included)
+    max_head_bytes: int = 64 * 1024  # request line and headers together
+    head_timeout_seconds: float = 10.0  # time a client has to send the request line and headers
 
     def __post_init__(self) -> None:
-        for name in ("max_texts", "max_text_chars", "max_body_bytes", "max_batch_texts"):
+        if self.max_body_bytes is None:
+            derived = max(request_bytes(self.max_texts, self.max_text_chars, BODY_BYTES_PER_CHAR),
+                          request_bytes(1, self.max_explain_chars, BODY_BYTES_PER_CHAR))
+            object.__setattr__(self, "max_body_bytes", derived)
+        for name in ("max_texts", "max_text_chars", "max_body_bytes", "max_batch_texts", "max_explain_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.max_head_bytes < 1024:
+            raise ValueError("max_head_bytes must be at least 1024")
         if self.max_batch_texts < self.max_texts:
             raise ValueError("max_batch_texts must be at least max_texts, so that any request fits one call")
         if not 0 <= self.batch_wait_seconds <= 1:
             raise ValueError("the batch wait must be between 0 and 1 second")
+        for name in ("explain_timeout_seconds", "head_timeout_seconds"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ValueError(f"{name} must be more than 0 and at most 3600 seconds")
+        predict_needs = request_bytes(self.max_texts, self.max_text_chars, 1)
+        if self.max_body_bytes < predict_needs:
+            raise ValueError(
+                f"max_body_bytes {self.max_body_bytes} cannot hold a full /predict request: {self.max_texts} texts of "
+                f"{self.max_text_chars} characters need {predict_needs} bytes even as ASCII; raise --max-body-bytes "
+                "(or leave it out to derive it) or lower --max-texts or --max-text-chars")
+        explain_needs = request_bytes(1, self.max_explain_chars, 1)
+        if self.max_body_bytes < explain_needs:
+            raise ValueError(
+                f"max_body_bytes {self.max_body_bytes} cannot hold a full /explain request: {self.max_explain_chars} "
+                f"characters need {explain_needs} bytes even as ASCII; raise --max-body-bytes or lower --max-explain-chars")
 
 
 class ApiError(Exception):
@@ -65,23 +123,46 @@ class ApiError(Exception):
         self.message = message
 
 
-# ----------------------------------------------------------------------------- request size
+# ----------------------------------------------------------------------------- request guard
+
+# After a refusal, the rest of the body is read and thrown away (at most this much, for at most
+# this long) before the connection closes, so that a client still sending it (Python's
+# http.client and urllib send the whole body before they read) reads the answer, not a reset.
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_SECONDS = 10.0
 
 
-class BodySizeLimit:
-    """ASGI middleware: refuse request bodies over ``max_bytes`` without reading them whole.
+def _is_public(scope) -> bool:
+    """Routes open without an API key: ``GET /health`` and the page with its files."""
+    path = scope["path"]
+    return scope["method"] in ("GET", "HEAD") and (path in ("/", "/health") or path.startswith("/static/"))
 
-    A declared ``Content-Length`` over the limit is refused before any of the body is read;
-    a body without one (chunked) is read chunk by chunk and refused as soon as it passes the
-    limit, so at most ``max_bytes`` plus one chunk is ever held.
+
+class RequestGuard:
+    """ASGI middleware: the API key, then the body size, both before any of the body is read.
+
+    With ``api_key``, requests other than :func:`_is_public` ones need ``Authorization: Bearer
+    <key>`` (401 otherwise). Bodies over ``max_bytes`` are refused (413) without being read
+    whole: a declared ``Content-Length`` over the limit is refused before any of the body is
+    read; a body without one (chunked) is read chunk by chunk and refused as soon as it passes
+    the limit, so at most ``max_bytes`` plus one chunk is ever held.
     """
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, api_key: str | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.api_key = api_key.encode() if api_key else None
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.api_key is not None and not _is_public(scope):
+            refusal = self._check_key(dict(scope["headers"]).get(b"authorization"))
+            if refusal:
+                await _refuse(scope, receive, send, 401, refusal, [(b"www-authenticate", b"Bearer")])
+                return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
@@ -90,7 +171,7 @@ class BodySizeLimit:
                 await _send_error(send, 400, "Content-Length must be a whole number of bytes")
                 return
             if int(declared) > self.max_bytes:
-                await _send_error(send, 413, self._too_large())
+                await _refuse(scope, receive, send, 413, self._too_large())
                 return
         chunks, size = [], 0
         while True:
@@ -99,11 +180,12 @@ class BodySizeLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
+            more = message.get("more_body", False)
             if size > self.max_bytes:
-                await _send_error(send, 413, self._too_large())
+                await _refuse(scope, receive, send, 413, self._too_large(), read=size, finished=not more)
                 return
             chunks.append(chunk)
-            if not message.get("more_body", False):
+            if not more:
                 break
         body = b"".join(chunks)
         replayed = False
@@ -117,16 +199,120 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
+    def _check_key(self, authorization: bytes | None) -> str | None:
+        """Why the request's credentials are refused, or None when they are right."""
+        if not authorization:
+            return "this server needs an API key; send the header Authorization: Bearer <key>"
+        scheme, _, given = authorization.partition(b" ")
+        if scheme.lower() != b"bearer" or not given.strip():
+            return "the Authorization header must be Bearer <key>"
+        if not hmac.compare_digest(given.strip(), self.api_key):
+            return "the API key is wrong; send the server's key as Authorization: Bearer <key>"
+        return None
+
     def _too_large(self) -> str:
         return f"request body is over {self.max_bytes} bytes; send fewer or shorter texts per request"
 
 
-async def _send_error(send, status: int, message: str) -> None:
+async def _send_error(send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = (),
+                      more_body: bool = False) -> None:
     body = json.dumps({"error": message}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
+                            (b"connection", b"close"), *headers]})
+    await send({"type": "http.response.body", "body": body, "more_body": more_body})
+
+
+async def _refuse(scope, receive, send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = (),
+                  read: int = 0, finished: bool = False) -> None:
+    """Answer ``status`` and close, reading what is left of the body first (see ``DRAIN_BYTES``)."""
+    drain = not finished and _body_left(scope, read)
+    await _send_error(send, status, message, headers, more_body=drain)
+    if not drain:
+        return
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            discarded = 0
+            while discarded <= DRAIN_BYTES:
+                received = await receive()
+                if received["type"] == "http.disconnect" or not received.get("more_body", False):
+                    break
+                discarded += len(received.get("body", b""))
+    except TimeoutError:
+        pass
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _body_left(scope, read: int) -> bool:
+    """Whether a body is still to come that is worth reading before closing (at most ``DRAIN_BYTES``)."""
+    headers = dict(scope["headers"])
+    if headers.get(b"expect", b"").lower() == b"100-continue":
+        return False  # the client waits for a go-ahead that will not come, and sends nothing
+    declared = headers.get(b"content-length")
+    if declared is not None:
+        return declared.isdigit() and 0 < int(declared) - read <= DRAIN_BYTES
+    return b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+
+
+# ----------------------------------------------------------------------------- request bodies
+
+
+class BodyError(StarletteHTTPException):
+    """A body that cannot be read as JSON; FastAPI passes it on as it is (``{"error": detail}``)."""
+
+
+# Python refuses to convert integers of more digits than this (sys.get_int_max_str_digits).
+MAX_NUMBER_DIGITS = 4300
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise BodyError(400, f"the body has a number of {len(digits.lstrip('-'))} digits; "
+                             f"numbers in a request have at most {MAX_NUMBER_DIGITS}")
+    return int(digits)
+
+
+def parse_json_body(body: bytes, content_type: str | None) -> Any:
+    """The JSON value of a request body: UTF-8 only, each problem in one clear sentence.
+
+    Syntax errors raise :class:`json.JSONDecodeError` (FastAPI reports them as invalid JSON,
+    with the reason); everything else raises :class:`BodyError`.
+    """
+    if content_type:
+        header = email.message.Message()
+        header["content-type"] = content_type
+        charset = header.get_param("charset")
+        if isinstance(charset, str) and charset.strip().lower() not in ("utf-8", "utf8"):
+            raise BodyError(415, f"the body must be UTF-8 JSON, not charset={charset}; "
+                                 "send Content-Type: application/json with UTF-8 text")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BodyError(400, f"the body is not UTF-8 (byte 0x{body[error.start]:02x} at position {error.start}); "
+                             "send JSON encoded as UTF-8") from None
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except RecursionError:
+        raise BodyError(400, 'the body\'s JSON is nested too deeply; send an object such as {"texts": ["..."]}') from None
+
+
+class _JsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = parse_json_body(await self.body(), self.headers.get("content-type"))
+        return self._json
+
+
+class JsonRoute(APIRoute):
+    """A route whose JSON bodies are read by :func:`parse_json_body`."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request):
+            return await handler(_JsonRequest(request.scope, request.receive, request._send))
+
+        return route_handler
 
 
 # ----------------------------------------------------------------------------- API schema
@@ -173,22 +359,28 @@ class ErrorResponse(BaseModel):
     error: str
 
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 422)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 413, 415, 422)}
 
 
 # ----------------------------------------------------------------------------- the app
 
 
 def create_app(predictor: Predictor, limits: ServeLimits | None = None,
-               score: Callable[[list[str]], Sequence[Prediction]] | None = None) -> FastAPI:
+               score: Callable[[list[str]], Sequence[Prediction]] | None = None,
+               explainer: Predictor | None = None, api_key: str | None = None) -> FastAPI:
     """The FastAPI application for one loaded model.
 
     ``score`` replaces ``predictor.predict`` as the batched scoring function (tests use it
-    to observe how requests are grouped).
+    to observe how requests are grouped). ``explainer`` answers ``/explain`` on its own
+    thread; by default, a copy of ``predictor`` whose modules share its weights (an
+    explanation hooks the model's modules, which must not touch a scoring call running at
+    the same time). ``api_key``: required as a bearer token on all but the public routes.
     """
     limits = limits or ServeLimits()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnnsent-model")
     batcher = MicroBatcher(score or predictor.predict, executor, limits.max_batch_texts, limits.batch_wait_seconds)
+    explainer = explainer or _explaining_copy(predictor)
+    explain_worker = SerialWorker("rnnsent-explain")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -198,26 +390,34 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None,
         finally:
             await batcher.stop()
             executor.shutdown(wait=False, cancel_futures=True)
+            explain_worker.shutdown()
 
     app = FastAPI(title="rnnsent", version=__version__, lifespan=lifespan,
                   description="Sentiment of movie reviews from a recurrent network, with word-by-word explanations.")
+    app.router.route_class = JsonRoute
     app.state.batcher = batcher
-    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    app.state.explain_worker = explain_worker
+    app.add_middleware(RequestGuard, max_bytes=limits.max_body_bytes, api_key=api_key)
     _add_error_handlers(app)
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, summary="Label texts")
-    async def predict(request: PredictRequest) -> JSONResponse:
+    async def predict(request: PredictRequest, http: Request) -> JSONResponse:
         _check_texts(request.texts, limits)
-        predictions = await batcher.submit(request.texts)
+        predictions = await batcher.submit(request.texts, is_gone=http.is_disconnected)
         # A response object skips FastAPI's re-validation of the output, which costs more than the model here.
         return JSONResponse({"predictions": [prediction.to_dict() for prediction in predictions]})
 
-    @app.post("/explain", response_model=ExplainResponse, responses=ERRORS, summary="Explain one text")
-    async def explain(request: ExplainRequest) -> JSONResponse:
-        _check_text("text", request.text, limits)
-        loop = asyncio.get_running_loop()
-        explanation = await loop.run_in_executor(
-            executor, lambda: predictor.explain(request.text, integrated_gradients=request.integrated_gradients))
+    @app.post("/explain", response_model=ExplainResponse, responses={**ERRORS, 503: {"model": ErrorResponse}},
+              summary="Explain one text")
+    async def explain(request: ExplainRequest, http: Request) -> JSONResponse:
+        _check_text("text", request.text, limits.max_explain_chars, " for /explain; explain a shorter part of it")
+        try:
+            explanation = await explain_worker.run(
+                lambda: explainer.explain(request.text, integrated_gradients=request.integrated_gradients),
+                limits.explain_timeout_seconds, is_gone=http.is_disconnected)
+        except DeadlineExceeded:
+            raise ApiError(503, f"the explanation did not finish within {limits.explain_timeout_seconds:g} s; "
+                                "retry with a shorter text") from None
         return JSONResponse(_finite(explanation.to_dict()))
 
     @app.get("/health", summary="Liveness and batching counters")
@@ -231,7 +431,7 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None,
             "name": Path(artifact.path).name, "preset": artifact.config.preset, "config": artifact.config.to_dict(),
             "vocab_size": artifact.vocabulary.size, "metrics": artifact.metrics,
             "limits": {"max_texts": limits.max_texts, "max_text_chars": limits.max_text_chars,
-                       "max_body_bytes": limits.max_body_bytes},
+                       "max_body_bytes": limits.max_body_bytes, "max_explain_chars": limits.max_explain_chars},
         })
 
     @app.get("/", include_in_schema=False)
@@ -248,12 +448,20 @@ def _check_texts(texts: list[str], limits: ServeLimits) -> None:
     if len(texts) > limits.max_texts:
         raise ApiError(422, f"{len(texts)} texts in one request; the limit is {limits.max_texts}, so split the list")
     for index, text in enumerate(texts):
-        _check_text(f"texts[{index}]", text, limits)
+        _check_text(f"texts[{index}]", text, limits.max_text_chars)
 
 
-def _check_text(where: str, text: str, limits: ServeLimits) -> None:
-    if len(text) > limits.max_text_chars:
-        raise ApiError(422, f"{where} has {len(text)} characters; the limit is {limits.max_text_chars}")
+def _check_text(where: str, text: str, limit: int, advice: str = "") -> None:
+    if len(text) > limit:
+        raise ApiError(422, f"{where} has {len(text)} characters; the limit is {limit}{advice}")
+
+
+def _explaining_copy(predictor: Predictor) -> Predictor:
+    """A predictor with its own copy of ``predictor``'s modules, sharing the weights (no extra memory)."""
+    artifact = predictor.artifact
+    model = artifact.model
+    shared = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
+    return type(predictor)(dataclasses.replace(artifact, model=copy.deepcopy(model, memo=shared)))
 
 
 def _finite(value: Any) -> Any:
@@ -271,6 +479,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
         return JSONResponse({"error": error.message}, status_code=error.status)
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, error: ClientGone) -> JSONResponse:
+        # Nobody reads this: the client has gone. 499 keeps it apart in access logs.
+        return JSONResponse({"error": "the client disconnected before its request was processed"}, status_code=499)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -317,24 +530,50 @@ def _validation_message(errors: Sequence[dict]) -> tuple[int, str]:
 
 
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None,
-          access_log: bool = False) -> None:
+          access_log: bool = False, api_key: str | None = None) -> None:
     """Load a model directory and serve it until interrupted.
 
     The address is taken before the model loads, so a busy port fails fast with a clear message.
     """
     import uvicorn
 
+    limits = limits or ServeLimits()
     sock = _listen(host, port)
     try:
+        warning = exposure_warning(sock.getsockname()[0], api_key is not None)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         predictor = Predictor.load(model_dir)
-        app = create_app(predictor, limits)
+        app = create_app(predictor, limits, api_key=api_key)
         bound_port = sock.getsockname()[1]
         print(f"serving {model_dir} on http://{host}:{bound_port}/  "
               f"(API: http://{host}:{bound_port}/docs; Ctrl+C stops)", flush=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=access_log))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=access_log, **_http_options(limits)))
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _http_options(limits: ServeLimits) -> dict[str, Any]:
+    """uvicorn's HTTP protocol, with the limits on each request's head."""
+    try:
+        from rnnsent.serve.protocol import guarded_protocol
+
+        return {"http": guarded_protocol(limits.max_head_bytes, limits.head_timeout_seconds)}
+    except ImportError:  # no httptools: h11 limits the size of a head (answering 400), not its time
+        return {"http": "h11", "h11_max_incomplete_event_size": limits.max_head_bytes}
+
+
+def exposure_warning(address: str, has_key: bool) -> str | None:
+    """A warning when a server listens beyond this machine without an API key, else None."""
+    try:
+        loopback = ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback or has_key:
+        return None
+    return (f"listening on {address}, beyond this machine, without an API key: anyone who can reach it can use it "
+            "(set RNNSENT_API_KEY, or use --api-key-file)")
 
 
 def _listen(host: str, port: int) -> socket.socket:

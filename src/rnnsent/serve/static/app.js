@@ -8,7 +8,41 @@ const CHART = { height: 230, left: 44, right: 12, top: 12, bottom: 34 };
 const elements = {};
 let current = null; // { explanation, index } while a result is shown
 
+// A server started with an API key wants it on every request but the page's own files. The page
+// takes it from the address (http://host:port/#key=KEY, removed from the address bar at once)
+// or asks for it when the server answers 401, and keeps it for this tab only.
+const KEY_STORAGE = "rnnsent-api-key";
+
+function storedKey() {
+  try { return sessionStorage.getItem(KEY_STORAGE) || ""; } catch (error) { return ""; }
+}
+
+function storeKey(key) {
+  try { sessionStorage.setItem(KEY_STORAGE, key); } catch (error) { /* private mode: asked again next time */ }
+}
+
+function takeKeyFromAddress() {
+  const match = /(?:^#|&)key=([^&]*)/.exec(window.location.hash);
+  if (!match) return;
+  storeKey(decodeURIComponent(match[1]));
+  history.replaceState(null, "", window.location.pathname + window.location.search);
+}
+
+async function apiFetch(url, options = {}, askForKey = true) {
+  for (let attempt = 0; ; attempt += 1) {
+    const headers = { ...(options.headers || {}) };
+    const key = storedKey();
+    if (key) headers.Authorization = `Bearer ${key}`;
+    const response = await fetch(url, { ...options, headers });
+    if (response.status !== 401 || !askForKey || attempt > 0) return response;
+    const entered = window.prompt("This server needs an API key:");
+    if (!entered || !entered.trim()) return response;
+    storeKey(entered.trim());
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  takeKeyFromAddress();
   for (const id of ["review-form", "review", "submit", "status", "result", "label", "probability",
                     "meter-fill", "notes", "words", "readout", "chart", "chart-summary", "model-info"]) {
     elements[id] = document.getElementById(id);
@@ -34,7 +68,7 @@ async function analyse() {
   elements.submit.disabled = true;
   showStatus("Reading…", false);
   try {
-    const response = await fetch("/explain", {
+    const response = await apiFetch("/explain", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ text }),
@@ -205,7 +239,7 @@ function drawChart(explanation) {
 
 async function loadModelInfo() {
   try {
-    const response = await fetch("/model");
+    const response = await apiFetch("/model", {}, false);
     if (!response.ok) return;
     const info = await response.json();
     const model = info.config.model;
