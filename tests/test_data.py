@@ -555,3 +555,36 @@ def test_csv_header_names_may_have_spaces_and_rows_old_mac_line_ends(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf text , label \r" + b"".join(b"review %d,%d\r" % (i, i % 2) for i in range(10)))
     corpus = read_corpus(path)
     assert sorted(corpus.train.texts + corpus.test.texts) == sorted(f"review {i}" for i in range(10))
+
+
+def test_aclimdb_urls_give_each_review_its_film_and_a_validation_split_by_film(tmp_path):
+    from rnnsent.data.splits import training_splits
+
+    tree = write_imdb_tree(tmp_path, per_label=6)
+    for split in ("train", "test"):
+        for label in ("neg", "pos"):
+            # Reviews 0-1 are of film tt1, 2-3 of tt2, 4-5 of tt3 (the same films for both labels).
+            lines = [f"http://www.imdb.com/title/tt{1 + i // 2}/usercomments" for i in range(6)]
+            (tree / split / f"urls_{label}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus = read_corpus(tree)
+    assert corpus.train.groups == ["tt1", "tt1", "tt2", "tt2", "tt3", "tt3"] * 2
+    encoded = load_encoded(tree, TextConfig(num_words=30), cache_dir=tmp_path / "cache", quiet=True)
+    for _ in range(2):  # built, then read back from the cache
+        train, validation = training_splits(encoded.train, 1 / 3, by="movie")
+        assert set(train.groups.tolist()).isdisjoint(validation.groups.tolist()) and len(validation) == 4
+        encoded = load_encoded(tree, TextConfig(num_words=30), cache_dir=tmp_path / "cache", quiet=True)
+    with pytest.raises(DataError, match="--validation-by movie needs the film of each review"):
+        csv_source = write_csv(tmp_path / "r.csv", make_reviews(30))
+        training_splits(load_encoded(csv_source, TextConfig(num_words=30), cache_dir=tmp_path / "cache", quiet=True).train,
+                        0.2, by="movie")
+
+
+def test_ratings_are_read_from_the_file_names_of_a_folder_and_an_archive(tmp_path):
+    from rnnsent.config import DataConfig
+
+    tree = write_imdb_tree(tmp_path / "tree", per_label=3)
+    (tree / "train/pos/7_10.txt").write_text("a ten", encoding="utf-8")
+    for source in (tree, make_archive(tree, tmp_path / "aclImdb.tar.gz")):
+        corpus = load_encoded(source, TextConfig(num_words=30), cache_dir=tmp_path / "cache", quiet=True,
+                              data=DataConfig(labels="rating"))
+        assert (corpus.labels.task, corpus.labels.names, corpus.labels.ordered) == ("multiclass", ("2", "8", "10"), True)

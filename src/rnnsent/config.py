@@ -142,6 +142,8 @@ class TrainConfig:
     warmup_steps: int = setting(0, "steps of linear learning-rate warm-up", low=0, high=10_000_000)
     clip_norm: float = setting(0.0, "clip the global gradient norm (0: off)", low=0.0, high=1e6)
     validation_split: float = setting(0.0, "fraction of training reviews held out for model selection", low=0.0, high=0.9)
+    validation_by: str = setting("random", "how the validation split is drawn: random reviews, or whole films "
+                                           "(aclImdb: no film on both sides)", choices=("random", "movie"))
     early_stopping: int = setting(0, "stop after this many epochs without a better validation loss (0: off)",
                                   low=0, high=10_000)
     report_test: bool = setting(True, "the notebook's per-epoch test-set report (never used for selection)")

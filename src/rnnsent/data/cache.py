@@ -21,7 +21,7 @@ from rnnsent.text.encoder import encode_corpus
 from rnnsent.text.tokenize import tokenize
 from rnnsent.text.vocabulary import Vocabulary
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 def default_cache_dir() -> Path:
@@ -67,9 +67,11 @@ def encode(corpus: Corpus, config: TextConfig, data: DataConfig = DataConfig()) 
     labels = LabelSpace.infer(corpus.train.labels, data.task, places, data.label_separator or None)
     targets = {name: labels.encode(split.labels, [split.place(i) for i in range(len(split))]).astype(
         np.float32 if labels.task == "multilabel" else np.int64) for name, split in (("train", corpus.train), ("test", corpus.test))}
+    # Groups (films) as numbers, in order of first appearance in the training split.
+    groups = np.unique(corpus.train.groups, return_inverse=True)[1].astype(np.int64) if corpus.train.groups else None
     return EncodedCorpus(
         vocabulary,
-        EncodedSplit(*encode_corpus(corpus.train.texts, vocabulary), targets["train"]),
+        EncodedSplit(*encode_corpus(corpus.train.texts, vocabulary), targets["train"], groups),
         EncodedSplit(*encode_corpus(corpus.test.texts, vocabulary), targets["test"]),
         labels,
     )
@@ -99,6 +101,8 @@ def _write_cache(path: Path, corpus: EncodedCorpus) -> None:
     for name in ("train", "test"):
         split: EncodedSplit = getattr(corpus, name)
         arrays.update({f"{name}_flat": split.flat, f"{name}_offsets": split.offsets, f"{name}_labels": split.labels})
+        if split.groups is not None:
+            arrays[f"{name}_groups"] = split.groups
     _sweep_temporaries(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.{os.getpid()}.", suffix=".tmp")
     try:
@@ -134,7 +138,8 @@ def _read_cache(path: Path) -> EncodedCorpus:
     with np.load(path, allow_pickle=False) as arrays:
         vocabulary = json.loads(arrays["vocabulary"].tobytes().decode("utf-8"))
         splits = {
-            name: EncodedSplit(arrays[f"{name}_flat"], arrays[f"{name}_offsets"], arrays[f"{name}_labels"])
+            name: EncodedSplit(arrays[f"{name}_flat"], arrays[f"{name}_offsets"], arrays[f"{name}_labels"],
+                               arrays[f"{name}_groups"] if f"{name}_groups" in arrays.files else None)
             for name in ("train", "test")
         }
     labels = LabelSpace.from_dict(vocabulary["labels"]) if "labels" in vocabulary else BINARY_SENTIMENT

@@ -23,6 +23,7 @@ class LabelledTexts:
     texts: list[str]
     labels: list[Any]
     places: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)  # e.g. each review's film, where the source tells it
 
     def place(self, index: int) -> str:
         return self.places[index] if self.places else f"example {index + 1}"
@@ -33,7 +34,8 @@ class LabelledTexts:
 
     def subset(self, indices: np.ndarray) -> "LabelledTexts":
         return LabelledTexts([self.texts[i] for i in indices], [self.labels[i] for i in indices],
-                             [self.places[i] for i in indices] if self.places else [])
+                             [self.places[i] for i in indices] if self.places else [],
+                             [self.groups[i] for i in indices] if self.groups else [])
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -55,6 +57,7 @@ class EncodedSplit:
     flat: np.ndarray  # (total_tokens,) int32
     offsets: np.ndarray  # (n + 1,) int64
     labels: np.ndarray  # targets: (n,) int64 class indices (0/1 when binary), or (n, K) float32 multi-hot
+    groups: np.ndarray | None = None  # (n,) int64: reviews of one group (film) share a number
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -70,7 +73,8 @@ class EncodedSplit:
         offsets = np.zeros(len(indices) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         positions = np.repeat(starts - offsets[:-1], lengths) + np.arange(int(lengths.sum()))
-        return EncodedSplit(self.flat[positions], offsets, self.labels[indices])
+        groups = None if self.groups is None else self.groups[indices]
+        return EncodedSplit(self.flat[positions], offsets, self.labels[indices], groups)
 
 
 @dataclass

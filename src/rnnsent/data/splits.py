@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnsent.data.corpus import EncodedSplit
+from rnnsent.errors import DataError
 
 HELD_OUT_SEED = 20_110_619  # fixed: held-out splits never depend on the run's seed
 
@@ -51,14 +52,37 @@ def limit_split(split: EncodedSplit, limit: int) -> EncodedSplit:
     return split.subset(limit_indices(split.labels, limit))
 
 
-def training_splits(split: EncodedSplit, validation_fraction: float, limit: int = 0) -> tuple[EncodedSplit, EncodedSplit | None]:
+def grouped_held_out_split(groups: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(kept, held_out)``, each sorted, holding out whole groups (films) until about
+    ``fraction`` of the rows are held out; the groups are drawn in a fixed order (seed
+    :data:`HELD_OUT_SEED`), so no group has rows on both sides."""
+    groups = np.asarray(groups)
+    unique, counts = np.unique(groups, return_counts=True)
+    order = np.random.default_rng(HELD_OUT_SEED).permutation(len(unique))
+    taken = np.cumsum(counts[order]) <= int(round(len(groups) * fraction))
+    held_groups = unique[order[taken]]
+    held = np.isin(groups, held_groups)
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def training_splits(split: EncodedSplit, validation_fraction: float, limit: int = 0,
+                    by: str = "random") -> tuple[EncodedSplit, EncodedSplit | None]:
     """``(train, validation)`` of a run: the ``limit`` subset, then ``validation_fraction`` of it held out.
 
-    ``validation`` is None when the fraction is 0. Training and word-vector pretraining both
-    take their reviews from here, so vectors never see a validation review.
+    ``by="random"`` holds out a stratified random fraction of the reviews; ``by="movie"``
+    whole films, so that reviews of one film never fall on both sides (aclImdb's ``urls_*.txt``
+    say which film each review is of). ``validation`` is None when the fraction is 0. Training
+    and word-vector pretraining both take their reviews from here, so vectors never see a
+    validation review.
     """
     limited = limit_split(split, limit)
     if not validation_fraction:
         return limited, None
-    kept, held = held_out_split(limited.labels, validation_fraction)
+    if by == "movie":
+        if limited.groups is None:
+            raise DataError("--validation-by movie needs the film of each review, which only aclImdb "
+                            "(its urls_*.txt) tells; use --validation-by random")
+        kept, held = grouped_held_out_split(limited.groups, validation_fraction)
+    else:
+        kept, held = held_out_split(limited.labels, validation_fraction)
     return limited.subset(kept), limited.subset(held)

@@ -143,7 +143,8 @@ def initialise_word_vectors(model: nn.Module, config: RunConfig, options: RunOpt
         seconds = 0.0
     elif recipe.pretrain_window:
         started = time.perf_counter()
-        reviews = pretraining_reviews(corpus, source, config.train.validation_split, options.limit)
+        reviews = pretraining_reviews(corpus, source, config.train.validation_split, options.limit,
+                                      config.train.validation_by)
         vectors = build_vectors(reviews, vocab_size, recipe.embedding_dim, recipe.pretrain_window, log=log)
         seconds = round(time.perf_counter() - started, 2)
         log(f"word vectors built from {sum(len(r[1]) - 1 for r in reviews)} reviews in {seconds:.1f}s")

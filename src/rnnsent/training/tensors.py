@@ -45,7 +45,8 @@ class TrainingData:
 
 def prepare_data(corpus: EncodedCorpus, config: RunConfig, limit: int = 0) -> TrainingData:
     """Limit to ``limit`` reviews (0: all), hold out the validation split (fixed seed, stratified) and pad."""
-    train_split, held_out = training_splits(corpus.train, config.train.validation_split, limit)
+    train_split, held_out = training_splits(corpus.train, config.train.validation_split, limit,
+                                            config.train.validation_by)
     test_split = limit_split(corpus.test, limit)
     if not len(train_split) or not len(test_split):
         which = "training" if not len(train_split) else "test"

@@ -113,7 +113,8 @@ def build_vectors(
     return ppmi_svd_vectors(counts, dim)
 
 
-def pretraining_reviews(corpus, source: Path, validation_split: float, limit: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def pretraining_reviews(corpus, source: Path, validation_split: float, limit: int = 0,
+                        validation_by: str = "random") -> list[tuple[np.ndarray, np.ndarray]]:
     """``(flat, offsets)`` id arrays of the reviews word vectors are built from.
 
     These are the training reviews a run trains on (the same ``limit`` subset, minus the
@@ -124,7 +125,7 @@ def pretraining_reviews(corpus, source: Path, validation_split: float, limit: in
     from rnnsent.data.splits import training_splits
     from rnnsent.text.encoder import encode_corpus
 
-    train, _ = training_splits(corpus.train, validation_split, limit)
+    train, _ = training_splits(corpus.train, validation_split, limit, validation_by)
     reviews = [(train.flat, train.offsets)]
     unlabelled = read_unlabelled(source)
     if unlabelled:
@@ -172,7 +173,7 @@ def pretrain_vectors(config, source: Path, out: Path, log: Callable[[str], None]
 
     started = time.perf_counter()
     corpus = load_encoded(source, config.text, data=config.data)
-    reviews = pretraining_reviews(corpus, source, config.train.validation_split)
+    reviews = pretraining_reviews(corpus, source, config.train.validation_split, 0, config.train.validation_by)
     counts = [len(offsets) - 1 for _, offsets in reviews]
     log(f"{counts[0]} training and {sum(counts[1:])} unlabelled reviews (validation and test reviews are not used)")
     vectors = build_vectors(reviews, config.text.num_words, config.model.embedding_dim, config.model.pretrain_window, log=log)
