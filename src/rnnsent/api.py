@@ -80,12 +80,13 @@ def load(path: PathLike, device: str = "cpu") -> Model:
     return Model(load_artifact(path, device))
 
 
-def train(preset: str = "seed", data: PathLike | None = None, out: PathLike | None = None, *,
+def train(preset: str = "auto", data: PathLike | None = None, out: PathLike | None = None, *,
           resume: PathLike | None = None, progress: bool | None = None, verbose: bool = True,
           **settings: Any) -> Model:
     """Train a model and save it as a model directory; returns the trained :class:`Model`.
 
-    ``preset`` is the starting recipe (``seed``, ``bigru``, ``best``); any recipe setting
+    ``preset`` is the starting recipe (``seed``, ``bigru``, ``best``, ``small``; ``auto``, the
+    default, is ``seed`` on aclImdb's sentiment labels and ``small`` on any other data); any recipe setting
     (``maxlen=100``, ``cell="gru"``, ...) or run option (``threads=1``, ``device="cpu"``,
     ``limit=1000``, ``max_steps``, ``checkpoint_every``, ``fused``) may be given as a keyword,
     checked exactly like the command-line flags. ``data`` is a data source (see the README's
@@ -100,7 +101,7 @@ def train(preset: str = "seed", data: PathLike | None = None, out: PathLike | No
 
     recipe_settings, option_settings = split_settings(settings)
     if resume is not None:
-        if out is not None or recipe_settings or preset != "seed":
+        if out is not None or recipe_settings or preset not in ("auto", "seed"):
             raise UsageError("resume continues a run with its saved recipe: drop out, preset and the recipe settings")
         changed = set(option_settings) - {"threads", "device"}
         if changed:
@@ -109,16 +110,26 @@ def train(preset: str = "seed", data: PathLike | None = None, out: PathLike | No
         config = RunConfig.from_dict(meta["config"])
         options = build_options({**meta.get("options", {}), **option_settings})
         run_dir, data = Path(resume), data or meta.get("data")
+        source = resolve_source(data)
     else:
-        config = build_config(preset, recipe_settings)
+        # auto becomes a named preset from the data (the saved recipe records that name). The
+        # data are named by a path, $RNNSENT_DATA, or else they are aclImdb (cached or downloaded):
+        # settings are checked before anything is downloaded.
+        named = data or os.environ.get("RNNSENT_DATA")
+        data_settings = build_config("seed", {k: v for k, v in recipe_settings.items()
+                                              if k in ("labels", "task")}).data
+        chosen = pipeline.choose_preset(preset, Path(named).expanduser() if named else None, data_settings)
+        config = build_config(chosen, recipe_settings)
         options = build_options(option_settings)
+        source = resolve_source(data)
         run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="rnnsent-"))
-    source = resolve_source(data)
     log = (lambda message: print(message, flush=True)) if verbose else (lambda message: None)
     show_bar = _interactive() if progress is None else progress
     outcome = pipeline.run(config, options, source, run_dir, resume=resume is not None, log=log, progress_bar=show_bar)
     # Under torchrun only rank 0 writes the directory; every rank returns the model it trained.
-    return Model(Artifact(run_dir, config, outcome.vocabulary, outcome.model.eval(), outcome.metrics, outcome.history))
+    extras = {"labels": outcome.labels} if outcome.labels is not None else {}
+    return Model(Artifact(run_dir, outcome.config or config, outcome.vocabulary, outcome.model.eval(), outcome.metrics,
+                          outcome.history, temperature=outcome.temperature, thresholds=outcome.thresholds, **extras))
 
 
 def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: int = 0, threads: int = 0,
