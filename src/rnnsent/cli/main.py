@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_recipe(sub: argparse.ArgumentParser, preset: str = "seed", names: Sequence[str] | None = None) -> None:
         names_allowed = [*PRESETS, AUTO_PRESET] if preset == AUTO_PRESET else list(PRESETS)
-        chosen_from = " (auto: seed on aclImdb sentiment, small on other data)" if preset == AUTO_PRESET else ""
+        chosen_from = ": seed on aclImdb sentiment, small on other data" if preset == AUTO_PRESET else ""
         sub.add_argument("--preset", default=preset, choices=names_allowed,
                          help=f"starting recipe (default: {preset}{chosen_from})")
         for section, fields in section_fields().items():
