@@ -106,9 +106,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("tiny-model")
     data = write_tiny_reviews(directory / "reviews.csv")
     out = directory / "model"
-    code = main(["train", "--data", str(data), "--out", str(out), "--quiet", "--threads", "1",
+    code = main(["train", "--data", str(data), "--out", str(out), "--quiet", "--threads", "1", "--preset", "seed",
                  "--num-words", "40", "--maxlen", "12", "--embedding-dim", "8", "--epochs", "3", "--no-report-test",
-                 "--lr", "0.005", "--batch-size", "16"])
+                 "--lr", "0.01", "--batch-size", "16"])
     assert code == 0
     return out
 

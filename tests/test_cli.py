@@ -21,7 +21,7 @@ from rnnsent.artifact.directory import load_artifact
 from rnnsent.cli.main import main
 
 SOURCE_ROOT = Path(rnnsent.__file__).resolve().parents[1]  # the src/ folder these tests import
-TRAIN_FLAGS = ["--epochs", "3", "--lr", "0.01", "--batch-size", "16", "--maxlen", "20", "--num-words", "100",
+TRAIN_FLAGS = ["--preset", "seed", "--epochs", "3", "--lr", "0.01", "--batch-size", "16", "--maxlen", "20", "--num-words", "100",
                "--threads", "1", "--quiet"]
 POSITIVE = "A great, wonderful film. I loved it, the best!"
 NEGATIVE = "Awful and boring, the worst waste of time. Hated it."

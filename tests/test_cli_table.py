@@ -39,7 +39,7 @@ TABLE = [
     (["train", "--out", "x", "--hidden-sise", "3"], MISTAKE, [], ["error: unrecognized arguments: --hidden-sise"]),
     (["train", "--out", "x", "--cell", "transformer"], MISTAKE, [], ["error: cell must be one of simple, lstm, gru"]),
     (["train", "--out", "x", "--task", "regression"], MISTAKE, [], ["error: task must be one of auto, binary"]),
-    (["train", "--out", "x", "--calibrate"], MISTAKE, [], ["--calibrate fits a temperature on a validation split"]),
+    (["train", "--out", "x", "--preset", "seed", "--calibrate"], MISTAKE, [], ["--calibrate fits a temperature on a validation split"]),
     (["train", "--resume", "MODEL", "--maxlen", "5"], MISTAKE, [], ["--resume continues a run with its saved settings"]),
     (["summary", "MODEL", "--maxlen", "5"], MISTAKE, [], ["a saved model has its own recipe"]),
     (["predict", "MODEL", "a", "--file", "DATA"], MISTAKE, [], ["give texts on the command line or --file, not both"]),

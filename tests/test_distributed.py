@@ -151,7 +151,7 @@ def test_torchrun_two_processes_write_an_artifact_that_predicts(tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
         "--master-port", str(free_port()), "-m", "rnnsent", "train", "--data", str(tmp_path / "reviews.jsonl"),
-        "--out", str(out), "--epochs", "1", "--num-words", "50", "--maxlen", "10", "--batch-size", "16",
+        "--out", str(out), "--preset", "seed", "--epochs", "1", "--num-words", "50", "--maxlen", "10", "--batch-size", "16",
         "--lr", "0.01", "--threads", "1", "--quiet",
     ]
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)

@@ -79,7 +79,7 @@ def write_jsonl(path: Path, rows, text_field="text", label_field="label") -> Pat
 
 def train(directory: Path, data: Path, *extra: str) -> Path:
     out = directory / "model"
-    assert main(["train", "--data", str(data), "--out", str(out), *FAST, *extra]) == 0
+    assert main(["train", "--data", str(data), "--out", str(out), "--preset", "seed", *FAST, *extra]) == 0
     return out
 
 

@@ -92,7 +92,8 @@ def train(preset: str | None = None, data: PathLike | None = None, out: PathLike
           **settings: Any) -> Model:
     """Train a model and save it as a model directory; returns the trained :class:`Model`.
 
-    ``preset`` is the starting recipe (``seed``, the default, ``bigru``, ``best``); any recipe setting
+    ``preset`` is the starting recipe (``seed``, ``bigru``, ``best``, ``small``; by default ``auto``:
+    ``seed`` on aclImdb's sentiment labels and ``small`` on any other data); any recipe setting
     (``maxlen=100``, ``cell="gru"``, ...) or run option (``threads=1``, ``device="cpu"``,
     ``limit=1000``, ``max_steps``, ``checkpoint_every``, ``fused``) may be given as a keyword,
     checked exactly like the command-line flags. ``data`` is a data source (see the README's
@@ -117,18 +118,27 @@ def train(preset: str | None = None, data: PathLike | None = None, out: PathLike
         options = build_options({**meta.get("options", {}), **option_settings})
         run_dir = Path(resume)
         data = _resumed_data(meta, data)
+        source = resolve_source(data)
     else:
-        config = build_config(preset or "seed", recipe_settings)
+        # auto becomes a named preset from the data (the saved recipe records that name). The
+        # data are named by a path, $RNNSENT_DATA, or else they are aclImdb (cached or downloaded):
+        # settings are checked before anything is downloaded.
+        named = data or os.environ.get("RNNSENT_DATA")
+        data_settings = build_config("seed", {k: v for k, v in recipe_settings.items()
+                                              if k in ("labels", "task")}).data
+        chosen = pipeline.choose_preset(preset or "auto", Path(named).expanduser() if named else None, data_settings)
+        config = build_config(chosen, recipe_settings)
         options = build_options(option_settings)
         check_fits(config)
+        source = resolve_source(data)
         run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="rnnsent-"))
-    source = resolve_source(data)
     log = (lambda message: print(message, flush=True)) if verbose else (lambda message: None)
     show_bar = _interactive() if progress is None else progress
     outcome = pipeline.run(config, options, source, run_dir, resume=resume is not None, log=log, progress_bar=show_bar)
     # Under torchrun only rank 0 writes the directory; every rank returns the model it trained.
-    return Model(Artifact(run_dir, config, outcome.vocabulary, outcome.model.eval(), outcome.metrics, outcome.history,
-                          outcome.labels, outcome.temperature, outcome.thresholds))
+    extras = {"labels": outcome.labels} if outcome.labels is not None else {}
+    return Model(Artifact(run_dir, outcome.config or config, outcome.vocabulary, outcome.model.eval(), outcome.metrics,
+                          outcome.history, temperature=outcome.temperature, thresholds=outcome.thresholds, **extras))
 
 
 def _resumed_data(meta: dict[str, Any], data: PathLike | None) -> str:

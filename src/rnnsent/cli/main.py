@@ -111,7 +111,7 @@ def _add_field(group, f: Field, default=None, help: str | None = None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rnnsent.config import PRESETS, option_fields, section_fields
+    from rnnsent.config import AUTO_PRESET, PRESETS, option_fields, section_fields
 
     recipe_fields = {f.name: f for fields in section_fields().values() for f in fields}
     options = {f.name: f for f in option_fields()}
@@ -127,8 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def add_recipe(sub: argparse.ArgumentParser, preset: str = "seed", names: Sequence[str] | None = None) -> None:
-        sub.add_argument("--preset", default=None if preset == "seed" else preset, choices=list(PRESETS),
-                         help=f"starting recipe (default: {preset})")
+        names_allowed = [*PRESETS, AUTO_PRESET] if preset == AUTO_PRESET else list(PRESETS)
+        chosen_from = ": seed on aclImdb sentiment, small on other data" if preset == AUTO_PRESET else ""
+        # train and summary leave --preset unset (None) unless it is given, so that a resumed run
+        # or a saved model can refuse one.
+        sub.add_argument("--preset", default=None if preset in (AUTO_PRESET, "seed") else preset, choices=names_allowed,
+                         help=f"starting recipe (default: {preset}{chosen_from})")
         for section, fields in section_fields().items():
             chosen = [f for f in fields if names is None or f.name in names]
             if chosen:
@@ -144,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     train.add_argument("--data", help="data source (see below)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_recipe(train)
+    add_recipe(train, preset=AUTO_PRESET)
     group = train.add_argument_group("run options (how this run executes; not saved in the model's recipe)")
     for f in options.values():
         _add_field(group, f)

@@ -5,7 +5,8 @@ same id rows; they differ in how the two logits make one:
 
 * :class:`JointClassifier` (``ngram_fit joint``): the sum, both parts trained together.
 * :class:`StackedClassifier` (``ngram_fit stacked``): a blend ``blend[0] * recurrent +
-  blend[1] * ngrams + blend[2]`` whose three numbers are fitted on validation reviews after
+  blend[1] * ngrams + blend[2]`` (with K outputs, ``blend[2:]``: one intercept per output)
+  whose numbers are fitted on validation reviews after
   the network trains (:func:`rnnsent.training.ngram_regression.fit_blend`); the branch is fitted
   on its own before (:func:`rnnsent.training.ngram_regression.fit_ngram_regression`).
 """
@@ -15,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnsent.model.ngrams import NgramBranch
 from rnnsent.model.loss import classification_loss
+from rnnsent.model.ngrams import NgramBranch
 from rnnsent.model.recurrent import RecurrentClassifier
 
 
@@ -62,8 +63,13 @@ class StackedClassifier(_TwoPartClassifier):
         # trains on its own loss, not on what the n-gram regression leaves over, because on
         # the reviews the regression was fitted to it is nearly always right and would leave
         # nothing to learn.
-        self.register_buffer("blend", torch.tensor([1.0, 0.0, 0.0]))
+        # With K outputs it is (1, 0, 0, ..., 0): a, c, then one intercept per output.
+        self.register_buffer("blend", torch.tensor([1.0, 0.0, 0.0]) if self.outputs == 1
+                             else torch.cat([torch.tensor([1.0]), torch.zeros(1 + self.outputs)]))
 
     def combine(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The model's logit ``(batch,)``: ``blend[0] * recurrent + blend[1] * ngrams + blend[2]``."""
-        return self.blend[0] * parts["recurrent"] + self.blend[1] * parts["ngrams"] + self.blend[2]
+        """The model's logit ``(batch,)``: ``blend[0] * recurrent + blend[1] * ngrams + blend[2]``
+        (``(batch, K)`` with K outputs: ``blend[2:]`` adds one intercept per output)."""
+        if self.outputs == 1:
+            return self.blend[0] * parts["recurrent"] + self.blend[1] * parts["ngrams"] + self.blend[2]
+        return self.blend[0] * parts["recurrent"] + self.blend[1] * parts["ngrams"] + self.blend[2:]

@@ -1,6 +1,7 @@
 """The stages of a training run, as plain functions called in order by :func:`run`.
 
-data → word vectors → n-gram regression → network → blend → test evaluation → model directory.
+data → sizing to the data → word vectors → n-gram regression → network → blend → test
+evaluation → model directory.
 
 Every process of a torchrun launch runs the same stages on the same data and builds the same
 starting weights; only rank 0 logs, writes checkpoints and the model directory.
@@ -8,6 +9,9 @@ starting weights; only rank 0 logs, writes checkpoints and the model directory.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -21,10 +25,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rnnsent.artifact.directory import save_artifact
 from rnnsent.artifact.lock import run_lock
-from rnnsent.config import RunConfig, RunOptions
+from rnnsent.config import DataConfig, RunConfig, RunOptions, resolve_preset
 from rnnsent.data.cache import load_encoded
+from rnnsent.data.corpus import EncodedCorpus, EncodedSplit
 from rnnsent.data.download import source_identity
-from rnnsent.data.corpus import EncodedCorpus
+from rnnsent.data.sources import ARCHIVE_SUFFIXES
 from rnnsent.data.splits import limit_split
 from rnnsent.inference.evaluate import evaluate_model
 from rnnsent.labels import LabelSpace
@@ -51,7 +56,8 @@ class RunOutcome:
     vocabulary: Any
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
-    labels: LabelSpace
+    config: RunConfig | None = None  # the effective recipe (sized to the data), as saved
+    labels: LabelSpace | None = None
     temperature: float = 1.0
     thresholds: list[float] | None = None
 
@@ -75,6 +81,9 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
         torch.set_num_threads(options.threads)
     log = log if world.is_main else (lambda message: None)
     corpus = read_data(source, config, world)
+    if not resume:  # a checkpoint's recipe was sized when its run began
+        # Sized to the texts this run trains on: the --limit subset when there is one.
+        config = size_to_data(config, dataclasses.replace(corpus, train=limit_split(corpus.train, options.limit)), log)
     data = prepare_data(corpus, config, options.limit)
     if not resume and checkpoints.has_checkpoint(out):
         log(f"note: starting afresh in {out} (its previous checkpoint is replaced)")
@@ -111,7 +120,7 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
         log(format_metrics(metrics))
         for warning in chance_warnings(metrics, corpus, options):
             log(warning)
-    return RunOutcome(result.model.cpu(), corpus.vocabulary, metrics, result.history, corpus.labels,
+    return RunOutcome(result.model.cpu(), corpus.vocabulary, metrics, result.history, config, corpus.labels,
                       decision.temperature, decision.thresholds)
 
 
@@ -124,6 +133,89 @@ def read_data(source: Path, config: RunConfig, world: World) -> EncodedCorpus:
     if world.local_rank == 0:
         barrier(world)
     return corpus
+
+
+def choose_preset(preset: str, source: Path | None, data: DataConfig | None = None) -> str:
+    """Resolve ``auto`` for ``source`` (:func:`rnnsent.config.resolve_preset`): aclImdb (its
+    archive, a folder of its layout with ``train/pos`` and ``train/neg``, or None: the default
+    source, aclImdb cached or downloaded) read for its sentiment labels counts as IMDB
+    sentiment; anything else is other data. Looks only at names and folders, reads nothing."""
+    data = data or DataConfig()
+    if source is None:
+        imdb = True
+    else:
+        source = Path(source)
+        root = source / "aclImdb" if (source / "aclImdb").is_dir() else source
+        imdb = (source.is_file() and source.name.lower().endswith(ARCHIVE_SUFFIXES)) or (
+            source.is_dir() and (root / "train" / "pos").is_dir() and (root / "train" / "neg").is_dir())
+    return resolve_preset(preset, imdb and data.labels == "sentiment" and data.task in ("auto", "binary"))
+
+
+def next_power_of_two(value: int) -> int:
+    """The least power of two ``>= value`` (1 for 0 or less)."""
+    return 1 << max(int(value) - 1, 0).bit_length()
+
+
+def size_to_data(config: RunConfig, corpus: EncodedCorpus, log: Log = lambda message: None) -> RunConfig:
+    """The recipe sized to the training data (a copy; ``config`` is left as it is).
+
+    * ``num_words``: at most the vocabulary's real size (the reserved ids and every distinct
+      training word), unless word vectors are loaded from a file (their table has the rows it
+      was built with). The encoding is unchanged: its ids are already below that.
+    * ``maxlen`` (with ``maxlen_quantile`` q > 0): at most the length that a fraction q of
+      the training texts fit in.
+    * ``ngram_buckets``: at most the least power of two holding 4 buckets per distinct n-gram
+      of 2+ words in the training texts as the model reads them (cut to ``maxlen``; the
+      validation texts count too, so it errs on the large side). The bucket a hash lands in
+      then collides with another n-gram's about once in 8, as the full table does on IMDB.
+
+    On IMDB none of these change ``seed``, ``bigru`` or ``best`` (74,000+ distinct words against
+    20,000; 4.3 million distinct 2-3-grams against 16 million buckets); the log says what changed.
+    """
+    sized = copy.deepcopy(config)
+    text, model = sized.text, sized.model
+    changes = []
+    words = max(corpus.vocabulary.size, text.index_from + 1)
+    # Word vectors loaded from a file (--embeddings) have the rows of the num_words they were
+    # built with: the table keeps that size.
+    if words < text.num_words and not model.embeddings:
+        changes.append(f"num_words {text.num_words:,} -> {words:,} (the training texts have "
+                       f"{len(corpus.vocabulary.words):,} distinct words)")
+        text.num_words = words
+    lengths = np.diff(corpus.train.offsets)
+    if text.maxlen_quantile and len(lengths):
+        fitting = max(1, int(math.ceil(float(np.quantile(lengths, text.maxlen_quantile)))))
+        if fitting < text.maxlen:
+            changes.append(f"maxlen {text.maxlen:,} -> {fitting:,} ({text.maxlen_quantile:.0%} of the training texts "
+                           f"are at most that long)")
+            text.maxlen = fitting
+    if model.ngram_buckets:
+        from rnnsent.training.ngram_regression import count_distinct_ngrams
+
+        started = time.perf_counter()
+        distinct = count_distinct_ngrams(_padded_rows(corpus.train, sized), len(corpus.train), model.ngram_order)
+        seconds = time.perf_counter() - started
+        buckets = next_power_of_two(4 * distinct)
+        kind = "2 words" if model.ngram_order == 2 else f"2-{model.ngram_order} words"
+        if buckets < model.ngram_buckets:
+            changes.append(f"ngram_buckets {model.ngram_buckets:,} -> {buckets:,} (4 per distinct n-gram of {kind}: "
+                           f"{distinct:,}, counted in {seconds:.1f}s)")
+            model.ngram_buckets = buckets
+        else:
+            log(f"n-gram table: {model.ngram_buckets:,} buckets for {distinct:,} distinct n-grams of {kind} "
+                f"(counted in {seconds:.1f}s)")
+    if changes:
+        log("sized to the data: " + "; ".join(changes))
+    return sized.validate()
+
+
+def _padded_rows(split: EncodedSplit, config: RunConfig) -> Callable[[int, int], torch.Tensor]:
+    """``rows(start, stop)``: the split's texts ``start..stop-1`` as the model reads them, padded."""
+
+    def rows(start: int, stop: int) -> torch.Tensor:
+        return torch.from_numpy(split.subset(np.arange(start, stop)).padded(config.text)[0])
+
+    return rows
 
 
 def initialise_word_vectors(model: nn.Module, config: RunConfig, options: RunOptions, corpus: EncodedCorpus,
@@ -159,10 +251,30 @@ def fit_ngram_regression_stage(model: nn.Module, config: RunConfig, data: Traini
     """Fit a stacked model's n-gram regression on the training split, before the network trains."""
     if not (config.model.ngram_buckets and config.model.ngram_fit == "stacked"):
         return {}
-    from rnnsent.training.ngram_regression import fit_ngram_regression
+    from rnnsent.training.ngram_regression import fit_ngram_regression, regression_memory_estimate
 
-    stats = fit_ngram_regression(model.ngrams, data.train.ids, data.train.labels, config.model.ngram_c, log=log)
+    branch = model.ngrams
+    # Upper bounds: every token of a row starts one n-gram of each order, all of them distinct.
+    entries = int(data.train.lengths.clamp(max=config.text.maxlen).sum()) * branch.order
+    estimate = regression_memory_estimate(entries, min(entries, branch.vocab_size + branch.buckets), branch.outputs)
+    available = _physical_memory()
+    log(f"n-gram regression: at most {entries:,} (text, n-gram) entries, about {estimate / 2**30:.2f} GB at the peak")
+    if available and estimate > 0.8 * available:
+        log(f"warning: the n-gram regression may need about {estimate / 2**30:.1f} GB of this machine's "
+            f"{available / 2**30:.1f} GB; fewer texts (--limit), a shorter --maxlen or --ngram-order 2 need less")
+    stats = fit_ngram_regression(model.ngrams, data.train.ids, data.train.labels, config.model.ngram_c, log=log,
+                                 task=data.labels.task)
     return {"ngram_regression": {key: round(value, 4) for key, value in stats.items()}}
+
+
+def _physical_memory() -> int:
+    """This machine's memory in bytes (0 where the system does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def train_tensors(config: RunConfig, options: RunOptions, data: TrainingData, out: Path, *, world: World = World(),
