@@ -29,7 +29,7 @@ def test_base_dependencies_and_extras():
     extras = project["optional-dependencies"]
     assert [r.split(">")[0] for r in extras["fast"]] == ["numba"]
     assert [r.split(">")[0] for r in extras["plot"]] == ["matplotlib"]
-    assert [r.split(">")[0] for r in extras["serve"]] == ["fastapi", "uvicorn", "httptools", "uvloop"]
+    assert [r.split(">")[0] for r in extras["serve"]] == ["fastapi", "uvicorn", "fastapi-offline", "httptools", "uvloop"]
     assert "rnnsent[fast,plot,serve]" in extras["test"]
     makefile = (ROOT / "Makefile").read_text()
     assert "pip install --quiet torch==2.13.0" in makefile and '".[fast,plot,serve,test]"' in makefile

@@ -444,13 +444,16 @@ def test_explanations_match_the_model_while_predictions_run(tiny_server, tiny_pr
 # ----------------------------------------------------------------------------- API key
 
 
-def test_with_an_api_key_only_health_and_the_page_are_open(keyed_server):
+def test_with_an_api_key_only_health_the_page_and_the_api_docs_are_open(keyed_server):
     url, _ = keyed_server
     assert httpx.get(f"{url}/health").status_code == 200
     assert httpx.get(f"{url}/").status_code == 200
     assert httpx.get(f"{url}/static/app.js").status_code == 200
-    for method, path in [("POST", "/predict"), ("POST", "/explain"), ("GET", "/model"), ("GET", "/openapi.json"),
-                         ("GET", "/nothing-here")]:
+    # The API's description holds nothing secret, and Swagger UI needs it to offer "Authorize".
+    for path in ("/docs", "/openapi.json", "/static/docs/swagger-ui-bundle.js"):
+        assert httpx.get(f"{url}{path}").status_code == 200, path
+    for method, path in [("POST", "/predict"), ("POST", "/explain"), ("GET", "/model"), ("POST", "/openapi.json"),
+                         ("GET", "/docs/oauth2-redirect"), ("GET", "/nothing-here")]:
         response = httpx.request(method, f"{url}{path}", json={"texts": ["great"]} if method == "POST" else None)
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
         assert "needs an API key" in one_line_error(response)

@@ -206,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     key = serve.add_mutually_exclusive_group()
     key.add_argument("--api-key-env", metavar="NAME",
                      help="require 'Authorization: Bearer KEY' with KEY read from environment variable NAME "
-                          "(default: RNNSENT_API_KEY, when it is set); GET /health and the page stay open")
+                          "(default: RNNSENT_API_KEY, when it is set); GET /health, the page and the API docs "
+                          "(/docs, /openapi.json) stay open")
     key.add_argument("--api-key-file", type=Path, metavar="PATH", help="as --api-key-env, with the key read from a file")
     serve.add_argument("--access-log", action="store_true", help="log every request")
 

@@ -1,7 +1,10 @@
 """The HTTP service: a JSON API and the web page for one loaded model (FastAPI on uvicorn).
 
 ``POST /predict`` and ``POST /explain`` score texts, ``GET /health`` and ``GET /model``
-describe the service, ``/docs`` and ``/openapi.json`` document it, and ``/`` is the page.
+describe the service, ``/docs`` (Swagger UI, its scripts served by this server, see
+:func:`docs_assets`) and ``/openapi.json`` document it, and ``/`` is the page.
+Every label space is served: binary models answer as they always have; models of K classes
+add every label's probability, and multi-label models the labels over their thresholds.
 
 Requests that arrive together are scored together (:mod:`rnnsent.batching`), so concurrent
 clients cost about as much as one batch. Scoring calls run one at a time on a worker thread,
@@ -11,7 +14,8 @@ long explanation never holds up ``/predict``. Queued work whose client has gone 
 
 Every request is bounded: its head by :mod:`rnnsent.serve.protocol` (size and time), its
 body by :class:`RequestGuard`, its texts by :class:`ServeLimits`, an explanation by a
-deadline. With an API key, every route but ``GET /health`` and the page needs it.
+deadline. With an API key, every route but ``GET /health``, the page and the API's
+documentation (``/docs`` and ``/openapi.json``, which hold nothing secret) needs it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import copy
 import dataclasses
 import email.message
 import hmac
+import html
+import importlib.util
 import ipaddress
 import itertools
 import json
@@ -36,7 +42,9 @@ from typing import Any, Callable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
@@ -44,6 +52,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rnnsent import __version__
 from rnnsent.inference.predictor import Prediction, Predictor
+from rnnsent.labels import LabelSpace
 from rnnsent.serve.batching import ClientGone, DeadlineExceeded, MicroBatcher, SerialWorker
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -132,10 +141,13 @@ DRAIN_BYTES = 16 * 1024 * 1024
 DRAIN_SECONDS = 10.0
 
 
+PUBLIC_PATHS = ("/", "/health", "/docs", "/openapi.json")
+
+
 def _is_public(scope) -> bool:
-    """Routes open without an API key: ``GET /health`` and the page with its files."""
+    """Routes open without an API key: ``GET /health``, the page with its files and the API's documentation."""
     path = scope["path"]
-    return scope["method"] in ("GET", "HEAD") and (path in ("/", "/health") or path.startswith("/static/"))
+    return scope["method"] in ("GET", "HEAD") and (path in PUBLIC_PATHS or path.startswith("/static/"))
 
 
 class RequestGuard:
@@ -320,13 +332,22 @@ class JsonRoute(APIRoute):
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["A wonderful film.", "Dull."]}]})
-    texts: list[StrictStr] = Field(description="raw reviews, one string each")
+    texts: list[StrictStr] = Field(description="raw texts, one string each")
+
+
+PROBABILITIES = ("K classes only (absent for binary models): every label's probability, keyed by label name "
+                 "in the model's order (GET /model lists them)")
+OVER_THRESHOLD = "multi-label models only: the labels whose probability is over their threshold, possibly none"
 
 
 class PredictionOut(BaseModel):
-    label: str = Field(description='"positive" or "negative"')
-    probability: float = Field(description="probability of the positive class")
+    label: str = Field(description='the predicted label, one of the model\'s labels (sentiment: "positive" or '
+                                   '"negative"); multi-label: the most probable label')
+    probability: float = Field(description="binary models: the probability of the second label (sentiment: positive); "
+                                           "K classes: the probability of label")
     empty: bool = Field(description="the text had no words; the probability is the model's prior")
+    labels: list[str] | None = Field(None, description=OVER_THRESHOLD)
+    probabilities: dict[str, float] | None = Field(None, description=PROBABILITIES)
 
 
 class PredictResponse(BaseModel):
@@ -334,25 +355,64 @@ class PredictResponse(BaseModel):
 
 
 class ExplainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "Great acting, dull plot."}]})
-    text: StrictStr = Field(description="one raw review")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True,
+                              json_schema_extra={"examples": [{"text": "Great acting, dull plot."}]})
+    text: StrictStr = Field(description="one raw text")
     integrated_gradients: StrictBool = Field(False, description="also compute integrated gradients (slower)")
+    class_: StrictStr | None = Field(None, alias="class",
+                                     description="the label to explain, one of the model's labels (GET /model); "
+                                                 "default: the label a binary model scores (sentiment: positive), "
+                                                 "else the most probable one")
 
 
 class ExplainResponse(BaseModel):
     text: str
-    label: str
-    probability: float
+    label: str = Field(description="the predicted label (multi-label: the most probable one)")
+    probability: float = Field(description="the explained label's probability for the whole text")
     empty: bool
-    truncated: bool = Field(description="maxlen cut words from the review")
+    truncated: bool = Field(description="maxlen cut words from the text")
     dropped_words: int
     tokens: list[str] = Field(description='the tokens the model read; "<start>" is the start token')
     token_ids: list[int]
     oov: list[bool] = Field(description="the word is out of the vocabulary")
     special: list[bool] = Field(description="the start token, not a word")
-    trajectory: list[float] = Field(description="probability after each token")
-    influence: list[float | None] = Field(description="p(review) - p(review without the word); null for the start token")
-    integrated_gradients: list[float] | None = Field(description="per-token attributions in logit units, when asked for")
+    trajectory: list[float] = Field(description="the explained label's probability after each token")
+    influence: list[float | None] = Field(description="p(text) - p(text without the word), p being the explained "
+                                                      "label's probability; null for the start token")
+    integrated_gradients: list[float] | None = Field(description="per-token attributions in log-odds units of the "
+                                                                 "explained label, when asked for")
+    target: str | None = Field(None, description="the label explained; absent when a binary model explains the label "
+                                                 "it scores (sentiment: positive), as it always did")
+    labels: list[str] | None = Field(None, description=OVER_THRESHOLD)
+    probabilities: dict[str, float] | None = Field(None, description=PROBABILITIES)
+
+
+class ModelLimits(BaseModel):
+    max_texts: int
+    max_text_chars: int
+    max_body_bytes: int
+    max_explain_chars: int
+
+
+class PageWording(BaseModel):
+    title: str = Field(description="the page's title")
+    placeholder: str = Field(description="the text box's placeholder")
+    noun: str = Field(description='what a text is called on the page ("review" for sentiment models, else "text")')
+
+
+class ModelResponse(BaseModel):
+    name: str = Field(description="the model directory's name")
+    preset: str | None
+    task: str = Field(description='"binary", "multiclass" or "multilabel"')
+    labels: list[str] = Field(description="the model's labels, in its order (binary: the second is the one scored)")
+    ordered: bool = Field(description="the labels are ordered (integer names, such as star ratings)")
+    sentiment: bool = Field(description="a binary negative/positive model")
+    thresholds: dict[str, float] | None = Field(None, description="multi-label models only: each label's threshold")
+    config: dict[str, Any]
+    vocab_size: int
+    metrics: dict[str, Any]
+    limits: ModelLimits
+    page: PageWording
 
 
 class ErrorResponse(BaseModel):
@@ -392,8 +452,13 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None,
             executor.shutdown(wait=False, cancel_futures=True)
             explain_worker.shutdown()
 
+    space: LabelSpace = predictor.labels
+    assets = docs_assets()
     app = FastAPI(title="rnnsent", version=__version__, lifespan=lifespan,
-                  description="Sentiment of movie reviews from a recurrent network, with word-by-word explanations.")
+                  description="Text classification by a recurrent network (IMDB sentiment first), with "
+                              "word-by-word explanations. Binary, multi-class and multi-label models are served "
+                              "alike; GET /model names the loaded model's labels.",
+                  redoc_url=None, **({"docs_url": None} if assets else {}))
     app.router.route_class = JsonRoute
     app.state.batcher = batcher
     app.state.explain_worker = explain_worker
@@ -411,9 +476,13 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None,
               summary="Explain one text")
     async def explain(request: ExplainRequest, http: Request) -> JSONResponse:
         _check_text("text", request.text, limits.max_explain_chars, " for /explain; explain a shorter part of it")
+        target = request.class_
+        if target is not None and target not in space.names:
+            raise ApiError(422, f"unknown class {_quoted(target)}; the model's labels are {_listed(space.names)}")
+        chosen = {"label": target} if target is not None else {}  # explainers of one class need not take it
         try:
             explanation = await explain_worker.run(
-                lambda: explainer.explain(request.text, integrated_gradients=request.integrated_gradients),
+                lambda: explainer.explain(request.text, integrated_gradients=request.integrated_gradients, **chosen),
                 limits.explain_timeout_seconds, is_gone=http.is_disconnected)
         except DeadlineExceeded:
             raise ApiError(503, f"the explanation did not finish within {limits.explain_timeout_seconds:g} s; "
@@ -424,22 +493,150 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None,
     async def health() -> dict:
         return {"status": "ok", "batching": batcher.stats.to_dict()}
 
-    @app.get("/model", summary="The loaded model: config, vocabulary size, metrics")
-    async def model_info() -> dict:
+    @app.get("/model", response_model=ModelResponse, responses={401: {"model": ErrorResponse}},
+             summary="The loaded model: its labels, config, vocabulary size, metrics")
+    async def model_info() -> JSONResponse:
         artifact = predictor.artifact
-        return _finite({
-            "name": Path(artifact.path).name, "preset": artifact.config.preset, "config": artifact.config.to_dict(),
-            "vocab_size": artifact.vocabulary.size, "metrics": artifact.metrics,
-            "limits": {"max_texts": limits.max_texts, "max_text_chars": limits.max_text_chars,
-                       "max_body_bytes": limits.max_body_bytes, "max_explain_chars": limits.max_explain_chars},
-        })
+        info = {"name": Path(artifact.path).name, "preset": artifact.config.preset, **label_info(space, artifact.thresholds),
+                "config": artifact.config.to_dict(), "vocab_size": artifact.vocabulary.size, "metrics": artifact.metrics,
+                "limits": {"max_texts": limits.max_texts, "max_text_chars": limits.max_text_chars,
+                           "max_body_bytes": limits.max_body_bytes, "max_explain_chars": limits.max_explain_chars},
+                "page": page_wording(space)}
+        return JSONResponse(_finite(info))
+
+    index = render_page(space)
 
     @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
+    async def page() -> HTMLResponse:
+        return HTMLResponse(index)
 
+    if assets:
+        _add_docs(app, assets)
+    _declare_bearer(app, api_key is not None)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def label_info(space: LabelSpace, thresholds: Sequence[float] | None) -> dict[str, Any]:
+    """What ``GET /model`` says about the labels: task, names, order and (multi-label) thresholds."""
+    info: dict[str, Any] = {"task": space.task, "labels": list(space.names), "ordered": space.ordered,
+                            "sentiment": space.is_sentiment}
+    if space.task == "multilabel":
+        cuts = list(thresholds) if thresholds else [0.5] * len(space.names)
+        info["thresholds"] = {name: float(cut) for name, cut in zip(space.names, cuts)}
+    return info
+
+
+def _labels_phrase(space: LabelSpace) -> str:
+    names = list(space.names)
+    if len(names) > 6:
+        return f"{len(names)} labels"
+    joined = ", ".join(names[:-1]) + (" and " if space.task == "multilabel" else " or ") + names[-1]
+    return f"{joined} labels" if space.task == "multilabel" else joined
+
+
+def page_wording(space: LabelSpace) -> dict[str, str]:
+    """The page's title, placeholder and name for a text: about reviews for sentiment models only."""
+    if space.is_sentiment:
+        return {"title": "rnnsent: review sentiment, word by word",
+                "placeholder": "Type or paste a review, then press Analyse (or Ctrl+Enter)", "noun": "review"}
+    return {"title": f"rnnsent: {_labels_phrase(space)}, word by word",
+            "placeholder": "Type or paste a text, then press Analyse (or Ctrl+Enter)", "noun": "text"}
+
+
+GENERIC_TITLE = "rnnsent: text classification, word by word"
+SENTIMENT_TAGLINE = ("A recurrent network reads a movie review left to right. See its verdict after every word, "
+                     "and which words moved it.")
+TEXT_TAGLINE = "A recurrent network reads a text left to right. See its verdict after every word, and which words moved it."
+
+
+def render_page(space: LabelSpace) -> str:
+    """``index.html`` with the wording of ``space``'s model filled in.
+
+    The page is open without the API key, so it names no labels: its title is generic until
+    ``GET /model`` answers, when the page takes the title from there.
+    """
+    wording = page_wording(space)
+    sentiment = space.is_sentiment
+    title = wording["title"] if sentiment else GENERIC_TITLE
+    values = {"title": title, "placeholder": wording["placeholder"], "noun": wording["noun"],
+              "sentiment": "true" if sentiment else "false",
+              "tagline": SENTIMENT_TAGLINE if sentiment else TEXT_TAGLINE,
+              "text_label": "Movie review" if sentiment else "Text",
+              "words_heading": f"The {wording['noun']} as the model read it"}
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    for key, value in values.items():
+        page = page.replace("{{" + key + "}}", html.escape(value))
+    if not sentiment:  # the example reviews are movie reviews
+        start, end = page.index("<!-- examples -->"), page.index("<!-- /examples -->")
+        page = page[:start] + page[end + len("<!-- /examples -->"):]
+    return page
+
+
+def _quoted(name: str) -> str:
+    return repr(name if len(name) <= 60 else name[:57] + "...")
+
+
+def _listed(names: Sequence[str], most: int = 20) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more (GET /model lists them)" if len(names) > most else "")
+
+
+# ----------------------------------------------------------------------------- API documentation
+
+DOCS_PACKAGE = "fastapi_offline"  # MIT; ships a build of Swagger UI 5 (Apache-2.0)
+DOCS_STATIC = "/static/docs"
+
+
+def docs_assets() -> Path | None:
+    """The folder of Swagger UI's script and style sheet in the installed ``fastapi-offline`` package.
+
+    None when it is not installed: FastAPI's own ``/docs`` is used then, which loads them from
+    a CDN (so it needs internet access).
+    """
+    spec = importlib.util.find_spec(DOCS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "static"
+    needed = ("swagger-ui-bundle.js", "swagger-ui.css")
+    return folder if all((folder / name).is_file() for name in needed) else None
+
+
+def _add_docs(app: FastAPI, assets: Path) -> None:
+    """``/docs`` (Swagger UI) with every file served from ``assets`` (no internet needed)."""
+    favicon = f"{DOCS_STATIC}/favicon.png" if (assets / "favicon.png").is_file() else "data:,"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="rnnsent API",
+                                   swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css", swagger_favicon_url=favicon,
+                                   swagger_ui_parameters={"persistAuthorization": False})
+
+    app.mount(DOCS_STATIC, StaticFiles(directory=assets), name="docs-static")
+
+
+PROTECTED_PATHS = ("/predict", "/explain", "/model")
+
+
+def _declare_bearer(app: FastAPI, keyed: bool) -> None:
+    """With an API key, the schema declares the bearer scheme on the routes that need it (Swagger's Authorize)."""
+    if not keyed:
+        return
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "apiKey": {"type": "http", "scheme": "bearer",
+                           "description": "the server's API key (--api-key-env, --api-key-file or RNNSENT_API_KEY)"}}
+            for path in PROTECTED_PATHS:
+                for operation in schema.get("paths", {}).get(path, {}).values():
+                    operation["security"] = [{"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _check_texts(texts: list[str], limits: ServeLimits) -> None:
@@ -546,8 +743,9 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, limi
         predictor = Predictor.load(model_dir)
         app = create_app(predictor, limits, api_key=api_key)
         bound_port = sock.getsockname()[1]
+        online = "" if docs_assets() else ", which loads Swagger UI from a CDN: pip install fastapi-offline to serve it here"
         print(f"serving {model_dir} on http://{host}:{bound_port}/  "
-              f"(API: http://{host}:{bound_port}/docs; Ctrl+C stops)", flush=True)
+              f"(API: http://{host}:{bound_port}/docs{online}; Ctrl+C stops)", flush=True)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=access_log, **_http_options(limits)))
         server.run(sockets=[sock])
     finally:

@@ -1,12 +1,17 @@
-// The rnnsent page: send the review to /explain, then draw the verdict, the words coloured
-// by influence and the probability after each word. Plain DOM and SVG, no libraries.
+// The rnnsent page: send the text to /explain, then draw the verdict (a bar per label for
+// models of K classes), the words coloured by influence and the explained label's probability
+// after each word. Plain DOM and SVG, no libraries. The server fills in the wording: the page
+// speaks of reviews and positive/negative for sentiment models only (body data-sentiment).
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const CHART = { height: 230, left: 44, right: 12, top: 12, bottom: 34 };
 
 const elements = {};
-let current = null; // { explanation, index } while a result is shown
+let current = null; // { explanation, index, target } while a result is shown
+let modelInfo = null; // GET /model, once it has answered
+let shownText = ""; // the text whose explanation is shown (the label chooser explains it again)
+const page = { noun: "review", sentiment: true };
 
 // A server started with an API key wants it on every request but the page's own files. The page
 // takes it from the address (http://host:port/#key=KEY, removed from the address bar at once)
@@ -43,10 +48,14 @@ async function apiFetch(url, options = {}, askForKey = true) {
 
 document.addEventListener("DOMContentLoaded", () => {
   takeKeyFromAddress();
-  for (const id of ["review-form", "review", "submit", "status", "result", "label", "probability",
-                    "meter-fill", "notes", "words", "readout", "chart", "chart-summary", "model-info"]) {
+  page.noun = document.body.dataset.noun || "text";
+  page.sentiment = document.body.dataset.sentiment === "true";
+  for (const id of ["review-form", "review", "submit", "status", "result", "label", "probability", "meter",
+                    "meter-fill", "classes-box", "classes", "notes", "target-box", "target", "words", "words-help",
+                    "readout", "chart-heading", "chart", "chart-summary", "model-info"]) {
     elements[id] = document.getElementById(id);
   }
+  elements.target.addEventListener("change", () => explainAgain(elements.target.value));
   elements["review-form"].addEventListener("submit", (event) => { event.preventDefault(); analyse(); });
   elements.review.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); analyse(); }
@@ -61,28 +70,42 @@ document.addEventListener("DOMContentLoaded", () => {
 async function analyse() {
   const text = elements.review.value;
   if (!text.trim()) {
-    showStatus("Type a review first.", true);
+    showStatus(`Type a ${page.noun} first.`, true);
     elements.review.focus();
     return;
   }
+  await requestExplanation(text, null, "Reading…");
+}
+
+function explainAgain(target) {
+  if (!current || !target || target === current.target) return;
+  requestExplanation(shownText, target, `Explaining “${target}”…`);
+}
+
+async function requestExplanation(text, target, message) {
   elements.submit.disabled = true;
-  showStatus("Reading…", false);
+  elements.target.disabled = true;
+  showStatus(message, false);
   try {
+    const request = target ? { text, class: target } : { text };
     const response = await apiFetch("/explain", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ text }),
+      body: JSON.stringify(request),
     });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
       throw new Error(body.error || `the server answered ${response.status}`);
     }
+    if (!modelInfo) await loadModelInfo(); // with an API key, /model answers once the key is known
+    shownText = text;
     showResult(body);
     showStatus("", false);
   } catch (error) {
-    showStatus(`Could not analyse the review: ${error.message}`, true);
+    showStatus(`Could not analyse the ${page.noun}: ${error.message}`, true);
   } finally {
     elements.submit.disabled = false;
+    elements.target.disabled = false;
   }
 }
 
@@ -91,14 +114,45 @@ function showStatus(message, isError) {
   elements.status.classList.toggle("error", isError);
 }
 
+function percentOf(probability) {
+  return (100 * probability).toFixed(1);
+}
+
+// The label an explanation is about: named by the server unless a binary model explained the
+// label it scores, the second of its labels (sentiment: positive).
+function targetOf(explanation) {
+  if (explanation.target) return explanation.target;
+  if (modelInfo && modelInfo.labels.length === 2) return modelInfo.labels[1];
+  return page.sentiment ? "positive" : "the scored label";
+}
+
 function showResult(explanation) {
-  current = { explanation, index: null };
+  const target = targetOf(explanation);
+  current = { explanation, index: null, target };
   const label = elements.label;
-  label.textContent = explanation.label;
-  label.className = `label ${explanation.label}`;
-  const percent = (100 * explanation.probability).toFixed(1);
-  elements.probability.textContent = `${percent}% positive`;
-  elements["meter-fill"].style.width = `${percent}%`;
+  const manyClasses = explanation.probabilities !== undefined && explanation.probabilities !== null;
+  if (manyClasses) {
+    const over = explanation.labels;
+    label.textContent = over ? (over.length ? over.join(", ") : "no label") : explanation.label;
+    label.className = "label neutral";
+    elements.probability.textContent = over
+      ? `${over.length} of ${Object.keys(explanation.probabilities).length} labels over their thresholds`
+      : `${percentOf(explanation.probabilities[explanation.label])}% ${explanation.label}`;
+    elements.meter.hidden = true;
+    drawClasses(explanation, target);
+    drawTargetChooser(Object.keys(explanation.probabilities), target);
+  } else {
+    label.textContent = explanation.label;
+    label.className = page.sentiment ? `label ${explanation.label}` : "label neutral";
+    const percent = percentOf(explanation.probability);
+    elements.probability.textContent = `${percent}% ${target}`;
+    elements.meter.hidden = false;
+    elements["meter-fill"].style.width = `${percent}%`;
+    elements["classes-box"].hidden = true;
+    elements["target-box"].hidden = true;
+  }
+  elements["words-help"].textContent = helpText(explanation, target);
+  elements["chart-heading"].textContent = `Probability of “${target}” after each word`;
 
   const notes = [];
   const words = explanation.special.filter((isStart) => !isStart).length;
@@ -115,6 +169,80 @@ function showResult(explanation) {
   drawWords(explanation);
   drawChart(explanation);
   elements.readout.textContent = "";
+}
+
+function helpText(explanation, target) {
+  const known = " Dotted underline: a word the model does not know." +
+    ` Hover a word, or focus the ${page.noun} and use the arrow keys, to see its numbers.`;
+  if (page.sentiment && !explanation.target) {
+    return "Green words pushed the verdict towards positive, red towards negative; the stronger the colour, the " +
+      "bigger the push." + known;
+  }
+  return `Green words raised the probability of “${target}”, red words lowered it; the stronger the colour, the ` +
+    "bigger the push." + known;
+}
+
+function thresholdOf(name) {
+  const thresholds = modelInfo && modelInfo.thresholds;
+  return thresholds && typeof thresholds[name] === "number" ? thresholds[name] : 0.5;
+}
+
+// One row per label, in the model's order: its name, a bar and its probability. Multi-label
+// models mark each label's threshold and the labels over it.
+function drawClasses(explanation, target) {
+  const list = elements.classes;
+  list.replaceChildren();
+  const over = explanation.labels ? new Set(explanation.labels) : null;
+  for (const [name, probability] of Object.entries(explanation.probabilities)) {
+    const row = document.createElement("li");
+    row.className = "class-row";
+    row.dataset.label = name;
+    if (over ? over.has(name) : name === explanation.label) row.classList.add("chosen");
+    if (name === target) row.classList.add("target");
+    const title = document.createElement("span");
+    title.className = "class-name";
+    title.textContent = name;
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.setAttribute("aria-hidden", "true");
+    const fill = document.createElement("span");
+    fill.className = "bar-fill";
+    fill.style.width = `${percentOf(probability)}%`;
+    bar.append(fill);
+    if (over) {
+      const mark = document.createElement("span");
+      mark.className = "threshold";
+      mark.style.left = `${percentOf(thresholdOf(name))}%`;
+      bar.append(mark);
+    }
+    const value = document.createElement("span");
+    value.className = "class-probability";
+    value.textContent = `${percentOf(probability)}%`;
+    row.append(title, bar, value);
+    if (over) {
+      const state = document.createElement("span");
+      state.className = "visually-hidden";
+      state.textContent = over.has(name) ? " (over its threshold)" : "";
+      row.append(state);
+    }
+    list.append(row);
+  }
+  elements["classes-box"].hidden = false;
+}
+
+function drawTargetChooser(names, target) {
+  const select = elements.target;
+  const known = Array.from(select.options, (option) => option.value);
+  if (known.join("\u0000") !== names.join("\u0000")) {
+    select.replaceChildren(...names.map((name) => {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name;
+      return option;
+    }));
+  }
+  select.value = target;
+  elements["target-box"].hidden = false;
 }
 
 function influenceColour(value, largest) {
@@ -154,7 +282,8 @@ function describe(explanation, index) {
   const sign = influence > 0 ? "+" : "";
   const push = influence === null ? "" :
     `, influence ${sign}${(100 * influence).toFixed(1)} points${explanation.oov[index] ? " (unknown word)" : ""}`;
-  return `“${explanation.tokens[index]}”: ${(100 * explanation.trajectory[index]).toFixed(1)}% positive after it${push}`;
+  const target = current ? current.target : targetOf(explanation);
+  return `“${explanation.tokens[index]}”: ${percentOf(explanation.trajectory[index])}% ${target} after it${push}`;
 }
 
 function select(index) {
@@ -242,11 +371,21 @@ async function loadModelInfo() {
     const response = await apiFetch("/model", {}, false);
     if (!response.ok) return;
     const info = await response.json();
+    modelInfo = info;
+    if (info.page) {
+      document.title = info.page.title;
+      elements.review.placeholder = info.page.placeholder;
+    }
     const model = info.config.model;
-    const parts = [`Model “${info.name}” (preset ${info.preset})`,
-                   `${model.bidirectional ? "bidirectional " : ""}${model.cell} cell, ${model.hidden_size} units`,
-                   `${info.vocab_size.toLocaleString("en")}-word vocabulary`,
-                   `reads up to ${info.config.text.maxlen} tokens`];
+    const parts = [`Model “${info.name}”${info.preset ? ` (preset ${info.preset})` : ""}`];
+    if (!info.sentiment && Array.isArray(info.labels)) {
+      const kind = { binary: "two labels", multiclass: "one label of", multilabel: "any labels of" }[info.task] || info.task;
+      const shown = info.labels.length > 12 ? `${info.labels.slice(0, 12).join(", ")}, …` : info.labels.join(", ");
+      parts.push(`${kind}: ${shown}`);
+    }
+    parts.push(`${model.bidirectional ? "bidirectional " : ""}${model.cell} cell, ${model.hidden_size} units`,
+               `${info.vocab_size.toLocaleString("en")}-word vocabulary`,
+               `reads up to ${info.config.text.maxlen} tokens`);
     if (typeof info.metrics.accuracy === "number") {
       parts.push(`test accuracy ${(100 * info.metrics.accuracy).toFixed(1)}%`);
     }
