@@ -82,11 +82,13 @@ def _choices(options: tuple, value: Any) -> list:
     return list(options) if value in options else [*options, value]
 
 
-def search_space(base: RunConfig) -> dict[str, dict[str, Any]]:
+def search_space(base: RunConfig, task: str = "binary") -> dict[str, dict[str, Any]]:
     """The searched settings with their ranges: ``name -> {kind, low, high, log} or {kind, choices}``.
 
-    Each range holds the base recipe's own value."""
+    Each range holds the base recipe's own value. The stacked n-gram regression is searched for
+    binary tasks only (the one its fit supports)."""
     m, t, x = base.model, base.train, base.text
+    ngram_modes = ("off", "joint", "stacked") if task == "binary" else ("off", "joint")
     space: dict[str, dict[str, Any]] = {
         "cell": {"kind": "categorical", "choices": _choices(("simple", "lstm", "gru"), m.cell)},
         "hidden_size": {"kind": "int", "range": _covering(4, 128, m.hidden_size), "log": True},
@@ -101,7 +103,7 @@ def search_space(base: RunConfig) -> dict[str, dict[str, Any]]:
         "class_weights": {"kind": "categorical", "choices": _choices(("none", "balanced"), t.class_weights)},
         # The n-gram branch: off, learned jointly with the network, or a stacked regression;
         # its order, and its strength (the joint fit's learning-rate scale, the stacked fit's C).
-        "ngram": {"kind": "categorical", "choices": _choices(("off", "joint", "stacked"), _ngram_mode(base))},
+        "ngram": {"kind": "categorical", "choices": _choices(ngram_modes, _ngram_mode(base))},
         "ngram_order": {"kind": "int", "range": (1, 3), "log": False, "when": ("ngram", ("joint", "stacked"))},
         "ngram_lr_scale": {"kind": "float", "range": _covering(1.0, 1000.0, m.ngram_lr_scale), "log": True,
                            "when": ("ngram", ("joint",))},
@@ -207,10 +209,10 @@ def tune(source: Path, out: Path, *, budget: str | float = "20m", preset: str | 
     if not build_config(preset, settings).train.validation_split:
         forced["validation_split"] = FORCED_VALIDATION_SPLIT
     base = build_config(preset, {**settings, **forced})
-    space = active_space(search_space(base), set(settings))
     out = Path(out)
     with run_lock(out):
         labels = _check_metric(source, base, metric)
+        space = active_space(search_space(base, labels.task), set(settings))
         study = _open_study(optuna, out, base, metric, preset, settings)
         _recover(optuna, study, base, space)
         trial_dir = out / "trials"
