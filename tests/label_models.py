@@ -79,5 +79,5 @@ def train_label_model(kind: str, root: Path) -> Path:
     else:
         raise ValueError(f"unknown kind {kind!r}")
     out = folder / "model"
-    assert main(["train", "--data", str(data), "--out", str(out), *FAST, *extra]) == 0
+    assert main(["train", "--data", str(data), "--out", str(out), "--preset", "seed", *FAST, *extra]) == 0
     return out

@@ -31,6 +31,9 @@ def test_base_dependencies_and_extras():
     assert [r.split(">")[0] for r in extras["plot"]] == ["matplotlib"]
     assert [r.split(">")[0] for r in extras["serve"]] == ["fastapi", "uvicorn", "fastapi-offline", "httptools", "uvloop"]
     assert "rnnsent[fast,plot,serve]" in extras["test"]
+    assert [r.split(">")[0] for r in extras["tune"]] == ["optuna"]
+    assert [r.split(">")[0] for r in extras["track"]] == ["tensorboardX"]
+    assert "rnnsent[tune,track]" in extras["test"] and "tensorboard>=2.15" in extras["test"]
     makefile = (ROOT / "Makefile").read_text()
     assert "pip install --quiet torch==2.13.0" in makefile and '".[fast,plot,serve,test]"' in makefile
     assert makefile.index("torch==2.13.0") < makefile.index(".[fast,plot,serve,test]")

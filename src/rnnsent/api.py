@@ -89,7 +89,7 @@ def load(path: PathLike, device: str = "cpu") -> Model:
 
 def train(preset: str | None = None, data: PathLike | None = None, out: PathLike | None = None, *,
           resume: PathLike | None = None, progress: bool | None = None, verbose: bool = True,
-          **settings: Any) -> Model:
+          config: PathLike | dict[str, Any] | RunConfig | None = None, **settings: Any) -> Model:
     """Train a model and save it as a model directory; returns the trained :class:`Model`.
 
     ``preset`` is the starting recipe (``seed``, ``bigru``, ``best``, ``small``; by default ``auto``:
@@ -101,12 +101,17 @@ def train(preset: str | None = None, data: PathLike | None = None, out: PathLike
     the model directory to write (default: a new temporary directory). ``resume`` continues an
     interrupted run in that directory with its saved recipe (only ``threads`` and ``device`` may
     change). ``progress`` shows a progress bar (default: on a terminal or in a notebook);
-    ``verbose`` prints the training log.
+    ``verbose`` prints the training log. ``config`` starts from a whole saved recipe instead of a
+    preset: a JSON file as ``rnnsent tune`` writes (``best.json``) or as a model directory's
+    ``config.json`` holds it, a mapping, or a :class:`RunConfig`; the settings still override it.
     """
     from rnnsent.data.download import resolve_source
     from rnnsent.training import checkpoint, pipeline
+    from rnnsent.training.tracking import check_available
 
     recipe_settings, option_settings = split_settings(settings)
+    if config is not None and (preset is not None or resume is not None):
+        raise UsageError("config is a whole recipe: drop preset" + (" and resume" if resume is not None else ""))
     if resume is not None:
         if out is not None or recipe_settings or preset is not None:
             raise UsageError("resume continues a run with its saved recipe: drop out, preset and the recipe settings")
@@ -120,18 +125,22 @@ def train(preset: str | None = None, data: PathLike | None = None, out: PathLike
         data = _resumed_data(meta, data)
         source = resolve_source(data)
     else:
-        # auto becomes a named preset from the data (the saved recipe records that name). The
-        # data are named by a path, $RNNSENT_DATA, or else they are aclImdb (cached or downloaded):
-        # settings are checked before anything is downloaded.
-        named = data or os.environ.get("RNNSENT_DATA")
-        data_settings = build_config("seed", {k: v for k, v in recipe_settings.items()
-                                              if k in ("labels", "task")}).data
-        chosen = pipeline.choose_preset(preset or "auto", Path(named).expanduser() if named else None, data_settings)
-        config = build_config(chosen, recipe_settings)
+        if config is not None:
+            config = recipe_from(config, recipe_settings)
+        else:
+            # auto becomes a named preset from the data (the saved recipe records that name). The
+            # data are named by a path, $RNNSENT_DATA, or else they are aclImdb (cached or
+            # downloaded): settings are checked before anything is downloaded.
+            named = data or os.environ.get("RNNSENT_DATA")
+            data_settings = build_config("seed", {k: v for k, v in recipe_settings.items()
+                                                  if k in ("labels", "task")}).data
+            chosen = pipeline.choose_preset(preset or "auto", Path(named).expanduser() if named else None, data_settings)
+            config = build_config(chosen, recipe_settings)
         options = build_options(option_settings)
         check_fits(config)
         source = resolve_source(data)
         run_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="rnnsent-"))
+    check_available(options.tensorboard)
     log = (lambda message: print(message, flush=True)) if verbose else (lambda message: None)
     show_bar = _interactive() if progress is None else progress
     outcome = pipeline.run(config, options, source, run_dir, resume=resume is not None, log=log, progress_bar=show_bar)
@@ -139,6 +148,62 @@ def train(preset: str | None = None, data: PathLike | None = None, out: PathLike
     extras = {"labels": outcome.labels} if outcome.labels is not None else {}
     return Model(Artifact(run_dir, outcome.config or config, outcome.vocabulary, outcome.model.eval(), outcome.metrics,
                           outcome.history, temperature=outcome.temperature, thresholds=outcome.thresholds, **extras))
+
+
+def recipe_from(config: PathLike | dict[str, Any] | RunConfig, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """A whole recipe (a JSON file, a mapping or a :class:`RunConfig`) with ``overrides`` on top, checked."""
+    import json
+
+    from rnnsent.config import apply_overrides
+    from rnnsent.errors import ConfigError
+
+    if isinstance(config, RunConfig):
+        data: Any = config.to_dict()
+    elif isinstance(config, dict):
+        data = config
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such recipe file (a JSON recipe, such as rnnsent tune's best.json)")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ConfigError(f"{path}: not a JSON recipe ({error})") from None
+        if isinstance(data, dict) and isinstance(data.get("config"), dict) and "format" in data:
+            data = data["config"]  # a model directory's config.json: its recipe
+    recipe = RunConfig.from_dict(data)
+    apply_overrides(recipe, overrides or {})
+    return recipe.validate()
+
+
+def tune(data: PathLike | None = None, out: PathLike | None = None, budget: str | float = "20m",
+         preset: str | None = None, metric: str = "accuracy", *, trials: int | None = None, verbose: bool = True,
+         **fixed_settings: Any) -> Model:
+    """Search recipes with Optuna for at most ``budget`` (``"90s"``, ``"20m"``, ``"1h"``, or
+    seconds) and return the winner, trained into ``out/best`` and scored once on the test split.
+
+    ``preset`` is the base recipe (default ``seed``), which is trial 0; ``metric`` (``accuracy``,
+    ``macro_f1``, ``mae``, ``log_loss``) is read from the validation split. Recipe settings given
+    as keywords are fixed (not searched); run options (``threads``, ``limit``, ...) apply to every
+    trial. ``trials`` caps the number of trials. The same call again continues an interrupted
+    tune. Needs the ``tune`` extra (optuna). See docs/tune.md.
+    """
+    from rnnsent.data.download import resolve_source
+    from rnnsent.training.tracking import check_available
+    from rnnsent.training.tune import require_tune_extra
+    from rnnsent.training.tune import tune as run_tune
+
+    require_tune_extra()
+    if out is None:
+        raise UsageError("say where to keep the study and its trials: out=DIR")
+    recipe_settings, option_settings = split_settings(fixed_settings)
+    build_config(preset or "seed", recipe_settings)  # check the fixed settings before anything runs
+    options = build_options(option_settings)
+    check_available(options.tensorboard)
+    log = (lambda message: print(message, flush=True)) if verbose else (lambda message: None)
+    result = run_tune(resolve_source(data), Path(out), budget=budget, preset=preset, metric=metric, trials=trials,
+                      settings=recipe_settings, options=options, log=log)
+    return load(result.out / "best")
 
 
 def _resumed_data(meta: dict[str, Any], data: PathLike | None) -> str:
@@ -248,4 +313,4 @@ def _interactive() -> bool:
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
-__all__ = ["Model", "evaluate", "load", "pretrain", "summary", "train"]
+__all__ = ["Model", "evaluate", "load", "pretrain", "summary", "train", "tune"]

@@ -223,6 +223,9 @@ class RunOptions:
     max_steps: int = setting(0, "stop after this many optimiser steps in total (0: no limit)", low=0, high=10**12)
     checkpoint_every: int = setting(0, "also checkpoint every N steps within an epoch (0: per epoch only)",
                                     low=0, high=10**12)
+    tensorboard: str = setting("", "write TensorBoard logs (loss, accuracy, learning rate, examples/s per 50 steps; "
+                                   "each epoch's scores) into this folder; off unless given (needs pip install "
+                                   "'rnnsent[track]')")
 
     def validate(self) -> "RunOptions":
         if isinstance(self.threads, int) and self.threads < 0:

@@ -25,12 +25,28 @@ EXAMPLES = {
   rnnsent train --preset best --out runs/best            # the most accurate (~0.916, ~5 min on 2 cores)
   rnnsent train --data reviews.csv --cell gru --hidden-size 32 --out runs/mine
   rnnsent train --resume runs/seed                       # continue an interrupted run
+  rnnsent train --config runs/tune/best.json --data reviews.csv --out runs/tuned   # a saved recipe
+  rnnsent train --preset seed --out runs/seed --tensorboard runs/logs/seed   # then: tensorboard --logdir runs/logs
   torchrun --nproc-per-node 2 -m rnnsent train --preset seed --out runs/ddp
 
 data (--data, else $RNNSENT_DATA, else the cache, else a download of aclImdb):
   aclImdb as a folder or .tar.gz; a folder with train/ and test/ holding one folder per
   label (neg/pos or 0/1); a folder of label folders; a .csv or .jsonl with 'text' and
   'label' columns (sources without a test split keep a fixed 20% of reviews for testing)""",
+    "tune": """examples:
+  rnnsent tune --data reviews.csv --out runs/tune --budget 20m
+  rnnsent tune --data reviews.csv --out runs/tune --budget 2m --trials 10 --metric macro_f1
+  rnnsent tune --preset bigru --cell gru --out runs/tune-gru --budget 1h   # flags fix settings: not searched
+  rnnsent train --config runs/tune/best.json --data reviews.csv --out runs/again   # the winner, retrained
+
+Searched: cell, hidden and embedding size, pooling, dropout, optimizer, learning rate, epochs,
+maxlen, class weights and the n-gram branch (off/joint/stacked, its order and strength), with a
+seeded TPE sampler; trial 0 is the base recipe (--preset and the flags). Trials are chosen on
+the validation split (10% is held out when the recipe has none) and hopeless ones are pruned
+from their per-epoch validation scores (median rule); only the winner is scored on the test
+split. OUT holds study.sqlite (run the same command again to continue after Ctrl-C),
+trials/NNN (each trial's model), trials.csv, trials.png, best/ (the winner), best.json (its
+recipe) and summary.json. Needs optuna: pip install 'rnnsent[tune]'.""",
     "evaluate": """examples:
   rnnsent evaluate runs/seed
   rnnsent evaluate runs/seed --json
@@ -82,6 +98,9 @@ training recipe's, from --preset (default: best) and the flags.""",
 }
 
 
+
+
+TUNE_METRICS = ["accuracy", "macro_f1", "mae", "log_loss"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -148,8 +167,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     train.add_argument("--data", help="data source (see below)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--config", type=Path, metavar="FILE",
+                       help="start from a saved recipe instead of a preset: a JSON recipe such as rnnsent tune's "
+                            "best.json, or a model directory's config.json (the flags still override it)")
     add_recipe(train, preset=AUTO_PRESET)
     group = train.add_argument_group("run options (how this run executes; not saved in the model's recipe)")
+    for f in options.values():
+        _add_field(group, f)
+
+    tune = command("tune", "search recipes with Optuna within a time budget and keep the best")
+    tune.add_argument("--data", help="data source (as for train)")
+    tune.add_argument("--out", type=Path, help="folder of the study: trials, the winner, its recipe")
+    tune.add_argument("--budget", default="20m", help="wall time for the trials: 90s, 20m, 1h (default: 20m); no "
+                      "trial starts when less than the median trial time is left")
+    tune.add_argument("--metric", choices=TUNE_METRICS, default="accuracy",
+                      help="validation score to optimise (default: accuracy; mae needs ordered labels)")
+    tune.add_argument("--trials", type=int, metavar="N", help="at most N trials in all, resumed ones included "
+                      "(default: as many as the budget allows)")
+    add_recipe(tune)
+    group = tune.add_argument_group("run options (how every trial executes)")
     for f in options.values():
         _add_field(group, f)
 
@@ -237,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rnnsent.training.loop import TrainingInterrupted
     except KeyboardInterrupt:
         return 130
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
+    handler = {"train": cmd_train, "tune": cmd_tune, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
                "pretrain": cmd_pretrain, "summary": cmd_summary}[args.command]
     try:
         return handler(args) or 0
@@ -276,6 +312,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rnnsent.errors import UsageError
 
     options = _settings(args, [f.name for f in option_fields()])
+    if args.config is not None and (args.resume or args.preset is not None):
+        raise UsageError("--config is a whole recipe: drop " + ("--resume" if args.resume else "--preset"))
     if args.resume:
         if args.out or _recipe_settings(args) or args.preset is not None:
             raise UsageError("--resume continues a run with its saved settings: drop --out, --preset and the setting flags")
@@ -283,8 +321,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise UsageError("say where to save the model: --out DIR (e.g. --out runs/seed)")
-    rnnsent.train(args.preset, args.data, args.out, progress=False if args.quiet else None,
+    rnnsent.train(args.preset, args.data, args.out, progress=False if args.quiet else None, config=args.config,
                   **_recipe_settings(args), **options)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import rnnsent
+    from rnnsent.config import option_fields
+    from rnnsent.errors import UsageError
+    from rnnsent.training.loop import TrainingInterrupted
+
+    if not args.out:
+        raise UsageError("say where to keep the study: --out DIR (e.g. --out runs/tune)")
+    options = _settings(args, [f.name for f in option_fields()])
+    try:
+        rnnsent.tune(args.data, args.out, args.budget, args.preset, args.metric, trials=args.trials,
+                     **_recipe_settings(args), **options)
+    except (KeyboardInterrupt, TrainingInterrupted):
+        print(f"interrupted: the finished trials are kept in {args.out / 'study.sqlite'}; run the same command "
+              "again to continue", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -32,6 +32,7 @@ from rnnsent.training.distributed import World, all_reduce_sum, any_rank
 from rnnsent.training.optim import RMSprop, learning_rate
 from rnnsent.training.steps import AutogradStep, Batch, CompiledStep, EpochSums
 from rnnsent.training.tensors import Tensors, TrainingData
+from rnnsent.training.tracking import closing_tracker, open_tracker
 
 REPORT_EVERY = 50  # steps between loss checks and progress-bar updates
 
@@ -65,6 +66,7 @@ class Trainer:
         log: Callable[[str], None] | None = None,
         progress_bar: bool = False,
         checkpoint_fields: dict[str, Any] | None = None,
+        on_epoch: Callable[[dict[str, Any], np.ndarray | None], None] | None = None,
     ) -> None:
         self.config, self.options, self.data = config, options, data
         self.model, self.optimizer, self.step = model, optimizer, step
@@ -73,18 +75,26 @@ class Trainer:
         self.progress_bar = progress_bar and world.is_main
         self.checkpoint_fields = checkpoint_fields or {}
         self._stop_requested = False
+        # Optional observers: ``on_epoch(row, validation_logits)`` after each epoch's row of
+        # history (logits None without a validation split), and TensorBoard logs (--tensorboard).
+        self.on_epoch = on_epoch
+        self.tracker = None
+        self._validation_logits: np.ndarray | None = None
         self.total_steps = len(self._batches(0)) * config.train.epochs
         if options.max_steps:
             self.total_steps = min(self.total_steps, options.max_steps)
 
     def fit(self, progress: checkpoints.Progress, best_state: dict[str, torch.Tensor] | None = None) -> TrainResult:
         """Train until the last epoch, an early stop or ``max_steps``; return the selected model."""
-        with self._stop_signals():
+        self.tracker = open_tracker(self.options.tensorboard) if self.world.is_main else None
+        with self._stop_signals(), closing_tracker(self.tracker):
             while progress.epoch < self.config.train.epochs and not progress.finished:
                 started = time.perf_counter()
                 sums = self._train_epoch(progress, best_state)
                 best_state = self._end_epoch(progress, sums, best_state, time.perf_counter() - started)
                 self._save(progress, best_state)
+                if self.on_epoch is not None:
+                    self.on_epoch(progress.history[-1], self._validation_logits)
         if best_state is not None:
             # Model selection: keep the weights of the epoch with the best validation loss.
             self.model.load_state_dict(best_state)
@@ -102,6 +112,8 @@ class Trainer:
         # A checkpoint holds the epoch's sums over all ranks: rank 0 carries them on.
         sums = EpochSums(progress.epoch_sums if self.world.is_main else [0.0, 0.0, 0.0])
         bar = self._bar(len(batches), progress)
+        if self.tracker is not None:
+            self.tracker.start_epoch(sums.flush())
         try:
             for index in range(progress.step_in_epoch, len(batches)):
                 for group in self.optimizer.param_groups:
@@ -110,7 +122,10 @@ class Trainer:
                 progress.global_step += 1
                 progress.step_in_epoch = index + 1
                 if progress.global_step % REPORT_EVERY == 0 or index + 1 == len(batches):
-                    self._report(sums.flush(), progress, bar)
+                    totals = sums.flush()
+                    self._report(totals, progress, bar)
+                    if self.tracker is not None:
+                        self.tracker.steps(progress.global_step, totals, self.optimizer.param_groups[0]["lr"])
                 reached_max = bool(self.options.max_steps) and progress.global_step >= self.options.max_steps
                 every = self.options.checkpoint_every
                 checkpoint_due = bool(every) and progress.global_step % every == 0 and not reached_max
@@ -173,17 +188,23 @@ class Trainer:
         all_reduce_sum(world, sums)
         loss, accuracy = float(sums[0] / max(sums[2], 1)), float(sums[1] / max(sums[2], 1))
         row: dict[str, Any] = {"epoch": progress.epoch + 1, "loss": loss, "accuracy": accuracy}
+        self._validation_logits = None
         for prefix, split in (("val_", self.data.validation), ("test_", self.data.test)):
             # Every rank scores the validation split, as model selection and early stopping must
             # agree everywhere; the test report is only printed, so only rank 0 computes it.
             if split is not None and (prefix == "val_" or world.is_main):
+                logits = self._logits(split)
+                if prefix == "val_":
+                    self._validation_logits = logits
                 row[prefix + "loss"], row[prefix + "accuracy"] = loss_and_accuracy(
-                    split.labels.numpy(), self._logits(split), self.model.task)
+                    split.labels.numpy(), logits, self.model.task)
         row["seconds"] = round(seconds, 3)
         row["lr"] = learning_rate(config.train, max(progress.global_step - 1, 0), self.total_steps)  # the last step's
         progress.history.append(row)
         if world.is_main:
             self.log(epoch_line(row, config.train.epochs))
+        if self.tracker is not None:
+            self.tracker.epoch(row)
         if "val_loss" in row:
             if progress.best_val_loss is None or row["val_loss"] < progress.best_val_loss:
                 progress.best_val_loss, progress.best_epoch, progress.bad_epochs = row["val_loss"], row["epoch"], 0

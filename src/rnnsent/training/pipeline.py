@@ -46,6 +46,7 @@ from rnnsent.training.steps import choose_step, sparse_embedding_applies
 from rnnsent.training.tensors import Tensors, TrainingData, prepare_data
 
 Log = Callable[[str], None]
+EpochHook = Callable[[dict[str, Any], Any], None]  # (row of history, validation logits or None)
 
 
 @dataclass
@@ -63,20 +64,24 @@ class RunOutcome:
 
 
 def run(config: RunConfig, options: RunOptions, source: Path, out: Path, *, resume: bool = False,
-        log: Log = print, progress_bar: bool = False) -> RunOutcome:
+        log: Log = print, progress_bar: bool = False, on_epoch: EpochHook | None = None,
+        score_test: bool = True) -> RunOutcome:
     """Train ``config`` on ``source`` into the model directory ``out`` (continuing its checkpoint
-    when ``resume``), evaluate on the test split and save. Returns the trained model."""
+    when ``resume``), evaluate on the test split and save. Returns the trained model.
+
+    ``on_epoch(row, validation_logits)`` is called after each epoch (see :class:`Trainer`);
+    ``score_test=False`` leaves the test split unscored (the saved metrics then hold no test figures)."""
     world = setup(options.device)
     try:
         # Rank 0 holds the run directory's lock: the one writer of checkpoints and the model.
         with run_lock(out) if world.is_main else nullcontext():
-            return _run(config, options, source, out, world, resume, log, progress_bar)
+            return _run(config, options, source, out, world, resume, log, progress_bar, on_epoch, score_test)
     finally:
         teardown(world)
 
 
 def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world: World, resume: bool, log: Log,
-         progress_bar: bool) -> RunOutcome:
+         progress_bar: bool, on_epoch: EpochHook | None = None, score_test: bool = True) -> RunOutcome:
     if options.threads:
         torch.set_num_threads(options.threads)
     log = log if world.is_main else (lambda message: None)
@@ -103,21 +108,23 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
     result = train_tensors(config, options, data, out, world=world, resume=resume, log=log,
                            progress_bar=progress_bar, initialise=initialise,
                            checkpoint_fields={"data": str(Path(source).resolve()),
-                                              "data_identity": source_identity(Path(source))})
+                                              "data_identity": source_identity(Path(source))},
+                           on_epoch=on_epoch)
     if getattr(result.model, "blend", None) is not None:
         figures["validation_accuracy"] = fit_blend_stage(result.model, config, data, log)
     decision = decision_stage(result.model, config, data, log)
     seconds = time.perf_counter() - started
     metrics: dict[str, Any] = {}
     if world.is_main:
-        metrics = evaluate_on_test(result, config, options, corpus, decision)
+        metrics = evaluate_on_test(result, config, options, corpus, decision) if score_test else {}
         metrics.update({"train_seconds": round(seconds, 2), **figures})
         if decision.figures:
             metrics["calibration"] = decision.figures
         save_artifact(out, config, corpus.vocabulary, result.model.cpu(), metrics, result.history, corpus.labels,
                       decision.temperature, decision.thresholds)
         log(f"trained in {seconds:.1f}s; model saved to {out}")
-        log(format_metrics(metrics))
+        if score_test:
+            log(format_metrics(metrics))
         for warning in chance_warnings(metrics, corpus, options):
             log(warning)
     return RunOutcome(result.model.cpu(), corpus.vocabulary, metrics, result.history, config, corpus.labels,
@@ -280,7 +287,7 @@ def _physical_memory() -> int:
 def train_tensors(config: RunConfig, options: RunOptions, data: TrainingData, out: Path, *, world: World = World(),
                   resume: bool = False, log: Log = lambda message: None, progress_bar: bool = False,
                   initialise: Callable[[nn.Module], None] | None = None,
-                  checkpoint_fields: dict | None = None) -> TrainResult:
+                  checkpoint_fields: dict | None = None, on_epoch: EpochHook | None = None) -> TrainResult:
     """Seed, build the model, let ``initialise(model)`` put starting weights in (not on resume,
     where the checkpoint holds them), and train the network on ready tensors."""
     torch.manual_seed(config.train.seed)
@@ -290,11 +297,13 @@ def train_tensors(config: RunConfig, options: RunOptions, data: TrainingData, ou
         recurrent_network(model).loss_weight = balanced_weights(data.train.labels, data.labels).to(world.device)
     if initialise is not None and not resume:
         initialise(model)
-    return train_network(model, config, options, data, out, world, resume, log, progress_bar, checkpoint_fields or {})
+    return train_network(model, config, options, data, out, world, resume, log, progress_bar, checkpoint_fields or {},
+                         on_epoch)
 
 
 def train_network(model: nn.Module, config: RunConfig, options: RunOptions, data: TrainingData, out: Path,
-                  world: World, resume: bool, log: Log, progress_bar: bool, checkpoint_fields: dict) -> TrainResult:
+                  world: World, resume: bool, log: Log, progress_bar: bool, checkpoint_fields: dict,
+                  on_epoch: EpochHook | None = None) -> TrainResult:
     """The network's training: optimiser, checkpoint restore, the step, the loop."""
     # Frozen tensors (a stacked model's n-gram weights) are not the optimiser's to update.
     optimizer = build_optimizer(config.train, [p for p in model.parameters() if p.requires_grad])
@@ -311,7 +320,8 @@ def train_network(model: nn.Module, config: RunConfig, options: RunOptions, data
     network = DistributedDataParallel(model, forward_sync_buffers=False) if world.distributed else model
     step = choose_step(config, options, model, network, optimizer, world)
     checkpoint_fields = {**checkpoint_fields, "options": options.to_dict()}
-    trainer = Trainer(config, options, data, model, optimizer, step, out, world, log, progress_bar, checkpoint_fields)
+    trainer = Trainer(config, options, data, model, optimizer, step, out, world, log, progress_bar, checkpoint_fields,
+                      on_epoch=on_epoch)
     return trainer.fit(progress, best_state)
 
 
