@@ -27,7 +27,7 @@ def test_the_logs_hold_each_epochs_scores_and_the_step_reports(tmp_path):
     pytest.importorskip("tensorboardX")
     data = write_tiny_reviews(tmp_path / "reviews.csv", count=300)
     logdir = tmp_path / "logs"
-    model = rnnsent.train(data=data, out=tmp_path / "model", tensorboard=str(logdir), verbose=False, **SETTINGS)
+    model = rnnsent.train("seed", data, tmp_path / "model", tensorboard=str(logdir), verbose=False, **SETTINGS)
     scalars = read_events(logdir)
     history = json.loads((tmp_path / "model" / "history.json").read_text())
     assert history == model.history and len(history) == 3
