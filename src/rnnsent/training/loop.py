@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rnnsent.artifact import curves
 from rnnsent.config import RunConfig, RunOptions
 from rnnsent.data.batches import epoch_batches
 from rnnsent.errors import TrainingDiverged
@@ -79,12 +80,16 @@ class Trainer:
 
     def fit(self, progress: checkpoints.Progress, best_state: dict[str, torch.Tensor] | None = None) -> TrainResult:
         """Train until the last epoch, an early stop or ``max_steps``; return the selected model."""
+        if self.world.is_main:
+            curves.prepare()  # matplotlib imports while the epochs run, for the saved curves.png
         with self._stop_signals():
             while progress.epoch < self.config.train.epochs and not progress.finished:
                 started = time.perf_counter()
                 sums = self._train_epoch(progress, best_state)
                 best_state = self._end_epoch(progress, sums, best_state, time.perf_counter() - started)
                 self._save(progress, best_state)
+        if self.world.is_main:
+            curves.draw_soon(progress.history)  # drawn while the test set is scored
         if best_state is not None:
             # Model selection: keep the weights of the epoch with the best validation loss.
             self.model.load_state_dict(best_state)
