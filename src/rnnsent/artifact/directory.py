@@ -233,7 +233,7 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
 class _ShapesOnly(torch.overrides.TorchFunctionMode):
     """Skips in-place initialisers on meta tensors: building a model there then costs only its
     shapes (meta ``normal_`` and friends run torch's Python references, which import
-    ``torch._dynamo``)."""
+    TorchDynamo)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

@@ -9,7 +9,7 @@ batch touches instead of the whole table.
 
 Every optimiser here is eager-only: ``torch.optim.Optimizer`` wraps ``add_param_group``,
 ``state_dict``, ``load_state_dict`` and ``zero_grad`` (and Adam its update) so that their first
-call imports ``torch._dynamo``, about 1.5-2 s of start-up that a run never compiling anything
+call imports TorchDynamo, about 1.5-2 s of start-up that a run never compiling anything
 does not need. :class:`EagerOptimizer` calls the same methods unwrapped (the functions torch
 itself runs once dynamo steps aside), and :class:`Adam` / :class:`AdamW` run the CPU update of
 ``torch.optim.Adam`` (``_single_tensor_adam``) written out, falling back to torch's own step
@@ -23,16 +23,11 @@ import math
 import torch
 
 from rnnsent.config import TrainConfig
-
-
-def _unwrapped(name: str):
-    """``torch.optim.Optimizer.<name>`` without the wrapper that imports ``torch._dynamo`` on first call."""
-    method = getattr(torch.optim.Optimizer, name)
-    return getattr(method, "__wrapped__", method)
+from rnnsent.model.torch_private import unwrapped_optimizer_method as _unwrapped
 
 
 class EagerOptimizer(torch.optim.Optimizer):
-    """A ``torch.optim.Optimizer`` whose bookkeeping methods never import ``torch._dynamo``.
+    """A ``torch.optim.Optimizer`` whose bookkeeping methods never import TorchDynamo.
 
     Put it first among the bases of an optimiser class (``class X(EagerOptimizer,
     torch.optim.SomeOptimizer)``): its methods are the base class's, unwrapped, so behaviour and
@@ -124,7 +119,7 @@ class RMSprop(EagerOptimizer):
 
 
 class Adam(EagerOptimizer, torch.optim.Adam):
-    """``torch.optim.Adam``, exactly, without importing ``torch._dynamo`` (see the module docstring)."""
+    """``torch.optim.Adam``, exactly, without importing TorchDynamo (see the module docstring)."""
 
     def _plain(self) -> bool:
         """Whether every group takes the plain CPU float path that :meth:`step` writes out."""
@@ -186,11 +181,11 @@ class Adam(EagerOptimizer, torch.optim.Adam):
 
 
 class AdamW(Adam, torch.optim.AdamW):
-    """``torch.optim.AdamW``, exactly, without importing ``torch._dynamo`` (see :class:`Adam`)."""
+    """``torch.optim.AdamW``, exactly, without importing TorchDynamo (see :class:`Adam`)."""
 
 
 class LBFGS(EagerOptimizer, torch.optim.LBFGS):
-    """``torch.optim.LBFGS`` without importing ``torch._dynamo`` (its ``step`` never did)."""
+    """``torch.optim.LBFGS`` without importing TorchDynamo (its ``step`` never did)."""
 
 
 def build_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
