@@ -87,3 +87,31 @@ def seed_reference(train_ids: np.ndarray, train_labels: np.ndarray, test_ids: np
     model = VanillaRNN()
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4, alpha=0.9, eps=1e-7)
     return train_reference(model, train_ids, train_labels, test_ids, test_labels, epochs, 32, optimizer, seed, log=log)
+
+
+def main() -> None:
+    """``python benchmarks/reference.py``: the seed recipe as a whole process, as a PyTorch user runs it.
+
+    It reads the same encoded, padded reviews as rnnsent (from rnnsent's cache, so neither side
+    pays for tokenizing) and prints one JSON object: test accuracy and per-epoch seconds.
+    """
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from rnnsent.config import TextConfig
+    from rnnsent.data.cache import load_encoded
+    from rnnsent.data.download import resolve_source
+
+    config = TextConfig(maxlen=30)
+    corpus = load_encoded(resolve_source(None), config, quiet=True)
+    train_ids, _ = corpus.train.padded(config)
+    test_ids, _ = corpus.test.padded(config)
+    result = seed_reference(train_ids, corpus.train.labels, test_ids, corpus.test.labels,
+                            log=lambda message: print(message, file=sys.stderr))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

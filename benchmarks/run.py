@@ -4,6 +4,12 @@ Sections (each case runs in its own process; runs alternate so that machine nois
   seed       the seed recipe, 10 epochs: wall time, per epoch, tokens/s, peak memory, test accuracy
   inference  25,000 raw test reviews -> probabilities: Python API, `rnnsent predict --file`, naive
   large      a bidirectional GRU of 128 units at maxlen 400 (padding not computed by rnnsent)
+  startup    each command's start-up: `rnnsent --help`, `summary`, `predict MODEL "text"` against
+             `python -c "import torch"`, alternated in one run
+  whole      `rnnsent train --preset seed --out DIR` against `python benchmarks/reference.py`, each
+             a whole process (start-up, data from the cache, training, saving), alternated
+  busy       `rnnsent predict MODEL --file` on a few thousand reviews with one busy loop per core
+             running: the default threads against --threads 1 and --threads 2
 
 Results go to benchmarks/results/latest.json and a Markdown table on stdout. Medians are quoted.
 """
@@ -63,15 +69,58 @@ def ensure_seed_model(path: Path) -> Path:
     return path
 
 
+def timed(command: list[str], environment: dict | None = None) -> float:
+    """Wall seconds of one whole process (its output discarded); fails loudly if it fails."""
+    start = time.perf_counter()
+    completed = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=environment or bench_environment())
+    seconds = time.perf_counter() - start
+    if completed.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
+    return seconds
+
+
+def bench_environment() -> dict:
+    return {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def side_by_side(commands: dict[str, list[str]], repeats: int) -> dict[str, dict]:
+    """Run each command once per round, in turn, ``repeats`` rounds; medians and every run."""
+    runs: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, command in commands.items():
+            runs[name].append(timed(command))
+            print(f"  {name}: {runs[name][-1]:.2f}s", file=sys.stderr, flush=True)
+    return {name: {"median": statistics.median(values), "runs": values} for name, values in runs.items()}
+
+
+def _review_file(path: Path, count: int) -> Path:
+    from rnnsent.data.download import resolve_source
+    from rnnsent.data.sources import read_corpus
+
+    texts = read_corpus(resolve_source(None)).test.texts
+    step = max(1, len(texts) // count)
+    path.write_text("".join(" ".join(text.split()) + "\n" for text in texts[::step][:count]), encoding="utf-8")
+    return path
+
+
+def busy_loops(count: int, seconds: float) -> list[subprocess.Popen]:
+    """``count`` processes spinning on a core each, every one ending by itself after ``seconds``."""
+    code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass"
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", default="seed,inference,large", help="comma-separated: seed, inference, large")
+    parser.add_argument("--sections", default="seed,inference,large", help="comma-separated: seed, inference, large, startup, whole, busy")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each seed/inference case (median quoted)")
     parser.add_argument("--large-epochs", type=int, default=2)
     parser.add_argument("--large-limit", type=int, default=0, help="train/test reviews for the large model (0: all)")
     parser.add_argument("--large-repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads for every case (0: torch's default)")
     parser.add_argument("--model", type=Path, help="seed model directory for inference (default: train one)")
+    parser.add_argument("--busy-model", type=Path, help="model for the busy section (default: the seed model)")
+    parser.add_argument("--busy-reviews", type=int, default=3000, help="reviews scored in the busy section")
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -123,6 +172,61 @@ def main(argv: list[str] | None = None) -> int:
             f"| BiGRU-128: peak memory | {a['peak_mb']:.0f} MB | {b['peak_mb']:.0f} MB | |",
             f"| BiGRU-128: test accuracy after {args.large_epochs} epochs | {a['accuracy']:.4f} | {b['accuracy']:.4f} | {100 * (a['accuracy'] - b['accuracy']):+.2f} pt |",
         ]
+
+    if "startup" in sections:
+        print("start-up of each command", file=sys.stderr)
+        model = str(ensure_seed_model(args.model or RESULTS / "seed-model"))
+        rnnsent = [sys.executable, "-m", "rnnsent"]
+        startup = side_by_side({
+            "import torch": [sys.executable, "-c", "import torch"],
+            "rnnsent --help": [*rnnsent, "--help"],
+            "rnnsent summary": [*rnnsent, "summary"],
+            "rnnsent predict MODEL text": [*rnnsent, "predict", model, "A wonderful film."],
+        }, args.repeats)
+        report["startup"] = startup
+        torch_import = startup["import torch"]["median"]
+        for name, row in startup.items():
+            over = "" if name == "import torch" else f"{row['median'] - torch_import:+.2f} s"
+            lines.append(f"| start-up: `{name}` | {row['median']:.2f} s | | {over} |")
+
+    if "whole" in sections:
+        print("seed recipe as whole processes: rnnsent train against the reference script", file=sys.stderr)
+        ensure_seed_model(RESULTS / "seed-model")  # encodes the data into the cache for both sides
+        out = RESULTS / "whole-run"
+        whole = side_by_side({
+            "rnnsent train --preset seed": [sys.executable, "-m", "rnnsent", "train", "--preset", "seed", "--out",
+                                            str(out), "--quiet"],
+            "python benchmarks/reference.py": [sys.executable, str(ROOT / "benchmarks" / "reference.py")],
+        }, args.repeats)
+        report["whole"] = whole
+        ours, theirs = whole["rnnsent train --preset seed"]["median"], whole["python benchmarks/reference.py"]["median"]
+        report["whole"]["ratio"] = ours / theirs
+        lines.append(f"| seed recipe, whole process (start-up and saving included) | {ours:.2f} s | {theirs:.2f} s | "
+                     f"{ours / theirs:.3f}x the time |")
+
+    if "busy" in sections:
+        cores = os.cpu_count() or 1
+        print(f"predict --file under {cores} busy loops", file=sys.stderr)
+        model = str(args.busy_model or ensure_seed_model(args.model or RESULTS / "seed-model"))
+        reviews = _review_file(RESULTS / "busy-reviews.txt", args.busy_reviews)
+        base = [sys.executable, "-m", "rnnsent", "predict", model, "--file", str(reviews), "--quiet"]
+        commands = {"default": base, "--threads 1": [*base, "--threads", "1"]}
+        if cores >= 2:
+            commands["--threads 2"] = [*base, "--threads", "2"]
+        loops = busy_loops(cores, 1800)
+        try:
+            time.sleep(2)
+            busy = side_by_side(commands, args.repeats)
+        finally:
+            for loop in loops:
+                loop.kill()
+                loop.wait()
+        best = min(row["median"] for name, row in busy.items() if name != "default")
+        busy["default_over_best"] = busy["default"]["median"] / best
+        report["busy"] = {"model": model, "reviews": args.busy_reviews, "busy_loops": cores, **busy}
+        for name in commands:
+            lines.append(f"| predict --file, {args.busy_reviews} reviews, {cores} busy loops: {name} | "
+                         f"{busy[name]['median']:.2f} s | | {busy[name]['median'] / best:.2f}x the best |")
 
     table = "\n".join(lines)
     report["table"] = table

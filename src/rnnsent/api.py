@@ -78,13 +78,19 @@ class Model(Predictor):
         return f"<rnnsent.Model {self.config.preset!r} at {str(self.path)!r}{scored}>"
 
 
-def load(path: PathLike, device: str = "cpu") -> Model:
+def load(path: PathLike, device: str = "cpu", *, quantize: bool = False, threads: int | None = None) -> Model:
     """Load a saved model directory: ``rnnsent.load("runs/seed").predict(["..."])``.
+
+    ``quantize`` converts the network's linear and recurrent layers to int8 dynamic
+    quantization (CPU; faster, slightly different probabilities: see docs/performance.md).
+    ``threads`` is the CPU thread count scoring uses: None (default) the cores other processes
+    leave free, as long as torch's own count is untouched (see :mod:`rnnsent.threads`); 0
+    torch's count as it is.
 
     Raises :class:`~rnnsent.errors.ArtifactError` naming the file when the directory is
     missing, incomplete, damaged or of an unknown format version.
     """
-    return Model(load_artifact(path, device))
+    return Model(load_artifact(path, device, quantize=quantize), threads=threads)
 
 
 def train(preset: str | None = None, data: PathLike | None = None, out: PathLike | None = None, *,
@@ -299,13 +305,17 @@ def summary(preset: str = "seed", **settings: Any) -> str:
     return summary_table(build_model(config.model, config.text.num_words), config.text.maxlen)
 
 
-def set_threads(threads: int) -> None:
-    """Use ``threads`` CPU threads for torch (0: leave torch's default, all cores)."""
-    options = build_options({"threads": threads})
-    if options.threads:
-        import torch
+def set_threads(threads: int) -> int:
+    """Use ``threads`` CPU threads for torch (0: the cores other processes leave free, see
+    :func:`rnnsent.threads.free_cores`); returns the count set."""
+    from rnnsent.threads import resolve_threads
 
-        torch.set_num_threads(options.threads)
+    options = build_options({"threads": threads})
+    import torch
+
+    count = resolve_threads(options.threads)
+    torch.set_num_threads(count)
+    return count
 
 
 def _interactive() -> bool:

@@ -146,8 +146,11 @@ def update_metrics(directory: Path, metrics: dict[str, Any]) -> None:
     write_json_atomic(Path(directory) / "manifest.json", manifest)
 
 
-def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Artifact:
-    """Load and verify a model directory; raises :class:`ArtifactError` with the file at fault."""
+def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cpu", quantize: bool = False) -> Artifact:
+    """Load and verify a model directory; raises :class:`ArtifactError` with the file at fault.
+
+    ``quantize``: int8 dynamic quantization for CPU inference (:mod:`rnnsent.model.quantize`).
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise ArtifactError(f"{directory}: no such model directory; train one with 'rnnsent train --out {directory}'")
@@ -200,7 +203,7 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
     # Compare the weights with the model the config describes, built without memory, before
     # building (and allocating) the real one: a config edited to a huge model is refused here.
     shapes = {name: tuple(tensor.shape) for name, tensor in tensors.items()}
-    with torch.device("meta"):
+    with torch.device("meta"), _ShapesOnly():
         expected = {name: tuple(t.shape) for name, t in build_model(config.model, config.text.num_words, labels=labels)
                     .state_dict().items()}
     if shapes != expected:
@@ -215,12 +218,33 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
     except RuntimeError as error:
         raise ArtifactError(f"{weights_path}: weights do not fit the config ({one_line(error)})") from None
     model.to(device).eval()
+    if quantize:
+        from rnnsent.model.quantize import quantize_model
+
+        model = quantize_model(model)
     optional = {}
     for name in ("metrics.json", "history.json"):
         path = directory / name
         optional[name] = _verified_json(path, checksums[name]) if name in checksums and path.exists() else None
     return Artifact(directory, config, vocabulary, model, optional["metrics.json"] or {}, optional["history.json"] or [],
                     labels, temperature, thresholds)
+
+
+class _ShapesOnly(torch.overrides.TorchFunctionMode):
+    """Skips in-place initialisers on meta tensors: building a model there then costs only its
+    shapes (meta ``normal_`` and friends run torch's Python references, which import
+    TorchDynamo)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor")
+        if name.endswith("_") and not name.endswith("__") and isinstance(target, torch.Tensor) and target.is_meta:
+            return target
+        out = kwargs.get("out")
+        if isinstance(out, torch.Tensor) and out.is_meta:  # torch.eye(..., out=) of nn.init.eye_
+            return out
+        return func(*args, **kwargs)
 
 
 def _check_vocabulary(path: Path, vocabulary: Vocabulary, saved_size: Any) -> None:

@@ -13,6 +13,7 @@ from rnnsent.artifact.directory import Artifact, load_artifact
 from rnnsent.data.batches import iter_text_chunks
 from rnnsent.model.scoring import predict_logits
 from rnnsent.text.tokenize import tokenize
+from rnnsent.threads import scoring_threads
 
 PREDICT_BATCH_SIZE = 4096
 # Rows scored at once within a chunk of texts: small enough that, sorted by length, each
@@ -48,16 +49,19 @@ class Prediction:
 class Predictor:
     """A loaded model that scores raw text: ``rnnsent.load(path).predict(["..."])``."""
 
-    def __init__(self, artifact: Artifact) -> None:
+    def __init__(self, artifact: Artifact, threads: int | None = None) -> None:
         self.artifact = artifact
+        # CPU threads while scoring: None, the free cores (see rnnsent.threads.scoring_threads).
+        self.threads = threads
         self.model = artifact.model
         self.encoder = artifact.encoder
         self.labels = artifact.labels
         self.config = artifact.config
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu") -> "Predictor":
-        return cls(load_artifact(path, device))
+    def load(cls, path: str | os.PathLike, device: str = "cpu", quantize: bool = False,
+             threads: int | None = None) -> "Predictor":
+        return cls(load_artifact(path, device, quantize=quantize), threads=threads)
 
     def probabilities(self, texts: Sequence[str], batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
         """Probabilities for raw texts: of the second (positive) label ``(n,)`` for binary models,
@@ -104,7 +108,7 @@ class Predictor:
             if not isinstance(text, str):
                 raise TypeError(f"texts must be str; text {index} is {type(text).__name__}")
         probabilities, lengths = [], []
-        with torch.inference_mode():
+        with torch.inference_mode(), scoring_threads(self.threads):
             for start in range(0, len(texts), batch_size):
                 ids, kept = self.encoder.encode_batch(texts[start:start + batch_size])
                 logits = predict_logits(self.model, ids, kept, min(batch_size, SCORE_BATCH_SIZE))

@@ -44,7 +44,7 @@ def compiled_forward_supported(model: torch.nn.Module, ids: torch.Tensor) -> boo
         and config.pooling == "last" and not config.use_lengths and not config.ngram_buckets
         and not model.training and not torch.is_grad_enabled()
         and ids.device.type == "cpu" and ids.shape[0] >= MIN_COMPILED_BATCH
-        and model.embedding.weight.dtype == torch.float32
+        and model.embedding.weight.dtype == torch.float32 and type(model.head) is torch.nn.Linear
         and numba_available()
     )
 

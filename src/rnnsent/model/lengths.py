@@ -21,7 +21,7 @@ def reverse_within_lengths(values: torch.Tensor, lengths: torch.Tensor) -> torch
 
 
 def run_within_lengths(
-    rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tensor, dropout: float
+    rnn: nn.Module, inputs: torch.Tensor, lengths: torch.Tensor, dropout: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``rnn`` over post-padded ``inputs (batch, time, input)`` reading each row only up to its length.
 
@@ -42,10 +42,13 @@ def run_within_lengths(
             layer_input = F.dropout(layer_input, dropout, training=True)
         outputs = []
         for direction in range(directions):
-            suffix = "_reverse" if direction else ""
-            weights = [getattr(rnn, f"{kind}_l{layer}{suffix}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
             sequence = reverse_within_lengths(layer_input, lengths) if direction else layer_input
-            output = run_cell(rnn, sequence, weights)  # (batch, time, hidden)
+            if hasattr(rnn, "run_direction"):  # a quantized layer (rnnsent.model.quantize)
+                output = rnn.run_direction(layer, direction, sequence)
+            else:
+                suffix = "_reverse" if direction else ""
+                weights = [getattr(rnn, f"{kind}_l{layer}{suffix}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                output = run_cell(rnn, sequence, weights)  # (batch, time, hidden)
             if direction:
                 output = reverse_within_lengths(output, lengths)
                 finals.append(output[:, 0])  # the backward direction ends at the first word

@@ -7,7 +7,10 @@ Two things PyTorch has no public API for are needed:
   length-aware reader in :mod:`rnnsent.model.lengths` uses;
 * removing a parameter from an ``nn.RNN`` after construction (``RNNBase._flat_weights_names``
   and ``RNNBase._init_flat_weights``), which :class:`rnnsent.model.recurrent.KerasSimpleRNN`
-  uses to keep one bias vector.
+  uses to keep one bias vector;
+* calling ``torch.optim.Optimizer``'s bookkeeping methods without the wrapper that imports
+  ``torch._dynamo`` on first call (the function under ``functools.wraps``' ``__wrapped__``),
+  which the eager optimisers in :mod:`rnnsent.training.optim` use.
 
 ``tests/test_torch_private.py`` checks each function against the public modules, so a PyTorch
 release that changes these internals fails there first. They are tested on torch 2.13.
@@ -48,3 +51,14 @@ def refresh_flat_weights(rnn: nn.RNNBase) -> None:
     Call it after replacing any of the tensors :func:`flat_weight_names` names.
     """
     rnn._init_flat_weights()
+
+
+def unwrapped_optimizer_method(name: str):
+    """``torch.optim.Optimizer.<name>`` without the wrapper that imports ``torch._dynamo`` on first call.
+
+    torch decorates ``add_param_group``, ``state_dict``, ``load_state_dict`` and ``zero_grad``
+    with ``torch._disable_dynamo``, whose wrapper runs the original function once dynamo is
+    imported; the original is the wrapper's ``__wrapped__``.
+    """
+    method = getattr(torch.optim.Optimizer, name)
+    return getattr(method, "__wrapped__", method)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rnnsent.artifact import curves
 from rnnsent.config import RunConfig, RunOptions
 from rnnsent.data.batches import epoch_batches
 from rnnsent.errors import TrainingDiverged
@@ -87,6 +88,8 @@ class Trainer:
     def fit(self, progress: checkpoints.Progress, best_state: dict[str, torch.Tensor] | None = None) -> TrainResult:
         """Train until the last epoch, an early stop or ``max_steps``; return the selected model."""
         self.tracker = open_tracker(self.options.tensorboard) if self.world.is_main else None
+        if self.world.is_main:
+            curves.prepare()  # matplotlib imports while the epochs run, for the saved curves.png
         with self._stop_signals(), closing_tracker(self.tracker):
             while progress.epoch < self.config.train.epochs and not progress.finished:
                 started = time.perf_counter()
@@ -95,6 +98,8 @@ class Trainer:
                 self._save(progress, best_state)
                 if self.on_epoch is not None:
                     self.on_epoch(progress.history[-1], self._validation_logits)
+        if self.world.is_main:
+            curves.draw_soon(progress.history)  # drawn while the test set is scored
         if best_state is not None:
             # Model selection: keep the weights of the epoch with the best validation loss.
             self.model.load_state_dict(best_state)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from rnnsent.model.composed import StackedClassifier
 from rnnsent.model.loss import predicted_correct
 from rnnsent.model.ngrams import HASH_MODULUS, NgramBranch, distinct_ngram_ids, ngram_ids
+from rnnsent.training.optim import LBFGS
 
 FEATURE_CHUNK = 512  # id rows turned into n-gram features at a time (bounds the temporary tensors)
 NB_SMOOTHING = 1.0  # the count added to every n-gram in each class, as in NBSVM
@@ -164,7 +165,7 @@ def fit_ngram_regression(
     # late improvements, and L-BFGS's line search stops well short of the optimum.
     weights = torch.zeros(len(seen), dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weights, bias], lr=1.0, max_iter=MAX_ITERATIONS, history_size=HISTORY_SIZE,
+    optimizer = LBFGS([weights, bias], lr=1.0, max_iter=MAX_ITERATIONS, history_size=HISTORY_SIZE,
                                   tolerance_grad=1e-5, tolerance_change=1e-9, line_search_fn="strong_wolfe")
     evaluations = 0
 
@@ -224,7 +225,7 @@ def _fit_outputs(branch: NgramBranch, ids: torch.Tensor, labels: torch.Tensor, i
     classes = labels.long() if task == "multiclass" else None
     weights = torch.zeros(len(seen), outputs, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(outputs, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weights, bias], lr=1.0, max_iter=MAX_ITERATIONS, history_size=HISTORY_SIZE,
+    optimizer = LBFGS([weights, bias], lr=1.0, max_iter=MAX_ITERATIONS, history_size=HISTORY_SIZE,
                                   tolerance_grad=1e-5, tolerance_change=1e-9, line_search_fn="strong_wolfe")
     evaluations = 0
 
@@ -279,7 +280,7 @@ def fit_blend(
     inputs = torch.tensor(np.stack([parts["recurrent"], parts["ngrams"]], axis=1), dtype=torch.float64)  # (n, 2)
     targets = torch.tensor(labels, dtype=torch.float64)
     coefficients = torch.zeros(3, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([coefficients], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+    optimizer = LBFGS([coefficients], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
 
     def objective() -> torch.Tensor:
         optimizer.zero_grad()
@@ -311,7 +312,7 @@ def _fit_blend_outputs(model: StackedClassifier, parts: dict[str, np.ndarray], l
     ngrams = torch.tensor(np.asarray(parts["ngrams"]), dtype=torch.float64)
     targets = torch.tensor(np.asarray(labels), dtype=torch.int64 if task == "multiclass" else torch.float64)
     coefficients = torch.zeros(2 + outputs, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([coefficients], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+    optimizer = LBFGS([coefficients], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
 
     def blended(c: torch.Tensor) -> torch.Tensor:
         return c[0] * recurrent + c[1] * ngrams + c[2:]

@@ -6,6 +6,14 @@ its squared-gradient average only decays, so that decay is applied lazily, as ``
 for the ``k`` steps since the row was last touched, when the row is next touched. The
 result equals the dense update up to float rounding, at a cost proportional to the rows a
 batch touches instead of the whole table.
+
+Every optimiser here is eager-only: ``torch.optim.Optimizer`` wraps ``add_param_group``,
+``state_dict``, ``load_state_dict`` and ``zero_grad`` (and Adam its update) so that their first
+call imports TorchDynamo, about 1.5-2 s of start-up that a run never compiling anything
+does not need. :class:`EagerOptimizer` calls the same methods unwrapped (the functions torch
+itself runs once dynamo steps aside), and :class:`Adam` / :class:`AdamW` run the CPU update of
+``torch.optim.Adam`` (``_single_tensor_adam``) written out, falling back to torch's own step
+for anything else (CUDA, foreach, fused, amsgrad, ...). State dicts are torch's, key for key.
 """
 
 from __future__ import annotations
@@ -15,9 +23,36 @@ import math
 import torch
 
 from rnnsent.config import TrainConfig
+from rnnsent.model.torch_private import unwrapped_optimizer_method as _unwrapped
 
 
-class RMSprop(torch.optim.Optimizer):
+class EagerOptimizer(torch.optim.Optimizer):
+    """A ``torch.optim.Optimizer`` whose bookkeeping methods never import TorchDynamo.
+
+    Put it first among the bases of an optimiser class (``class X(EagerOptimizer,
+    torch.optim.SomeOptimizer)``): its methods are the base class's, unwrapped, so behaviour and
+    state dicts are unchanged.
+    """
+
+    _add_param_group = _unwrapped("add_param_group")
+    _state_dict = _unwrapped("state_dict")
+    _load_state_dict = _unwrapped("load_state_dict")
+    _zero_grad = _unwrapped("zero_grad")
+
+    def add_param_group(self, param_group) -> None:
+        return self._add_param_group(param_group)
+
+    def state_dict(self):
+        return self._state_dict()
+
+    def load_state_dict(self, state_dict) -> None:
+        return self._load_state_dict(state_dict)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        return self._zero_grad(set_to_none)
+
+
+class RMSprop(EagerOptimizer):
     """Keras' RMSprop: ``v = rho*v + (1-rho)*g**2; p -= lr * g / sqrt(v + eps)``."""
 
     def __init__(self, params, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-7) -> None:
@@ -83,6 +118,76 @@ class RMSprop(torch.optim.Optimizer):
                     state["row_step"].fill_(int(state["step"]))
 
 
+class Adam(EagerOptimizer, torch.optim.Adam):
+    """``torch.optim.Adam``, exactly, without importing TorchDynamo (see the module docstring)."""
+
+    def _plain(self) -> bool:
+        """Whether every group takes the plain CPU float path that :meth:`step` writes out."""
+        for group in self.param_groups:
+            if (group["amsgrad"] or group["maximize"] or group["capturable"] or group["differentiable"]
+                    or group["fused"] or group["foreach"] or torch.is_tensor(group["lr"])
+                    or any(torch.is_tensor(beta) for beta in group["betas"])):
+                return False
+            for parameter in group["params"]:
+                if parameter.grad is not None and (parameter.device.type != "cpu" or parameter.grad.is_sparse
+                                                   or torch.is_complex(parameter)):
+                    return False
+        return True
+
+    def step(self, closure=None):
+        if not self._plain():
+            return torch.optim.Adam.step(self, closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with torch.no_grad():
+            for group in self.param_groups:
+                self._plain_group_step(group)
+        return loss
+
+    def _plain_group_step(self, group) -> None:
+        # torch.optim.adam._single_tensor_adam with amsgrad, maximize, capturable and
+        # differentiable off, float hyper-parameters, real CPU tensors: the same operations in
+        # the same order, so the same bits.
+        beta1, beta2 = group["betas"]
+        lr, weight_decay, eps = group["lr"], group["weight_decay"], group["eps"]
+        for parameter in group["params"]:
+            grad = parameter.grad
+            if grad is None:
+                continue
+            state = self.state[parameter]
+            if len(state) == 0:
+                scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+                state["step"] = torch.tensor(0.0, dtype=scalar, device="cpu")
+                state["exp_avg"] = torch.zeros_like(parameter, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(parameter, memory_format=torch.preserve_format)
+            exp_avg, exp_avg_sq, step_t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+            step_t += 1
+            if weight_decay != 0:
+                if group["decoupled_weight_decay"]:
+                    parameter.mul_(1 - lr * weight_decay)
+                else:
+                    grad = grad.add(parameter, alpha=weight_decay)
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            step = step_t.item()
+            bias_correction1 = 1 - beta1**step
+            bias_correction2 = 1 - beta2**step
+            step_size = lr / bias_correction1
+            bias_correction2_sqrt = bias_correction2**0.5
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+            parameter.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+class AdamW(Adam, torch.optim.AdamW):
+    """``torch.optim.AdamW``, exactly, without importing TorchDynamo (see :class:`Adam`)."""
+
+
+class LBFGS(EagerOptimizer, torch.optim.LBFGS):
+    """``torch.optim.LBFGS`` without importing TorchDynamo (its ``step`` never did)."""
+
+
 def build_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
     """The optimiser the config names, over ``parameters``."""
     if config.optimizer == "rmsprop":
@@ -92,9 +197,9 @@ def build_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         if config.weight_decay:
             raise ValueError("use --optimizer adamw for weight decay")
-        return torch.optim.Adam(parameters, lr=config.lr, betas=(0.9, config.beta2), eps=config.eps)
+        return Adam(parameters, lr=config.lr, betas=(0.9, config.beta2), eps=config.eps)
     assert config.optimizer == "adamw"
-    return torch.optim.AdamW(parameters, lr=config.lr, betas=(0.9, config.beta2), eps=config.eps,
+    return AdamW(parameters, lr=config.lr, betas=(0.9, config.beta2), eps=config.eps,
                              weight_decay=config.weight_decay)
 
 

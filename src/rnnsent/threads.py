@@ -1,0 +1,88 @@
+"""How many CPU threads scoring uses by default, and the OpenMP setting the command starts with.
+
+On a machine whose cores are busy with other work, torch's default (one OpenMP thread per
+core, spinning while it waits for the others) can make a prediction ten times slower than one
+thread: each parallel region waits for a thread the scheduler has given to another process.
+Two measures keep the default steady (measured in docs/performance.md):
+
+* :func:`configure_process` (the ``rnnsent`` command, before torch is imported) sets
+  ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it: waiting threads sleep instead of spinning.
+* :func:`free_cores` is the default thread count for predict, evaluate and the Python API: the
+  cores not already taken by running processes, at least one. It reads the 1-minute load
+  average and the processes running right now (``/proc/loadavg``), and takes the busier view,
+  so that a burst of work that the average has not caught up with yet counts.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _running_now() -> int | None:
+    """Processes running or runnable now, this one excluded; None where ``/proc/loadavg`` is absent."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as handle:
+            running = int(handle.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(running - 1, 0)
+
+
+def free_cores(cores: int | None = None) -> int:
+    """The cores not busy with other processes: ``cores - busy`` rounded, between 1 and ``cores``."""
+    cores = available_cores() if cores is None else cores
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    running = _running_now()
+    if running is not None:
+        busy = max(busy, float(running))
+    return max(1, min(cores, int(cores - busy + 0.5)))
+
+
+def configure_process() -> None:
+    """Settings that must precede ``import torch``: passive OpenMP waiting, unless set by the user."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def resolve_threads(threads: int) -> int:
+    """The thread count to use for scoring: ``threads``, or :func:`free_cores` for 0."""
+    return threads if threads > 0 else free_cores()
+
+
+@contextmanager
+def scoring_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with torch using ``threads`` threads (None: :func:`free_cores`, but only
+    while torch's count is still its default of one per core; 0: torch's count as it is).
+
+    The previous count is restored afterwards, so a caller's own ``torch.set_num_threads``
+    outside the block is never overridden.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is None:
+        wanted = free_cores() if previous == available_cores() else previous
+    else:
+        wanted = threads if threads > 0 else previous
+    if wanted == previous:
+        yield
+        return
+    torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
