@@ -16,7 +16,7 @@ from rnnsent.model.build import build_model
 from rnnsent.serve import require_serve_extra
 from rnnsent.text.vocabulary import Vocabulary
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HISTORY = [{"epoch": 1, "loss": 0.7, "accuracy": 0.5, "seconds": 1.0}]
 
 
@@ -74,7 +74,7 @@ def test_predicting_imports_neither_the_server_nor_plotting():
     """``import rnnsent; rnnsent.load(...).predict(...)`` must not need an extra."""
     import subprocess
 
-    fixture = ROOT / "tests" / "fixtures" / "models" / "simple"
+    fixture = ROOT / "tests" / "artifact" / "fixtures" / "models" / "simple"
     code = (
         "import sys\n"
         "for name in ('fastapi', 'uvicorn', 'matplotlib', 'numba'):\n"

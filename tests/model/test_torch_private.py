@@ -17,7 +17,7 @@ from torch import nn
 from rnnsent.model import torch_private
 from rnnsent.model.recurrent import KerasSimpleRNN
 
-SOURCE = Path(__file__).resolve().parents[1] / "src" / "rnnsent"
+SOURCE = Path(__file__).resolve().parents[2] / "src" / "rnnsent"
 PRIVATE_MODULE = SOURCE / "model" / "torch_private.py"
 # torch._anything (dunders such as torch.__version__ are public), the flat-weights internals of
 # nn.RNNBase, and the _VF kernels.

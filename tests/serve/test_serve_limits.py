@@ -41,7 +41,7 @@ def start_serve_process(model_dir: Path, *flags: str, env: dict[str, str] | None
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    source = str(Path(__file__).resolve().parents[1] / "src")
+    source = str(Path(__file__).resolve().parents[2] / "src")
     environment = {**os.environ, "PYTHONPATH": source + os.pathsep + os.environ.get("PYTHONPATH", "")}
     environment.pop("RNNSENT_API_KEY", None)
     environment.update(env or {})

@@ -231,7 +231,7 @@ def test_cli_serve_subprocess(tiny_model_dir):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    source = str(Path(__file__).resolve().parents[1] / "src")
+    source = str(Path(__file__).resolve().parents[2] / "src")
     environment = {**os.environ, "PYTHONPATH": source + os.pathsep + os.environ.get("PYTHONPATH", "")}
     process = subprocess.Popen([sys.executable, "-m", "rnnsent", "serve", str(tiny_model_dir), "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment)

@@ -22,7 +22,7 @@ from rnnsent.artifact.directory import load_artifact
 from rnnsent.training.optim import LBFGS, Adam, AdamW, RMSprop
 
 SOURCE_ROOT = Path(rnnsent.__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "models"
+FIXTURES = Path(__file__).resolve().parents[1] / "artifact" / "fixtures" / "models"
 TEXTS = ["A wonderful film, I loved every minute of it.", "Dull, boring and far too long.", "",
          "The plot was fine but the acting was bad. " * 30, "great great great awful"]
 

@@ -22,7 +22,7 @@ from rnnsent.inference.streaming import ProgressBar, detect_format, read_texts, 
 from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.text.vocabulary import Vocabulary
 
-SOURCE_ROOT = Path(__file__).resolve().parents[1] / "src"
+SOURCE_ROOT = Path(__file__).resolve().parents[2] / "src"
 WORDS = "good bad great awful film plot actor boring superb dull loved hated scene story music".split()
 
 

@@ -22,7 +22,7 @@ from rnnsent.serve.app import ServeLimits, create_app
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
 REVIEW = "The cast is wonderful and the first hour is great fun, but the ending is a boring, stupid mess. Zzyzx!"
 
 

@@ -24,7 +24,7 @@ from rnnsent.training.pipeline import train_tensors
 from rnnsent.model.build import build_model
 from rnnsent.training.tensors import Tensors, TrainingData
 
-SOURCE_ROOT = Path(__file__).resolve().parents[1] / "src"
+SOURCE_ROOT = Path(__file__).resolve().parents[2] / "src"
 VOCAB_SIZE = 40
 MAXLEN = 12
 
