@@ -6,7 +6,10 @@ thread: each parallel region waits for a thread the scheduler has given to anoth
 Two measures keep the default steady (measured in docs/performance.md):
 
 * :func:`configure_process` (the ``rnnsent`` command, before torch is imported) sets
-  ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it: waiting threads sleep instead of spinning.
+  ``OMP_WAIT_POLICY=PASSIVE`` for the scoring commands (``predict``, ``evaluate``, ``serve``)
+  unless the user set it: waiting threads sleep instead of spinning. Training keeps OpenMP's
+  default: a GRU step runs thousands of short parallel regions, and sleeping between them made
+  a `bigru` epoch a third slower on an idle machine (docs/performance.md).
 * :func:`free_cores` is the default thread count for predict, evaluate and the Python API: the
   cores not already taken by running processes, at least one. It reads the 1-minute load
   average and the processes running right now (``/proc/loadavg``), and takes the busier view,
@@ -53,9 +56,15 @@ def free_cores(cores: int | None = None) -> int:
     return max(1, min(cores, int(cores - busy + 0.5)))
 
 
-def configure_process() -> None:
-    """Settings that must precede ``import torch``: passive OpenMP waiting, unless set by the user."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The commands whose work is scoring, where a busy machine hurts most and spinning buys little.
+SCORING_COMMANDS = ("predict", "evaluate", "serve")
+
+
+def configure_process(command: str | None) -> None:
+    """Settings that must precede ``import torch``: passive OpenMP waiting for the scoring
+    commands, unless set by the user."""
+    if command in SCORING_COMMANDS:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def resolve_threads(threads: int) -> int:

@@ -266,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Before anything imports torch: OpenMP threads that sleep rather than spin while waiting.
-    configure_process()
+    # Before anything imports torch: for scoring, OpenMP threads that sleep rather than spin while waiting.
+    words = list(sys.argv[1:] if argv is None else argv)
+    configure_process(next((word for word in words if not word.startswith("-")), None))
     # Parse first: a mistyped flag or --version answers at once, without importing torch.
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
