@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import multiprocessing
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -110,8 +110,8 @@ def main() -> None:
     args = parser.parse_args()
     texts = None
     if args.inference:
-        from rnnsent.data.sources import read_corpus
         from rnnsent.data.download import resolve_source
+        from rnnsent.data.sources import read_corpus
 
         texts = read_corpus(resolve_source(args.data)).test.texts
     results = []

@@ -128,8 +128,8 @@ def large_reference(options: dict) -> dict:
 
 
 def _test_texts() -> tuple[list[str], np.ndarray]:
-    from rnnsent.data.sources import read_corpus
     from rnnsent.data.download import resolve_source
+    from rnnsent.data.sources import read_corpus
 
     test = read_corpus(resolve_source(None)).test
     return test.texts, test.labels

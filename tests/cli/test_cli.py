@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl
 
 import rnnsent
+from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl
 from rnnsent.artifact.directory import load_artifact
 from rnnsent.cli.main import main
 

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl
 
+from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl
 from rnnsent.config import TextConfig
 from rnnsent.data import cache as cache_module
 from rnnsent.data import download as download_module
 from rnnsent.data import sources as data_module
-from rnnsent.labels import BINARY_SENTIMENT
 from rnnsent.data.batches import epoch_batches
 from rnnsent.data.cache import load_encoded
 from rnnsent.data.corpus import EncodedSplit
@@ -29,6 +28,7 @@ from rnnsent.data.download import download_file, resolve_source
 from rnnsent.data.sources import read_corpus
 from rnnsent.data.splits import limit_split
 from rnnsent.errors import DataError
+from rnnsent.labels import BINARY_SENTIMENT
 from rnnsent.text.vocabulary import START_ID
 
 

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SHARED_ARCHIVE
 
+from conftest import SHARED_ARCHIVE
 from rnnsent.artifact.directory import load_artifact
 from rnnsent.cli.main import main
 from rnnsent.config import TextConfig

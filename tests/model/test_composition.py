@@ -17,8 +17,8 @@ from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.model.scoring import batch_logits, predict_logits, predict_part_logits
 from rnnsent.model.summary import summary_table
 from rnnsent.training.distributed import World
-from rnnsent.training.steps import compiled_step_blockers
 from rnnsent.training.ngram_regression import fit_ngram_regression
+from rnnsent.training.steps import compiled_step_blockers
 
 VOCAB = 40
 STACKED = {"ngram_buckets": 13, "ngram_fit": "stacked", "validation_split": 0.1}

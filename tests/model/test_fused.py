@@ -10,11 +10,11 @@ pytest.importorskip("numba")
 
 from rnnsent.config import RunOptions, build_config  # noqa: E402
 from rnnsent.model.build import build_model  # noqa: E402
+from rnnsent.model.compiled import compiled_forward_supported  # noqa: E402
 from rnnsent.model.recurrent import RecurrentClassifier  # noqa: E402
+from rnnsent.model.scoring import batch_logits  # noqa: E402
 from rnnsent.training.compiled_step import FusedSimpleRNNStep  # noqa: E402
 from rnnsent.training.distributed import World  # noqa: E402
-from rnnsent.model.compiled import compiled_forward_supported  # noqa: E402
-from rnnsent.model.scoring import batch_logits  # noqa: E402
 from rnnsent.training.optim import RMSprop  # noqa: E402
 from rnnsent.training.steps import compiled_step_blockers  # noqa: E402
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from rnnsent.config import build_config, choices
-from rnnsent.model.ngrams import HASH_MODULUS, HASH_MULTIPLIER, NgramBranch, ngram_ids
 from rnnsent.model.build import Classifier, build_model, recurrent_network
+from rnnsent.model.ngrams import HASH_MODULUS, HASH_MULTIPLIER, NgramBranch, ngram_ids
 from rnnsent.model.summary import count_parameters, summary_table
 
 VOCAB = 50

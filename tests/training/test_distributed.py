@@ -17,11 +17,11 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from rnnsent.config import RunOptions, build_config
-from rnnsent.labels import LabelSpace
 from rnnsent.data.batches import epoch_batches
+from rnnsent.labels import LabelSpace
+from rnnsent.model.build import build_model
 from rnnsent.training.distributed import setup, teardown
 from rnnsent.training.pipeline import train_tensors
-from rnnsent.model.build import build_model
 from rnnsent.training.tensors import Tensors, TrainingData
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2] / "src"

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tests.conftest import write_tiny_reviews
 
 from rnnsent.cli.main import main
 from rnnsent.config import build_config
@@ -23,7 +24,6 @@ from rnnsent.training.ngram_regression import (
     log_count_ratios,
     presence_matrix,
 )
-from tests.conftest import write_tiny_reviews
 
 VOCAB = 10
 

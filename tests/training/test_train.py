@@ -7,8 +7,8 @@ import signal
 
 import pytest
 import torch
-from conftest import make_reviews, write_csv
 
+from conftest import make_reviews, write_csv
 from rnnsent.config import build_config, build_options, split_settings
 from rnnsent.data.cache import load_encoded
 from rnnsent.training.checkpoint import has_checkpoint

@@ -15,8 +15,8 @@ import numpy as np
 
 from rnnsent.config import DataConfig, TextConfig
 from rnnsent.data.corpus import Corpus, EncodedCorpus, EncodedSplit
-from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
 from rnnsent.data.sources import read_corpus
+from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
 from rnnsent.text.encoder import encode_corpus
 from rnnsent.text.tokenize import tokenize
 from rnnsent.text.vocabulary import Vocabulary

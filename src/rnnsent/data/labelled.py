@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from rnnsent.config import DataConfig
 from rnnsent.data.corpus import Corpus, LabelledTexts
 from rnnsent.data.records import decode_utf8, read_records

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Union
 
 from rnnsent.config import ModelConfig
+from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
 from rnnsent.model.composed import JointClassifier, StackedClassifier
 from rnnsent.model.ngrams import NgramBranch
-from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
 from rnnsent.model.recurrent import RecurrentClassifier
 
 # Every model build_model makes: each has forward(ids, lengths, labels) -> (logits, loss),

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from rnnsent.config import ModelConfig
-from rnnsent.model.loss import classification_loss
 from rnnsent.model.lengths import run_within_lengths
+from rnnsent.model.loss import classification_loss
 from rnnsent.model.pooling import build_pooling
 from rnnsent.model.torch_private import flat_weight_names, refresh_flat_weights
 

@@ -9,9 +9,9 @@ import torch
 
 from rnnsent.config import RunConfig
 from rnnsent.data.corpus import EncodedCorpus, EncodedSplit
+from rnnsent.data.splits import limit_split, training_splits
 from rnnsent.errors import DataError
 from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
-from rnnsent.data.splits import limit_split, training_splits
 
 
 @dataclass
