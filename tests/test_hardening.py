@@ -234,10 +234,11 @@ def test_a_failed_cache_write_leaves_no_temporary_file(tmp_path, monkeypatch):
 
 def test_a_full_disk_names_the_file_and_stale_temporaries_are_swept(tmp_path, monkeypatch):
     from rnnsent.artifact import files
+    from rnnsent.processes import sweep_temporaries
 
     stale = tmp_path / ".model.safetensors.999999999.abcd.tmp"  # no process has that PID
     stale.write_bytes(b"half")
-    files.sweep_temporaries(tmp_path)
+    sweep_temporaries(tmp_path)
     assert not stale.exists()
 
     def full_disk(fd):

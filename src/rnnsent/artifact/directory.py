@@ -41,7 +41,6 @@ from rnnsent.artifact.files import (
     read_json,
     read_tensors,
     sha256_bytes,
-    sweep_temporaries,
     tensors_to_bytes,
     write_bytes_atomic,
     write_json_atomic,
@@ -53,6 +52,7 @@ from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
 from rnnsent.model.build import Classifier, build_model
 from rnnsent.model.size import check_fits
 from rnnsent.model.summary import count_parameters
+from rnnsent.processes import sweep_temporaries
 from rnnsent.text.encoder import TextEncoder
 from rnnsent.text.vocabulary import Vocabulary
 

@@ -24,7 +24,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file, fsync and rename.
 
     The temporary file (``.NAME.PID.XXXX.tmp``) is removed on every error; one left by a
-    killed process is removed by :func:`sweep_temporaries`. An OSError (a full disk, a
+    killed process is removed by :func:`rnnsent.processes.sweep_temporaries`. An OSError (a full disk, a
     read-only place) names ``path``.
     """
     try:
@@ -33,27 +33,6 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         if error.filename:
             raise
         raise OSError(error.errno, error.strerror, str(path)) from None
-
-
-def sweep_temporaries(directory: Path) -> None:
-    """Remove the temporary files of :func:`write_bytes_atomic` whose writing process is gone."""
-    if not directory.is_dir():
-        return
-    for stale in directory.glob(".*.tmp"):
-        parts = stale.name.split(".")
-        pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
-        if pid is None or (pid != os.getpid() and not _alive(pid)):
-            stale.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from rnnsent.errors import UsageError
+from rnnsent.processes import alive
 
 LOCK_NAME = ".lock"
 
@@ -28,7 +29,7 @@ def owner(run_dir: Path) -> int | None:
         pid, host = int(record["pid"]), record.get("host")
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if host != socket.gethostname() or not _alive(pid):
+    if host != socket.gethostname() or not alive(pid):
         return None
     return pid
 
@@ -75,12 +76,3 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             except OSError:
                 pass
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

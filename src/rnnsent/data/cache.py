@@ -17,6 +17,7 @@ from rnnsent.config import DataConfig, TextConfig
 from rnnsent.data.corpus import Corpus, EncodedCorpus, EncodedSplit
 from rnnsent.data.sources import read_corpus
 from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
+from rnnsent.processes import sweep_temporaries
 from rnnsent.text.encoder import encode_corpus
 from rnnsent.text.tokenize import tokenize
 from rnnsent.text.vocabulary import Vocabulary
@@ -103,7 +104,7 @@ def _write_cache(path: Path, corpus: EncodedCorpus) -> None:
         arrays.update({f"{name}_flat": split.flat, f"{name}_offsets": split.offsets, f"{name}_labels": split.labels})
         if split.groups is not None:
             arrays[f"{name}_groups"] = split.groups
-    _sweep_temporaries(path.parent)
+    sweep_temporaries(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
@@ -113,25 +114,6 @@ def _write_cache(path: Path, corpus: EncodedCorpus) -> None:
         # A full disk must not stay full of a half-written cache entry.
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-def _sweep_temporaries(directory: Path) -> None:
-    """Remove temporary files that processes now gone left behind (killed while writing)."""
-    for stale in directory.glob(".*.tmp"):
-        parts = stale.name.split(".")
-        pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
-        if pid is not None and pid != os.getpid() and not _alive(pid):
-            stale.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read_cache(path: Path) -> EncodedCorpus:
