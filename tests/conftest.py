@@ -39,6 +39,9 @@ def _private_cache(tmp_path, monkeypatch):
     """Never read or write the developer's dataset cache, and never pick up their RNNSENT_DATA."""
     monkeypatch.setenv("RNNSENT_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("RNNSENT_DATA", raising=False)
+    # The rnnsent command sets OpenMP's wait policy for scoring commands; tests that run it in
+    # this process must not pass that on to the processes later tests start.
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
 
 
 def make_review(label: int, rng: random.Random, length: int = 12) -> str:
