@@ -23,20 +23,20 @@ FAST = ["--quiet", "--threads", "1", "--cell", "gru", "--hidden-size", "8", "--l
 KINDS = ("topics", "stars", "spam", "tags")
 
 
-def _sentence(rng: random.Random, words: list[str], count: int = 2) -> str:
+def sentence(rng: random.Random, words: list[str], count: int = 2) -> str:
     tokens = rng.choices(FILLER, k=rng.randint(3, 6))
     for _ in range(count):
         tokens.insert(rng.randint(0, len(tokens)), rng.choice(words))
     return " ".join(tokens)
 
 
-def _one_label_rows(families: dict, count: int, seed: int) -> list[tuple[str, object]]:
+def one_label_rows(families: dict, count: int, seed: int) -> list[tuple[str, object]]:
     rng = random.Random(seed)
     names = list(families)
-    return [(_sentence(rng, families[names[i % len(names)]]), names[i % len(names)]) for i in range(count)]
+    return [(sentence(rng, families[names[i % len(names)]]), names[i % len(names)]) for i in range(count)]
 
 
-def _tag_rows(count: int, seed: int) -> list[tuple[str, list[str]]]:
+def tag_rows(count: int, seed: int) -> list[tuple[str, list[str]]]:
     rng = random.Random(seed)
     rows = []
     for index in range(count):
@@ -68,13 +68,13 @@ def train_label_model(kind: str, root: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     extra: list[str] = []
     if kind == "topics":
-        data = _write_csv(folder / "data.csv", _one_label_rows(TOPICS, 300, 0))
+        data = _write_csv(folder / "data.csv", one_label_rows(TOPICS, 300, 0))
     elif kind == "stars":
-        data = _write_jsonl(folder / "data.jsonl", _one_label_rows(STARS, 400, 1))
+        data = _write_jsonl(folder / "data.jsonl", one_label_rows(STARS, 400, 1))
     elif kind == "spam":
-        data = _write_csv(folder / "data.csv", _one_label_rows(SPAM, 200, 2))
+        data = _write_csv(folder / "data.csv", one_label_rows(SPAM, 200, 2))
     elif kind == "tags":
-        data = _write_jsonl(folder / "data.jsonl", _tag_rows(480, 3))
+        data = _write_jsonl(folder / "data.jsonl", tag_rows(480, 3))
         extra = ["--epochs", "10"]
     else:
         raise ValueError(f"unknown kind {kind!r}")

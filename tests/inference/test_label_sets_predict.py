@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 import torch
 
 import rnnsent
+from label_models import FAST, SPAM, STARS, TOPICS, one_label_rows, tag_rows
 from rnnsent.artifact.directory import Artifact
 from rnnsent.cli.main import main
 from rnnsent.cli.render import render_text
@@ -26,41 +26,6 @@ from rnnsent.inference.predictor import Predictor
 from rnnsent.labels import LabelSpace
 from rnnsent.model.build import build_model, ngram_branch, recurrent_network
 from rnnsent.text.vocabulary import Vocabulary
-
-FILLER = ["the", "a", "it", "was", "and", "this", "of", "to", "so", "very"]
-TOPICS = {"politics": ["vote", "senate", "law"], "sports": ["goal", "match", "team"], "tech": ["code", "chip", "app"]}
-STARS = {1: ["awful", "horrid"], 2: ["poor", "weak"], 3: ["okay", "average"], 4: ["good", "nice"], 5: ["superb", "brilliant"]}
-SPAM = {"ham": ["meeting", "lunch", "report"], "spam": ["prize", "winner", "free"]}
-# Small-data flags that learn these word families in a few seconds.
-FAST = ["--quiet", "--threads", "1", "--cell", "gru", "--hidden-size", "8", "--lr", "0.01", "--optimizer", "adam",
-        "--epochs", "6", "--maxlen", "12", "--num-words", "40", "--batch-size", "16", "--no-report-test"]
-
-
-def sentence(rng: random.Random, words: list[str], count: int = 2) -> str:
-    tokens = rng.choices(FILLER, k=rng.randint(3, 6))
-    for _ in range(count):
-        tokens.insert(rng.randint(0, len(tokens)), rng.choice(words))
-    return " ".join(tokens)
-
-
-def one_label_rows(families: dict, count: int, seed: int) -> list[tuple[str, object]]:
-    rng = random.Random(seed)
-    names = list(families)
-    return [(sentence(rng, families[names[i % len(names)]]), names[i % len(names)]) for i in range(count)]
-
-
-def tag_rows(count: int, seed: int) -> list[tuple[str, list[str]]]:
-    rng = random.Random(seed)
-    rows = []
-    for index in range(count):
-        # Every fourth row has no tag at all; the others one or two.
-        tags = [] if index % 4 == 0 else sorted(rng.sample(list(TOPICS), 1 + index % 2))
-        tokens = rng.choices(FILLER, k=rng.randint(3, 6))
-        for tag in tags:
-            for _ in range(2):
-                tokens.insert(rng.randint(0, len(tokens)), rng.choice(TOPICS[tag]))
-        rows.append((" ".join(tokens), tags))
-    return rows
 
 
 def write_csv(path: Path, rows, header=("text", "label")) -> Path:
