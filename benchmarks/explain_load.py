@@ -2,7 +2,14 @@
 
     python benchmarks/explain_load.py MODEL_DIR PORT      # a real `rnnsent serve` on 127.0.0.1:PORT
 """
-import json, socket, statistics, subprocess, sys, threading, time, urllib.request
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
 
 MODEL, PORT = sys.argv[1], int(sys.argv[2])
 server = subprocess.Popen([sys.executable, "-m", "rnnsent", "serve", MODEL, "--port", str(PORT)],
