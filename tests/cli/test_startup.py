@@ -169,13 +169,13 @@ HISTORY = [{"epoch": e, "loss": 1.0 / e, "accuracy": 0.5 + e / 20, "test_loss": 
 
 def test_curves_drawn_in_the_background_equal_those_drawn_in_the_foreground():
     pytest.importorskip("matplotlib")
-    foreground = curves._learning_curves_png(HISTORY)
+    foreground = curves.learning_curves_png(HISTORY)
     curves.prepare()
     curves.draw_soon(HISTORY)
-    assert curves._learning_curves_png(HISTORY) == foreground
+    assert curves.learning_curves_png(HISTORY) == foreground
     # A history that changed after draw_soon is drawn again.
     curves.draw_soon(HISTORY[:2])
-    assert curves._learning_curves_png(HISTORY) == foreground
+    assert curves.learning_curves_png(HISTORY) == foreground
     assert foreground.startswith(b"\x89PNG")
 
 

@@ -4,7 +4,7 @@ Importing matplotlib and drawing the picture costs about a second, which a short
 would otherwise spend after its last epoch. The training loop calls :func:`prepare` when it
 starts, which imports matplotlib in a background thread while the first epochs run, and
 :func:`draw_soon` with the final history as soon as training ends, which draws it in that
-thread while the test set is scored. :func:`_learning_curves_png`, called by the saver,
+thread while the test set is scored. :func:`learning_curves_png`, called by the saver,
 then only collects the bytes (or draws them itself when nothing was prepared, or the history
 differs). Either way the PNG is the same, and it is written before the manifest.
 
@@ -59,12 +59,12 @@ class _Drawing:
 
 
 def draw_soon(history: list[dict[str, Any]]) -> None:
-    """Start drawing ``history`` in the background; :func:`_learning_curves_png` collects it."""
+    """Start drawing ``history`` in the background; :func:`learning_curves_png` collects it."""
     if history:
         _state["pending"] = _Drawing(history)
 
 
-def _learning_curves_png(history: list[dict[str, Any]]) -> bytes | None:
+def learning_curves_png(history: list[dict[str, Any]]) -> bytes | None:
     """Loss and accuracy per epoch for every split the history has, as PNG bytes.
 
     None without matplotlib (the ``plot`` extra): the directory is then saved without

@@ -33,12 +33,12 @@ from typing import Any
 import torch
 
 from rnnsent import __version__
-from rnnsent.artifact.curves import _learning_curves_png
+from rnnsent.artifact.curves import learning_curves_png
 from rnnsent.artifact.files import (
     MAX_JSON_BYTES,
-    _read_file,
     one_line,
     read_json,
+    read_regular_file,
     read_tensors,
     sha256_bytes,
     tensors_to_bytes,
@@ -121,7 +121,7 @@ def save_artifact(
     }
     for name, data in files.items():
         write_bytes_atomic(directory / name, data)
-    plot = _learning_curves_png(history) if history else None
+    plot = learning_curves_png(history) if history else None
     if plot is not None:
         files["curves.png"] = plot
         write_bytes_atomic(directory / "curves.png", plot)
@@ -323,7 +323,7 @@ def _readable(version: Any) -> bool:
 
 
 def _verified_json(path: Path, expected_sha256: str) -> Any:
-    data = _read_file(path, MAX_JSON_BYTES)
+    data = read_regular_file(path, MAX_JSON_BYTES)
     if sha256_bytes(data) != expected_sha256:
         raise ArtifactError(f"{path}: checksum mismatch (the file is truncated or corrupt); retrain or restore it")
     try:

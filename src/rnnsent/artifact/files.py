@@ -94,7 +94,7 @@ def _sorted_metadata(data: bytes) -> bytes:
 
 def read_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file, checked against a checksum when one is given."""
-    data = _read_file(path)
+    data = read_regular_file(path)
     if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
         raise ArtifactError(f"{path}: checksum mismatch (the file is truncated or corrupt); retrain or restore it")
     try:
@@ -104,7 +104,7 @@ def read_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, to
 
 
 def read_json(path: Path) -> Any:
-    data = _read_file(path, MAX_JSON_BYTES)
+    data = read_regular_file(path, MAX_JSON_BYTES)
     try:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -116,7 +116,7 @@ def read_json(path: Path) -> Any:
 MAX_JSON_BYTES = 512 * 1024 * 1024
 
 
-def _read_file(path: Path, limit: int | None = None) -> bytes:
+def read_regular_file(path: Path, limit: int | None = None) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes.
 
     Links are followed, but what they lead to must be a regular file: a FIFO, a device such as
