@@ -33,3 +33,10 @@ class MissingExtraError(ValueError):
 # Texts to score are read by the same reader as training data (rnnsent.data.records), so a
 # problem in them is the same error; the second name is kept for the code that scores texts.
 InputError = DataError
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a SIGINT/SIGTERM once the checkpoint is safely written.
+
+    Not a ``ValueError``: the run can continue with ``--resume``; nothing needs fixing.
+    """

@@ -36,7 +36,8 @@ def _python(code: str, tmp_path: Path) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-REPORT = "import json, sys; print(json.dumps({'dynamo': 'torch._dynamo' in sys.modules, 'matplotlib': 'matplotlib' in sys.modules}))"
+REPORT = ("import json, sys; print(json.dumps({'dynamo': 'torch._dynamo' in sys.modules, 'matplotlib': 'matplotlib' in sys.modules, "
+          "'training': sorted(name for name in sys.modules if name.startswith('rnnsent.training'))}))")
 
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam", "adamw"])
@@ -54,11 +55,11 @@ def test_training_never_imports_dynamo(tmp_path, optimizer):
 
 
 @pytest.mark.parametrize("name", ["simple", "bigru", "stacked"])
-def test_prediction_imports_neither_dynamo_nor_matplotlib(tmp_path, name):
+def test_prediction_imports_neither_dynamo_nor_matplotlib_nor_training(tmp_path, name):
     code = (f"import rnnsent; rnnsent.load({str(FIXTURES / name)!r}).predict(['A fine film.', 'Dull.'] * 40)\n"
             "from rnnsent.cli.main import main; main(['predict', " + repr(str(FIXTURES / name)) + ", 'Great!'])\n" + REPORT)
     result = _python(code, tmp_path)
-    assert result == {"dynamo": False, "matplotlib": False}
+    assert result == {"dynamo": False, "matplotlib": False, "training": []}
 
 
 def test_the_meta_shape_check_refuses_a_wrong_model_still(tmp_path):

@@ -11,8 +11,8 @@ import torch
 from conftest import make_reviews, write_csv
 from rnnsent.config import build_config, build_options, split_settings
 from rnnsent.data.cache import load_encoded
+from rnnsent.errors import TrainingInterrupted
 from rnnsent.training.checkpoint import has_checkpoint
-from rnnsent.training.loop import TrainingInterrupted
 from rnnsent.training.pipeline import train_tensors
 from rnnsent.training.tensors import prepare_data
 

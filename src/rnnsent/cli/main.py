@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from rnnsent import __version__
+from rnnsent.errors import TrainingInterrupted
 from rnnsent.threads import configure_process
 
 EXAMPLES = {
@@ -277,10 +278,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.texts = [*args.texts, *extras]
     elif extras:
         parser.parse_args(argv)  # reports the unknown arguments the usual way
-    try:
-        from rnnsent.training.loop import TrainingInterrupted
-    except KeyboardInterrupt:
-        return 130
     handler = {"train": cmd_train, "tune": cmd_tune, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
                "pretrain": cmd_pretrain, "summary": cmd_summary}[args.command]
     try:
@@ -338,7 +335,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     import rnnsent
     from rnnsent.config import option_fields
     from rnnsent.errors import UsageError
-    from rnnsent.training.loop import TrainingInterrupted
 
     if not args.out:
         raise UsageError("say where to keep the study: --out DIR (e.g. --out runs/tune)")

@@ -25,7 +25,7 @@ from torch import nn
 from rnnsent.artifact import curves
 from rnnsent.config import RunConfig, RunOptions
 from rnnsent.data.batches import epoch_batches
-from rnnsent.errors import TrainingDiverged
+from rnnsent.errors import TrainingDiverged, TrainingInterrupted
 from rnnsent.metrics import loss_and_accuracy
 from rnnsent.model.scoring import predict_logits
 from rnnsent.training import checkpoint as checkpoints
@@ -36,10 +36,6 @@ from rnnsent.training.tensors import Tensors, TrainingData
 from rnnsent.training.tracking import closing_tracker, open_tracker
 
 REPORT_EVERY = 50  # steps between loss checks and progress-bar updates
-
-
-class TrainingInterrupted(Exception):
-    """Raised after a SIGINT/SIGTERM once the checkpoint is safely written."""
 
 
 @dataclass

@@ -302,7 +302,7 @@ def _one_trial(optuna, study, space, base: RunConfig, settings, forced, preset, 
                trial_dir: Path, metric: str, labels, deadline: float, log: Log) -> None:
     from optuna.trial import TrialState
 
-    from rnnsent.training.loop import TrainingInterrupted
+    from rnnsent.errors import TrainingInterrupted
 
     trial = study.ask()
     started = time.perf_counter()
