@@ -300,7 +300,7 @@ def pretrain(out: PathLike | None = None, data: PathLike | None = None, preset: 
     recipe_settings, option_settings = split_settings(settings)
     if isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float)) or not 0 <= max_minutes <= 10**7:
         raise UsageError(f"max_minutes must be a number of minutes, 0 (no limit) or more; got {max_minutes!r}")
-    log = print if verbose else (lambda message: None)
+    log = (lambda message: print(message, flush=True)) if verbose else (lambda message: None)
     if not language_model:
         if resume is not None or max_minutes or option_settings:
             raise UsageError("resume, max_minutes and run options go with language_model=True (--language-model)")
@@ -328,7 +328,9 @@ def pretrain(out: PathLike | None = None, data: PathLike | None = None, preset: 
             raise UsageError(f"{resume} holds a training run, not a language-model pretraining; continue it with "
                              f"'rnnsent train --resume {resume}'")
         config = RunConfig.from_dict(meta["config"])
-        options = build_options({**meta.get("options", {}), **option_settings})
+        # A step limit stopped the session before; the resumed one runs on to lm_steps unless given one.
+        saved = {key: value for key, value in meta.get("options", {}).items() if key != "max_steps"}
+        options = build_options({**saved, **option_settings})
         source, out = resolve_source(_resumed_data(meta, data)), Path(resume)
     else:
         if out is None:

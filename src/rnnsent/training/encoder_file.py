@@ -1,7 +1,7 @@
 """The pretrained-encoder file: a language model's weights, tied to its vocabulary and recipe.
 
 ``ENC/encoder.safetensors`` holds the :class:`~rnnsent.model.language_model.LanguageModel`'s
-tensors (the embedding, each direction's recurrent stack, the adaptive softmax) and, in its
+encoder tensors (the embedding, each direction's recurrent stack) and, in its
 metadata, the SHA-256 of the vocabulary (as word-vectors files do), the recipe settings the
 weights' shapes and meaning depend on, and what the pretraining did (steps, tokens, held-out
 perplexity). It is written atomically. Loading it for another vocabulary or recipe is refused
@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from rnnsent.artifact.files import one_line, read_metadata, read_tensors, tensors_to_bytes, write_bytes_atomic
 from rnnsent.config import RunConfig
@@ -52,8 +54,14 @@ def save_encoder(out: Path, model: LanguageModel, vocabulary: Vocabulary, config
                 "vocabulary_sha256": vocabulary_fingerprint(vocabulary),
                 "settings": json.dumps(encoder_settings(config), sort_keys=True),
                 "pretraining": json.dumps(figures, sort_keys=True)}
-    write_bytes_atomic(path, tensors_to_bytes(dict(model.state_dict()), metadata))
+    write_bytes_atomic(path, tensors_to_bytes(encoder_tensors(model), metadata))
     return path
+
+
+def encoder_tensors(model: LanguageModel) -> dict[str, torch.Tensor]:
+    """What an encoder file holds: the embedding and each direction's recurrent stack, by their
+    names in the language model (the softmax, which only pretraining uses, is left out)."""
+    return {name: value for name, value in model.state_dict().items() if not name.startswith("softmax.")}
 
 
 def read_encoder_metadata(path: Path) -> dict[str, str]:
@@ -89,8 +97,12 @@ def load_encoder(path: Path, config: RunConfig, vocabulary: Vocabulary) -> Langu
         raise ConfigError(f"--encoder {path} was pretrained for another vocabulary; pretrain again on this data "
                           "with the same --num-words")
     model = LanguageModel(config.model, config.text.num_words)
+    tensors = read_tensors(file)
+    expected = encoder_tensors(model)
     try:
-        model.load_state_dict(read_tensors(file))
+        if set(tensors) != set(expected):
+            raise RuntimeError(f"it holds {', '.join(sorted(set(tensors) ^ set(expected)))} or lacks them")
+        model.load_state_dict(tensors, strict=False)
     except RuntimeError as error:
         raise ArtifactError(f"{file}: its tensors do not fit its settings ({one_line(error)})") from None
     return model

@@ -331,10 +331,10 @@ def pretrain_language_model(config: RunConfig, options: RunOptions, source: Path
             log(f"resuming the language model at step {progress.global_step:,}")
         elif checkpoints.has_checkpoint(out):
             log(f"note: starting afresh in {out} (its previous checkpoint is replaced)")
-        finished = trainer.fit(progress, steps, deadline, stop_on_signal=True)
+        trainer.fit(progress, steps, deadline, stop_on_signal=True)
         figures = trainer.figures(progress)
         path = save_encoder(out, trainer.model.cpu(), corpus.vocabulary, config, figures)
-    ended = "" if finished or not config.train.lm_steps else (
+    ended = "" if progress.global_step >= config.train.lm_steps else (
         f" (stopped by a limit before --lm-steps {config.train.lm_steps:,}; continue with --resume {out})")
     log(f"encoder written to {path}: {figures['steps']:,} steps, {figures['tokens']:,} tokens per direction, "
         f"{figures['seconds']:.0f}s, {figures['tokens_per_second'] or 0:,} tokens/s{ended}")
