@@ -125,6 +125,9 @@ def train(preset: str | None = None, data: PathLike | None = None, out: PathLike
         if changed:
             raise UsageError(f"resume keeps the run's options; only threads and device may change, not {', '.join(sorted(changed))}")
         meta, _ = checkpoint.load_checkpoint(Path(resume))
+        if meta.get("kind") == "language-model":
+            raise UsageError(f"{resume} holds a language-model pretraining; continue it with "
+                             f"'rnnsent pretrain --language-model --resume {resume}'")
         config = RunConfig.from_dict(meta["config"])
         options = build_options({**meta.get("options", {}), **option_settings})
         run_dir = Path(resume)
@@ -276,23 +279,71 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
     return Metrics(metrics)
 
 
-def pretrain(out: PathLike, data: PathLike | None = None, preset: str = "best", *, threads: int = 0,
-             verbose: bool = True, **settings: Any) -> Path:
+def pretrain(out: PathLike | None = None, data: PathLike | None = None, preset: str = "best", *,
+             language_model: bool = False, resume: PathLike | None = None, max_minutes: float = 0.0,
+             threads: int = 0, verbose: bool = True, **settings: Any) -> Path:
     """Build word vectors for ``embeddings=`` from the training and unlabelled reviews; returns ``out``.
 
     The recipe's ``num_words``, ``embedding_dim``, ``pretrain_window`` and ``validation_split``
     (from ``preset``, default ``best``, and ``settings``) decide the vectors; use the same ones
     for the training run that loads them.
-    """
-    from rnnsent.data.download import resolve_source
-    from rnnsent.training.vectors import pretrain_vectors
 
-    config = build_config(preset, settings)
-    if not config.model.pretrain_window:
-        raise UsageError("pretrain needs a context window: add --pretrain-window 5")
+    With ``language_model=True``, pretrain the recipe's embedding and recurrent encoder instead
+    as next-word language models (a backward one too for a bidirectional recipe) on the same
+    reviews, into the folder ``out``, for ``encoder=``; returns the encoder file's path. It runs
+    ``lm_steps`` steps, or stops earlier at the run option ``max_steps`` or after
+    ``max_minutes``; ``resume=FOLDER`` continues a stopped one with its saved recipe (only
+    ``threads``, ``device`` and ``max_steps`` may change). See docs/accuracy.md.
+    """
+    from rnnsent.data.download import resolve_source, source_identity
+
+    recipe_settings, option_settings = split_settings(settings)
+    if isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float)) or not 0 <= max_minutes <= 10**7:
+        raise UsageError(f"max_minutes must be a number of minutes, 0 (no limit) or more; got {max_minutes!r}")
+    log = (lambda message: print(message, flush=True)) if verbose else (lambda message: None)
+    if not language_model:
+        if resume is not None or max_minutes or option_settings:
+            raise UsageError("resume, max_minutes and run options go with language_model=True (--language-model)")
+        if out is None:
+            raise UsageError("say where to write the word vectors: out=FILE (--out runs/vectors.safetensors)")
+        config = build_config(preset, recipe_settings)
+        if not config.model.pretrain_window:
+            raise UsageError("pretrain needs a context window: add --pretrain-window 5")
+        set_threads(threads)
+        from rnnsent.training.vectors import pretrain_vectors
+
+        return pretrain_vectors(config, resolve_source(data), Path(out), log=log)
+    from rnnsent.training import checkpoint
+    from rnnsent.training.language_model import CHECKPOINT_KIND, pretrain_language_model
+
+    if resume is not None:
+        if out is not None or recipe_settings:
+            raise UsageError("resume continues a pretraining with its saved recipe: drop out and the recipe settings")
+        changed = set(option_settings) - {"threads", "device", "max_steps"}
+        if changed:
+            raise UsageError(f"resume keeps the pretraining's options; only threads, device and max_steps may change, "
+                             f"not {', '.join(sorted(changed))}")
+        meta, _ = checkpoint.load_checkpoint(Path(resume))
+        if meta.get("kind") != CHECKPOINT_KIND:
+            raise UsageError(f"{resume} holds a training run, not a language-model pretraining; continue it with "
+                             f"'rnnsent train --resume {resume}'")
+        config = RunConfig.from_dict(meta["config"])
+        # A step limit stopped the session before; the resumed one runs on to lm_steps unless given one.
+        saved = {key: value for key, value in meta.get("options", {}).items() if key != "max_steps"}
+        options = build_options({**saved, **option_settings})
+        source, out = resolve_source(_resumed_data(meta, data)), Path(resume)
+    else:
+        if out is None:
+            raise UsageError("say where to write the encoder: out=FOLDER (--out runs/encoder)")
+        config = build_config(preset, recipe_settings)
+        options = build_options(option_settings)
+        source = resolve_source(data)
+    if not (config.train.lm_steps or options.max_steps or max_minutes):
+        raise UsageError("say how long to pretrain: --lm-steps N (the recipe's), --max-steps N or --max-minutes M")
     set_threads(threads)
-    log = print if verbose else (lambda message: None)
-    return pretrain_vectors(config, resolve_source(data), Path(out), log=log)
+    fields = {"data": str(Path(source).resolve()), "data_identity": source_identity(Path(source))}
+    return pretrain_language_model(config, options, source, Path(out), resume=resume is not None,
+                                   max_minutes=float(max_minutes), log=log, checkpoint_fields=fields)
 
 
 def summary(preset: str = "seed", **settings: Any) -> str:

@@ -121,11 +121,16 @@ class ModelConfig:
     embeddings: str = setting("", "initialise the embedding with word vectors from 'rnnsent pretrain' (a .safetensors path)")
     pretrain_window: int = setting(0, "build the initial word vectors first, with this context window, from the "
                                       "training and unlabelled reviews (0: off)", low=0, high=100)
+    encoder: str = setting("", "initialise the embedding and recurrent layers from a language model of "
+                               "'rnnsent pretrain --language-model' (its folder or encoder.safetensors); it replaces "
+                               "the word vectors")
 
     def validate(self) -> None:
         check_fields(self)
         if self.embeddings and self.pretrain_window:
             raise ConfigError("--embeddings loads word vectors and --pretrain-window builds them: choose one")
+        if self.encoder and self.embeddings:
+            raise ConfigError("--encoder holds its own word vectors: drop --embeddings")
 
 
 @dataclass
@@ -155,6 +160,12 @@ class TrainConfig:
                                  choices=("none", "balanced"))
     calibrate: bool = setting(False, "fit a temperature to the validation split so probabilities are calibrated")
     seed: int = setting(0, "seed of initialisation, batch order and dropout: same seed, same run")
+    lm_steps: int = setting(0, "first train the embedding and recurrent layers as next-word language models (one per "
+                               "direction) for this many steps on the training and unlabelled texts (0: off)",
+                            low=0, high=10**9)
+    lm_batch_size: int = setting(128, "language model: parallel token streams per step", low=1, high=100_000)
+    lm_bptt: int = setting(25, "language model: tokens per truncated back-propagation segment", low=1, high=100_000)
+    lm_lr: float = setting(3e-3, "language model: Adam's learning rate", low=0.0, high=100.0, low_inclusive=False)
 
     def validate(self) -> None:
         check_fields(self)
@@ -188,6 +199,8 @@ class RunConfig:
             raise ConfigError("--calibrate fits a temperature on a validation split: add --validation-split 0.1")
         if self.model.ngram_buckets and self.model.ngram_fit == "stacked" and not self.train.validation_split:
             raise ConfigError("--ngram-fit stacked blends the two parts on a validation split: add --validation-split 0.1")
+        if self.model.encoder and self.train.lm_steps:
+            raise ConfigError("--encoder loads a pretrained language model and --lm-steps trains one: choose one")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -103,6 +103,17 @@ def read_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, to
         raise ArtifactError(f"{path}: not a valid safetensors file ({error})") from None
 
 
+def read_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file (empty when it has none), its tensors left unread."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except Exception as error:  # safetensors raises its own error types for a damaged header
+        raise ArtifactError(f"{path}: not a valid safetensors file ({error})") from None
+
+
 def read_json(path: Path) -> Any:
     data = read_regular_file(path, MAX_JSON_BYTES)
     try:

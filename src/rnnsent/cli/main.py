@@ -92,7 +92,20 @@ The vectors are an SVD of word co-occurrence statistics (PPMI) over the training
 and the 50,000 unlabelled ones (aclImdb's train/unsup); test reviews are never read.
 Use the same --num-words (and data) for pretrain and train: the file is tied to the vocabulary.
 The settings (--num-words, --embedding-dim, --pretrain-window, --validation-split) are the
-training recipe's, from --preset (default: best) and the flags.""",
+training recipe's, from --preset (default: best) and the flags.
+
+language model (--language-model):
+  rnnsent pretrain --language-model --out runs/encoder --max-minutes 10     # best's BiGRU encoder
+  rnnsent pretrain --language-model --resume runs/encoder --max-minutes 10  # ten minutes more
+  rnnsent train --preset best --encoder runs/encoder --out runs/best-lm
+
+The recipe's embedding and recurrent layers learn to predict the next word (and, for a
+bidirectional recipe, a backward model the previous word) over the training and unlabelled
+reviews read as contiguous streams; a slice of the unlabelled reviews is held out for
+perplexity. It runs --lm-steps steps, or until --max-steps or --max-minutes (checkpointed in
+the folder; continue with --resume) and writes ENCODER_DIR/encoder.safetensors, tied to the
+vocabulary and to the settings that shape the weights (--num-words, --cell, --embedding-dim,
+--hidden-size, --num-layers, --bidirectional).""",
     "summary": """examples:
   rnnsent summary --preset seed
   rnnsent summary --preset bigru --hidden-size 128
@@ -253,10 +266,26 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--api-key-file", type=Path, metavar="PATH", help="as --api-key-env, with the key read from a file")
     serve.add_argument("--access-log", action="store_true", help="log every request")
 
-    pretrain = command("pretrain", "build word vectors from training and unlabelled reviews for --embeddings")
-    pretrain.add_argument("--out", type=Path, required=True, help="word-vectors file to write (.safetensors)")
+    pretrain = command("pretrain", "build word vectors (--embeddings) or pretrain the encoder as a language model "
+                                   "(--encoder) from training and unlabelled reviews")
+    pretrain.add_argument("--out", type=Path, help="word-vectors file to write (.safetensors); with --language-model, "
+                                                   "the encoder folder")
     pretrain.add_argument("--data", help="data source (default: as for train)")
-    add_recipe(pretrain, preset="best", names=("num_words", "index_from", "embedding_dim", "pretrain_window", "validation_split"))
+    pretrain.add_argument("--language-model", action="store_true",
+                          help="pretrain the recipe's embedding and recurrent encoder as next-word language models "
+                               "(forward, and backward when bidirectional) instead of building word vectors")
+    pretrain.add_argument("--resume", type=Path, metavar="ENCODER_DIR",
+                          help="with --language-model: continue the pretraining in ENCODER_DIR from its checkpoint")
+    pretrain.add_argument("--max-minutes", type=float, default=0.0, metavar="M",
+                          help="with --language-model: stop after M minutes, checkpointed, and write the encoder "
+                               "(default: 0, no time limit)")
+    add_recipe(pretrain, preset="best", names=("num_words", "index_from", "embedding_dim", "pretrain_window",
+                                               "validation_split", "validation_by", "cell", "hidden_size", "num_layers",
+                                               "bidirectional", "nonlinearity", "recurrent_init", "input_init_std",
+                                               "lm_steps", "lm_batch_size", "lm_bptt", "lm_lr", "clip_norm", "seed"))
+    group = pretrain.add_argument_group("run options (with --language-model)")
+    for name in ("device", "max_steps", "limit"):
+        _add_field(group, options[name])
     add_threads(pretrain)
 
     summary = command("summary", "print a model's layers and parameter counts")
@@ -486,8 +515,30 @@ def _api_key(args: argparse.Namespace) -> str | None:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     import rnnsent
+    from rnnsent.errors import UsageError
 
-    rnnsent.pretrain(args.out, args.data, args.preset, threads=args.threads, **_recipe_settings(args))
+    options = _settings(args, ("device", "max_steps", "limit"))
+    if not args.language_model:
+        if args.resume or args.max_minutes or options:
+            raise UsageError("--resume, --max-minutes, --device, --max-steps and --limit go with --language-model")
+        if not args.out:
+            raise UsageError("say where to write the word vectors: --out FILE (e.g. --out runs/vectors.safetensors)")
+        rnnsent.pretrain(args.out, args.data, args.preset, threads=args.threads, **_recipe_settings(args))
+        return 0
+    from rnnsent.training.language_model import PretrainingInterrupted
+
+    if args.resume and (args.out or _recipe_settings(args)):
+        raise UsageError("--resume continues a pretraining with its saved settings: drop --out and the setting flags")
+    if not args.resume and not args.out:
+        raise UsageError("say where to write the encoder: --out DIR (e.g. --out runs/encoder)")
+    recipe = {} if args.resume else _recipe_settings(args)
+    try:
+        rnnsent.pretrain(None if args.resume else args.out, args.data, args.preset, language_model=True,
+                         resume=args.resume, max_minutes=args.max_minutes, threads=args.threads, **recipe, **options)
+    except PretrainingInterrupted as stop:
+        print(f"interrupted: {stop}; continue with 'rnnsent pretrain --language-model --resume "
+              f"{args.resume or args.out}'", file=sys.stderr)
+        return 130
     return 0
 
 

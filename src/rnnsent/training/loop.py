@@ -9,11 +9,8 @@ steps an uninterrupted one would.
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +28,7 @@ from rnnsent.model.scoring import predict_logits
 from rnnsent.training import checkpoint as checkpoints
 from rnnsent.training.distributed import World, all_reduce_sum, any_rank
 from rnnsent.training.optim import RMSprop, learning_rate
+from rnnsent.training.signals import stop_signals
 from rnnsent.training.steps import AutogradStep, Batch, CompiledStep, EpochSums
 from rnnsent.training.tensors import Tensors, TrainingData
 from rnnsent.training.tracking import closing_tracker, open_tracker
@@ -238,22 +236,12 @@ class Trainer:
         return tqdm(total=total, initial=progress.step_in_epoch, desc=f"epoch {progress.epoch + 1}/{self.config.train.epochs}",
                     leave=False, unit="batch", file=sys.stderr)
 
-    @contextmanager
     def _stop_signals(self):
         """On SIGINT/SIGTERM, finish the current step, checkpoint and stop."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
+        return stop_signals(self._request_stop)
 
-        def request_stop(signum, frame):
-            self._stop_requested = True
-
-        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    def _request_stop(self) -> None:
+        self._stop_requested = True
 
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:

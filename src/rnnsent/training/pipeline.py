@@ -1,6 +1,6 @@
 """The stages of a training run, as plain functions called in order by :func:`run`.
 
-data → sizing to the data → word vectors → n-gram regression → network → blend → test
+data → sizing to the data → word vectors → language model → n-gram regression → network → blend → test
 evaluation → model directory.
 
 Every process of a torchrun launch runs the same stages on the same data and builds the same
@@ -103,6 +103,7 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
 
     def initialise(model: nn.Module) -> None:
         figures.update(initialise_word_vectors(model, config, options, corpus, source, log))
+        figures.update(initialise_encoder(model, config, options, corpus, source, log))
         figures.update(fit_ngram_regression_stage(model, config, data, log))
 
     result = train_tensors(config, options, data, out, world=world, resume=resume, log=log,
@@ -183,9 +184,9 @@ def size_to_data(config: RunConfig, corpus: EncodedCorpus, log: Log = lambda mes
     text, model = sized.text, sized.model
     changes = []
     words = max(corpus.vocabulary.size, text.index_from + 1)
-    # Word vectors loaded from a file (--embeddings) have the rows of the num_words they were
-    # built with: the table keeps that size.
-    if words < text.num_words and not model.embeddings:
+    # Word vectors loaded from a file (--embeddings, or an --encoder's) have the rows of the
+    # num_words they were built with: the table keeps that size.
+    if words < text.num_words and not model.embeddings and not model.encoder:
         changes.append(f"num_words {text.num_words:,} -> {words:,} (the training texts have "
                        f"{len(corpus.vocabulary.words):,} distinct words)")
         text.num_words = words
@@ -237,6 +238,10 @@ def initialise_word_vectors(model: nn.Module, config: RunConfig, options: RunOpt
     )
 
     recipe, vocab_size = config.model, config.text.num_words
+    if recipe.encoder:
+        if recipe.pretrain_window:
+            log("note: the encoder's embedding replaces the word vectors: --pretrain-window builds none")
+        return {}
     if recipe.embeddings:
         vectors = load_vectors(Path(recipe.embeddings), corpus.vocabulary, vocab_size, recipe.embedding_dim)
         seconds = 0.0
@@ -252,6 +257,24 @@ def initialise_word_vectors(model: nn.Module, config: RunConfig, options: RunOpt
     with torch.no_grad():
         recurrent_network(model).embedding.weight.copy_(vectors)
     return {"pretrain_seconds": seconds}
+
+
+def initialise_encoder(model: nn.Module, config: RunConfig, options: RunOptions, corpus: EncodedCorpus,
+                       source: Path, log: Log) -> dict[str, Any]:
+    """Put a pretrained language model's embedding and recurrent layers into the network: loaded
+    from ``--encoder``, or trained first for ``--lm-steps`` steps on the training and unlabelled
+    reviews (never validation or test). Returns the pretraining's figures."""
+    from rnnsent.model.language_model import copy_into_classifier
+    from rnnsent.training.encoder_file import load_encoder
+    from rnnsent.training.language_model import language_model_stage
+
+    network = recurrent_network(model)
+    if config.model.encoder:
+        pretrained = load_encoder(Path(config.model.encoder), config, corpus.vocabulary)
+        copy_into_classifier(network, pretrained.to(network.embedding.weight.device))
+        log(f"embedding and recurrent layers from the language model in {config.model.encoder}")
+        return {}
+    return language_model_stage(network, config, options, corpus, source, log)
 
 
 def fit_ngram_regression_stage(model: nn.Module, config: RunConfig, data: TrainingData, log: Log) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rnnsent.artifact.files import read_tensors, tensors_to_bytes, write_bytes_atomic
+from rnnsent.artifact.files import read_metadata, read_tensors, tensors_to_bytes, write_bytes_atomic
 from rnnsent.errors import ArtifactError
 from rnnsent.text.vocabulary import PAD_ID, START_ID, Vocabulary
 
@@ -145,13 +145,7 @@ def load_vectors(path: Path, vocabulary: Vocabulary, vocab_size: int, dim: int) 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"--embeddings {path}: no such file; make one with 'rnnsent pretrain --out {path}'")
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as error:  # safetensors raises its own error types for a damaged header
-        raise ArtifactError(f"{path}: not a valid safetensors file ({error})") from None
+    metadata = read_metadata(path)
     if metadata.get("format") != VECTORS_FORMAT:
         raise ArtifactError(f"{path}: not an rnnsent word-vectors file; make one with 'rnnsent pretrain'")
     if metadata.get("vocabulary_sha256") != vocabulary_fingerprint(vocabulary):

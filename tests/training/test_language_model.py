@@ -1,0 +1,282 @@
+"""Language-model pretraining of the encoder: the loss, truncated back-propagation, the backward
+stream, exact resume, the encoder file and its checks, and the commands."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import make_review, write_imdb_tree
+
+from rnnsent.artifact.files import read_metadata, read_tensors
+from rnnsent.cli.main import main
+from rnnsent.config import RunOptions, build_config
+from rnnsent.data.cache import load_encoded
+from rnnsent.model.build import build_model, recurrent_network
+from rnnsent.model.language_model import LanguageModel, copy_into_classifier
+from rnnsent.training import checkpoint as checkpoints
+from rnnsent.training.encoder_file import load_encoder, save_encoder
+from rnnsent.training.language_model import (
+    LanguageModelTrainer,
+    PretrainingInterrupted,
+    held_out_loss,
+)
+from rnnsent.training.pipeline import initialise_encoder
+from rnnsent.training.token_streams import TokenStreams, reversed_rows, stream_rows, token_streams
+
+SMALL = {"num_words": 30, "cell": "gru", "embedding_dim": 6, "hidden_size": 5, "bidirectional": True,
+         "lm_batch_size": 4, "lm_bptt": 6, "lm_lr": 0.02}
+
+
+def small_config(**settings):
+    return build_config("seed", {**SMALL, **settings})
+
+
+def pattern_stream(length: int = 2000) -> np.ndarray:
+    """A stream that repeats ``<start> 3 4 ... 12``: every next token is predictable."""
+    period = np.array([1, *range(3, 13)], dtype=np.int64)
+    return np.tile(period, length // len(period) + 1)[:length]
+
+
+def trainer_for(config, stream: np.ndarray, seed: int = 0, **kwargs) -> LanguageModelTrainer:
+    torch.manual_seed(seed)
+    model = LanguageModel(config.model, config.text.num_words)
+    streams = TokenStreams(stream, stream[:300], 1, 0, 1)
+    return LanguageModelTrainer(config, model, streams, torch.device("cpu"), **kwargs)
+
+
+def test_the_loss_falls_on_a_tiny_corpus():
+    config = small_config()
+    trainer = trainer_for(config, pattern_stream())
+    held_out = stream_rows(pattern_stream(300), 3, config.train.lm_bptt)
+    before = held_out_loss(trainer.model, held_out, config.train.lm_bptt)
+    trainer.fit(checkpoints.Progress(), 150)
+    after = held_out_loss(trainer.model, held_out, config.train.lm_bptt)
+    for name in ("forward", "backward"):
+        assert before[name] > 2.0  # near uniform over the softmax head's 16 entries at the start
+        assert after[name] < 0.25 * before[name]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "simple"])
+def test_segments_with_the_state_carried_equal_one_full_sequence_run(cell):
+    config = small_config(cell=cell, num_layers=2)
+    torch.manual_seed(1)
+    model = LanguageModel(config.model, 30)
+    rows = torch.randint(1, 30, (3, 40))
+    full = held_out_loss(model, rows, bptt=39)  # one segment: the whole rows at once
+    for bptt in (1, 4, 7):
+        cut = held_out_loss(model, rows, bptt=bptt)
+        for name in full:
+            assert cut[name] == pytest.approx(full[name], rel=1e-5)
+
+
+def test_training_carries_each_directions_state_from_segment_to_segment():
+    config = small_config()
+    trainer = trainer_for(config, np.random.default_rng(0).integers(1, 30, 600))
+    bptt, progress = config.train.lm_bptt, checkpoints.Progress()
+    for step in range(3):
+        before = copy.deepcopy(trainer.model)  # the weights the step reads with
+        states = {name: state.clone() for name, state in trainer.states.items()}
+        trainer.step(progress)
+        for name in ("forward", "backward"):
+            rows = trainer.rows[name]
+            inputs = rows[:, step * bptt:(step + 1) * bptt]
+            _, expected = before.cells[["forward", "backward"].index(name)](before.embedding(inputs), states[name])
+            torch.testing.assert_close(trainer.states[name], expected, rtol=0, atol=1e-6)
+        if step:  # a reset state would give another answer
+            assert not torch.equal(states["forward"], torch.zeros_like(states["forward"]))
+
+
+def test_the_backward_model_reads_the_reversed_stream():
+    stream = np.arange(3, 27, dtype=np.int64)  # 24 distinct tokens
+    rows = stream_rows(stream, 4, 2)
+    # Read row after row, the backward rows are the whole stream reversed.
+    assert reversed_rows(rows).reshape(-1).tolist() == stream[::-1].tolist()
+    config = small_config()
+    trainer = trainer_for(config, np.random.default_rng(0).integers(1, 30, 600))
+    assert torch.equal(trainer.rows["backward"], reversed_rows(trainer.rows["forward"]))
+    # The backward model's loss equals a forward model with its weights reading the reversed rows.
+    model = trainer.model
+    mirrored = copy.deepcopy(model)
+    mirrored.cells[0].load_state_dict(model.cells[1].state_dict())
+    held_out = torch.randint(1, 30, (2, 25))
+    backward = held_out_loss(model, held_out, 4)["backward"]
+    assert held_out_loss(mirrored, reversed_rows(held_out), 4)["forward"] == pytest.approx(backward, rel=1e-6)
+    assert held_out_loss(model, held_out, 4)["forward"] != pytest.approx(backward, rel=1e-3)
+
+
+def test_token_streams_hold_out_unlabelled_reviews_and_keep_every_training_review():
+    training = [np.array([1, 3 + i], dtype=np.int64) for i in range(10)]
+    unlabelled = [np.array([1, 100 + i, 100 + i], dtype=np.int64) for i in range(40)]
+
+    def pair(reviews):
+        offsets = np.cumsum([0] + [len(review) for review in reviews])
+        return np.concatenate(reviews), offsets
+
+    streams = token_streams([pair(training), pair(unlabelled)], seed=0)
+    assert (streams.training_reviews, streams.unlabelled_reviews, streams.held_out_reviews) == (10, 38, 2)
+    held = set(streams.held_out.tolist()) - {1}
+    trained = set(streams.train.tolist()) - {1}
+    assert held and held <= set(range(100, 140)) and not held & trained
+    assert set(range(3, 13)) <= trained
+    assert len(streams.train) == 2 * 10 + 3 * 38
+    # Without unlabelled reviews, the held-out ones come from the training reviews.
+    alone = token_streams([pair(training)], seed=0)
+    assert (alone.training_reviews, alone.unlabelled_reviews, alone.held_out_reviews) == (9, 0, 1)
+
+
+def test_a_stop_request_checkpoints_after_the_step(tmp_path):
+    config = small_config()
+    trainer = trainer_for(config, pattern_stream(), run_dir=tmp_path)
+    trainer._request_stop()
+    with pytest.raises(PretrainingInterrupted, match="stopped at step 1"):
+        trainer.fit(checkpoints.Progress(), 50, stop_on_signal=True)
+    meta, _ = checkpoints.load_checkpoint(tmp_path)
+    assert meta["progress"]["global_step"] == 1 and meta["kind"] == "language-model"
+
+
+@pytest.fixture
+def imdb(tmp_path, monkeypatch):
+    """A small aclImdb tree with unlabelled reviews, and the flags of a small bidirectional GRU on it."""
+    monkeypatch.setenv("RNNSENT_CACHE", str(tmp_path / "cache"))
+    root = write_imdb_tree(tmp_path / "data", per_label=20)
+    unsup = root / "train" / "unsup"
+    unsup.mkdir()
+    rng = random.Random(3)
+    for index in range(60):
+        (unsup / f"{index}_0.txt").write_text(make_review(index % 2, rng, 20), encoding="utf-8")
+    flags = ["--data", str(root), "--num-words", "40", "--cell", "gru", "--embedding-dim", "6", "--hidden-size", "5",
+             "--bidirectional", "--pretrain-window", "0", "--threads", "1"]
+    return root, flags
+
+
+LM_FLAGS = ["--lm-batch-size", "4", "--lm-bptt", "20", "--lm-lr", "0.01"]
+
+
+def test_pretraining_resumes_bit_exactly(imdb, tmp_path, capsys):
+    root, flags = imdb
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    # About 1,900 tokens in 8 rows: 11 segments of 20 a pass, so 20 steps cross into a second pass.
+    lm = [*LM_FLAGS, "--lm-batch-size", "8", "--lm-steps", "20"]
+    assert main(["pretrain", "--language-model", *flags, *lm, "--out", str(straight)]) == 0
+    assert main(["pretrain", "--language-model", *flags, *lm, "--max-steps", "7", "--out", str(resumed)]) == 0
+    output = capsys.readouterr().out
+    assert "7 steps" in output and f"continue with --resume {resumed}" in output
+    assert main(["pretrain", "--language-model", "--resume", str(resumed), "--threads", "1"]) == 0
+    assert "resuming the language model at step 7" in capsys.readouterr().out
+    first = read_tensors(straight / "encoder.safetensors")
+    second = read_tensors(resumed / "encoder.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    meta, _ = checkpoints.load_checkpoint(resumed)
+    assert meta["progress"]["global_step"] == 20 and meta["progress"]["epoch"] >= 1
+
+
+def test_an_encoder_initialises_exactly_its_weights(imdb, tmp_path):
+    root, _ = imdb
+    config = build_config("bigru", {"num_words": 40, "embedding_dim": 6, "hidden_size": 5, "num_layers": 2,
+                                    "pretrain_window": 0})
+    corpus = load_encoded(root, config.text)
+    torch.manual_seed(7)
+    pretrained = LanguageModel(config.model, 40)
+    for parameter in pretrained.parameters():
+        torch.nn.init.normal_(parameter)  # weights no initialisation would give
+    folder = tmp_path / "encoder"
+    save_encoder(folder, pretrained, corpus.vocabulary, config, {"steps": 0})
+    config.model.encoder = str(folder)
+    model = build_model(config.model, 40)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    initialise_encoder(model, config, RunOptions(), corpus, root, log=lambda message: None)
+    network, after = recurrent_network(model), model.state_dict()
+    assert torch.equal(network.embedding.weight, pretrained.embedding.weight)
+    hidden = 5
+    for layer in range(2):
+        for index, suffix in enumerate(("", "_reverse")):
+            cell = pretrained.cells[index]
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                own = getattr(cell, f"{kind}_l{layer}")
+                mine = getattr(network.rnn, f"{kind}_l{layer}{suffix}")
+                if kind == "weight_ih" and layer:
+                    # The upper layer reads both directions: its own direction's columns are the
+                    # language model's, the other direction's keep their initialisation.
+                    own_columns = slice(index * hidden, (index + 1) * hidden)
+                    other_columns = slice((1 - index) * hidden, (2 - index) * hidden)
+                    assert torch.equal(mine[:, own_columns], own)
+                    assert torch.equal(mine[:, other_columns], before[f"rnn.{kind}_l{layer}{suffix}"][:, other_columns])
+                else:
+                    assert torch.equal(mine, own)
+    for name in ("head.weight", "head.bias"):
+        assert torch.equal(after[name], before[name])
+    # Loaded back, the file gives the same embedding and recurrent weights (the softmax is not kept).
+    loaded, saved = load_encoder(folder, config, corpus.vocabulary).state_dict(), pretrained.state_dict()
+    kept = [name for name in saved if not name.startswith("softmax.")]
+    assert kept and set(read_tensors(folder / "encoder.safetensors")) == set(kept)
+    assert all(torch.equal(loaded[name], saved[name]) for name in kept)
+    # The copy into a classifier writes every recurrent parameter and the embedding.
+    fresh = build_model(config.model, 40)
+    written = copy_into_classifier(recurrent_network(fresh), pretrained)
+    assert set(written) == {"embedding.weight", *(f"rnn.{name}" for name, _ in recurrent_network(fresh).rnn.named_parameters())}
+
+
+def test_pretrain_then_train_with_the_encoder_and_its_refusals(imdb, tmp_path, capsys):
+    root, flags = imdb
+    encoder = tmp_path / "encoder"
+    assert main(["pretrain", "--language-model", *flags, *LM_FLAGS, "--lm-steps", "12", "--out", str(encoder)]) == 0
+    output = capsys.readouterr().out
+    assert "held-out perplexity forward" in output and "backward" in output and "tokens/s" in output
+    assert "validation and test reviews are not read" in output
+    metadata = json.loads(read_metadata(encoder / "encoder.safetensors")["pretraining"])
+    assert metadata["steps"] == 12 and metadata["tokens"] == 12 * 4 * 20
+    train = ["train", "--preset", "bigru", *flags, "--epochs", "1", "--quiet", "--no-report-test"]
+    out = tmp_path / "model"
+    assert main([*train, "--encoder", str(encoder), "--out", str(out)]) == 0
+    assert f"language model in {encoder}" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["config"]["model"]["encoder"] == str(encoder)
+    # An encoder of other sizes, of another vocabulary, or a file of another kind: one line each.
+    refusals = [
+        ([*train, "--hidden-size", "7", "--encoder", str(encoder)], "was pretrained with hidden_size 5; this recipe has hidden_size 7"),
+        ([*train, "--no-bidirectional", "--encoder", str(encoder)], "bidirectional true"),
+        ([*train, "--num-words", "30", "--encoder", str(encoder)], "num_words 40"),
+        ([*train, "--encoder", str(tmp_path / "missing")], "no such encoder"),
+        ([*train, "--encoder", str(out / "model.safetensors")], "not an rnnsent encoder file"),
+        ([*train, "--encoder", str(encoder), "--lm-steps", "5"], "choose one"),
+        (["train", "--resume", str(encoder)], "continue it with 'rnnsent pretrain --language-model --resume"),
+    ]
+    for argv, message in refusals:
+        assert main([*argv, "--out", str(tmp_path / "refused")] if "--resume" not in argv else argv) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]  # after the data's own notes
+        assert last.startswith("error: ") and message in last
+    other = write_imdb_tree(tmp_path / "other", per_label=20, seed=9)
+    (other / "train" / "pos" / "extra_9.txt").write_text("an entirely new vocabulary of words here", encoding="utf-8")
+    assert main([*train, "--data", str(other), "--encoder", str(encoder), "--out", str(tmp_path / "refused")]) == 2
+    assert "another vocabulary" in capsys.readouterr().err
+
+
+def test_pretrain_command_errors(imdb, tmp_path, capsys):
+    root, flags = imdb
+    cases = [
+        (["pretrain", "--language-model", *flags], "say where to write the encoder"),
+        (["pretrain", "--language-model", *flags, "--out", str(tmp_path / "e")], "say how long to pretrain"),
+        (["pretrain", *flags, "--max-minutes", "1", "--out", str(tmp_path / "v.safetensors")], "go with --language-model"),
+        (["pretrain", "--language-model", "--resume", str(tmp_path / "none")], "no checkpoint to resume from"),
+        (["pretrain", "--language-model", "--resume", str(tmp_path), "--hidden-size", "3"], "drop --out and the setting flags"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith("error: ") and message in last
+
+
+def test_train_with_lm_steps_pretrains_first_and_counts_it_as_training(imdb, tmp_path, capsys):
+    root, flags = imdb
+    out = tmp_path / "model"
+    assert main(["train", "--preset", "bigru", *flags, *LM_FLAGS, "--lm-steps", "5", "--epochs", "1", "--quiet",
+                 "--no-report-test", "--out", str(out)]) == 0
+    assert "language model: 5 steps" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["language_model"]["steps"] == 5
+    assert 0 < metrics["language_model"]["seconds"] <= metrics["train_seconds"]
