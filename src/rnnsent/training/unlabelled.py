@@ -2,11 +2,14 @@
 
 With ``unlabelled_batch_size`` U, every optimiser step also reads U unlabelled texts for the
 virtual adversarial and entropy losses (:mod:`rnnsent.training.objectives`). Which texts is a
-pure function of ``(seed, step)``: the texts are read in consecutive shuffles of the whole
-pool, and step ``s`` takes places ``s * U`` to ``s * U + U - 1`` of that stream. The step
-count a checkpoint holds therefore says where the sampler stands, and a resumed run draws
-what the uninterrupted one would. Under DistributedDataParallel every rank takes its
-interleaved share of the same U texts, as with the labelled batches.
+pure function of ``(seed, step)``: the pool is read in passes, each cut into batches as the
+training reviews' epochs are (:func:`rnnsent.data.batches.epoch_batches`, of similar lengths
+with ``bucket_by_length``, so that a batch is not computed to the width of its longest text
+for nothing), in an order of its own; the pass's one short batch is left out (its texts
+come in other passes), and step ``s`` takes the next batch. The step count a checkpoint holds
+therefore says where the sampler stands, and a resumed run draws what the uninterrupted one
+would. Under DistributedDataParallel every rank takes its interleaved share of the same U
+texts, as with the labelled batches.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from rnnsent.config import RunConfig
+from rnnsent.data.batches import epoch_batches
 from rnnsent.data.corpus import EncodedSplit
 from rnnsent.data.unlabelled import read_unlabelled_texts
 from rnnsent.errors import ConfigError, DataError
@@ -27,9 +31,9 @@ from rnnsent.text.encoder import encode_corpus
 from rnnsent.text.vocabulary import Vocabulary
 from rnnsent.training.distributed import World
 
-# The third number of the seed of each shuffle of the pool, so that its generator is none of
-# the batch order's ([seed, epoch]) or the noise's ([seed, step, stream, row]).
-SHUFFLE_KEY = 7
+# The stream number of the unlabelled batches' order (see epoch_batches), so that it is not the
+# training reviews'.
+SHUFFLE_STREAM = 1
 
 
 @dataclass
@@ -69,21 +73,25 @@ class UnlabelledSampler:
         self.batch_size = config.train.unlabelled_batch_size
         if pool is None or not len(pool):
             raise DataError("--unlabelled-batch-size needs unlabelled texts: name them with --unlabelled-data PATH")
+        if self.batch_size > len(pool):
+            raise ConfigError(f"--unlabelled-batch-size {self.batch_size} is more than the {len(pool)} unlabelled "
+                              f"texts; use at most {len(pool)}")
         if self.batch_size < world.size:
             raise ConfigError(f"--unlabelled-batch-size {self.batch_size} is smaller than the {world.size} "
                               "processes that share it; use at least one text per process")
         self.pool, self.config, self.world = pool, config, world
-        self._shuffle: tuple[int, np.ndarray] | None = None  # (pass, its order): the last one drawn
+        self.lengths = np.diff(pool.offsets) if config.train.bucket_by_length else None
+        self.per_pass = len(pool) // self.batch_size  # full batches in each pass
+        self._pass: tuple[int, list[np.ndarray]] | None = None  # (pass, its batches): the last one drawn
 
     def global_rows(self, step: int) -> np.ndarray:
         """The places in the pool ``(U,)`` of step ``step``'s texts, over all processes."""
-        places = np.arange(step * self.batch_size, (step + 1) * self.batch_size, dtype=np.int64)
-        passes, within = np.divmod(places, len(self.pool))
-        rows = np.empty_like(places)
-        for shuffle in np.unique(passes).tolist():
-            chosen = passes == shuffle
-            rows[chosen] = self._order(shuffle)[within[chosen]]
-        return rows
+        number, index = divmod(step, self.per_pass)
+        if self._pass is None or self._pass[0] != number:
+            batches = epoch_batches(len(self.pool), self.batch_size, self.config.train.seed, number, self.lengths,
+                                    stream=SHUFFLE_STREAM)
+            self._pass = (number, [batch for batch in batches if len(batch) == self.batch_size])
+        return self._pass[1][index]
 
     def batch(self, step: int) -> UnlabelledRows:
         """This process's share of step ``step``'s texts, padded as the recipe pads and on the training device."""
@@ -96,9 +104,3 @@ class UnlabelledSampler:
         device = self.world.device
         return UnlabelledRows(torch.from_numpy(ids[:, :width]).to(device), torch.from_numpy(lengths).to(device),
                               share, scale)
-
-    def _order(self, shuffle: int) -> np.ndarray:
-        if self._shuffle is None or self._shuffle[0] != shuffle:
-            generator = np.random.default_rng([self.config.train.seed, shuffle, SHUFFLE_KEY])
-            self._shuffle = (shuffle, generator.permutation(len(self.pool)))
-        return self._shuffle[1]
