@@ -78,6 +78,9 @@ class DataConfig:
     text_field: str = setting("text", "CSV column or JSONL field holding the text")
     label_field: str = setting("label", "CSV column or JSONL field holding the label (a list in JSONL for multilabel)")
     label_separator: str = setting("", "CSV only: split each label cell on this string into several labels (multilabel)")
+    unlabelled_data: str = setting("", "unlabelled texts for --unlabelled-batch-size: a .txt file (one text a line), a "
+                                       ".jsonl or .csv file (its text field) or a folder of .txt files (default: "
+                                       "aclImdb's train/unsup; other sources have none)")
 
     def validate(self) -> None:
         check_fields(self)
@@ -124,6 +127,8 @@ class ModelConfig:
     encoder: str = setting("", "initialise the embedding and recurrent layers from a language model of "
                                "'rnnsent pretrain --language-model' (its folder or encoder.safetensors); it replaces "
                                "the word vectors")
+    normalize_embeddings: bool = setting(False, "standardise each embedding dimension by its mean and variance over "
+                                                "the training words, weighted by frequency (Miyato et al. 2016)")
 
     def validate(self) -> None:
         check_fields(self)
@@ -159,6 +164,20 @@ class TrainConfig:
     class_weights: str = setting("none", "weigh each class's loss: none, or balanced (inversely to its training frequency)",
                                  choices=("none", "balanced"))
     calibrate: bool = setting(False, "fit a temperature to the validation split so probabilities are calibrated")
+    adversarial_weight: float = setting(0.0, "weight of the adversarial loss: the loss of each review with its "
+                                             "embedded words moved by --adversarial-norm the way that raises it most "
+                                             "(0: off)", low=0.0, high=1000.0)
+    adversarial_norm: float = setting(5.0, "L2 norm of the adversarial and virtual-adversarial perturbation of each "
+                                           "review's embedded words", low=0.0, high=1000.0, low_inclusive=False)
+    virtual_adversarial_weight: float = setting(0.0, "weight of the virtual adversarial loss: the KL divergence of the "
+                                                     "predictions from those of the perturbation that moves them most "
+                                                     "(unlabelled rows, else the labelled ones; 0: off)",
+                                                low=0.0, high=1000.0)
+    entropy_weight: float = setting(0.0, "weight of the mean prediction entropy (unlabelled rows, else the labelled "
+                                         "ones), which minimising makes predictions confident (0: off)",
+                                    low=0.0, high=1000.0)
+    unlabelled_batch_size: int = setting(0, "unlabelled texts drawn with each batch for the virtual adversarial and "
+                                            "entropy losses (0: they use the labelled batch)", low=0, high=1_000_000)
     seed: int = setting(0, "seed of initialisation, batch order and dropout: same seed, same run")
     lm_steps: int = setting(0, "first train the embedding and recurrent layers as next-word language models (one per "
                                "direction) for this many steps on the training and unlabelled texts (0: off)",
@@ -171,6 +190,9 @@ class TrainConfig:
         check_fields(self)
         if self.early_stopping and not self.validation_split:
             raise ConfigError("--early-stopping needs a validation split: add --validation-split 0.1")
+        if self.unlabelled_batch_size and not (self.virtual_adversarial_weight or self.entropy_weight):
+            raise ConfigError("--unlabelled-batch-size feeds the virtual adversarial and entropy losses: add "
+                              "--virtual-adversarial-weight or --entropy-weight")
 
 
 # Settings that version-1 model directories saved in their recipe but that only say how a run
@@ -197,6 +219,8 @@ class RunConfig:
             raise ConfigError("--use-lengths reads each review up to its true length: add --padding post")
         if self.train.calibrate and not self.train.validation_split:
             raise ConfigError("--calibrate fits a temperature on a validation split: add --validation-split 0.1")
+        if self.data.unlabelled_data and not self.train.unlabelled_batch_size:
+            raise ConfigError("--unlabelled-data is read in batches: add --unlabelled-batch-size 64")
         if self.model.ngram_buckets and self.model.ngram_fit == "stacked" and not self.train.validation_split:
             raise ConfigError("--ngram-fit stacked blends the two parts on a validation split: add --validation-split 0.1")
         if self.model.encoder and self.train.lm_steps:

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from rnnsent.config import RunOptions, build_config
 from rnnsent.data.batches import epoch_batches
+from rnnsent.data.corpus import EncodedSplit
 from rnnsent.labels import LabelSpace
 from rnnsent.model.build import build_model
 from rnnsent.training.distributed import setup, teardown
@@ -38,7 +39,8 @@ def free_port() -> int:
 def tiny_data(count: int, classes: int = 2) -> TrainingData:
     """Post-padded random id rows labelled by whether id 7 occurs: learnable, so every step moves the weights.
 
-    With three classes the label counts which of ids 7 and 8 occur (0, 1 or 2).
+    With three classes the label counts which of ids 7 and 8 occur (0, 1 or 2). 30 unlabelled
+    texts of random ids go with them, read by the variants with unlabelled batches.
     """
     generator = torch.Generator().manual_seed(1234)
     ids = torch.randint(3, VOCAB_SIZE, (count, MAXLEN), generator=generator)
@@ -46,10 +48,16 @@ def tiny_data(count: int, classes: int = 2) -> TrainingData:
     lengths = torch.randint(3, MAXLEN + 1, (count,), generator=generator)
     ids[torch.arange(MAXLEN)[None, :] >= lengths[:, None]] = 0
     labels = (ids == 7).any(dim=1).float()
+    text_lengths = np.random.default_rng(5).integers(2, 2 * MAXLEN, size=30)
+    offsets = np.concatenate([[0], np.cumsum(text_lengths)])
+    flat = np.random.default_rng(6).integers(3, VOCAB_SIZE, size=int(offsets[-1])).astype(np.int32)
+    flat[offsets[:-1]] = 1
+    unlabelled = EncodedSplit(flat, offsets, np.zeros(30, dtype=np.int64))
     if classes == 2:
-        return TrainingData(Tensors(ids, lengths, labels), None, None)
+        return TrainingData(Tensors(ids, lengths, labels), None, None, unlabelled=unlabelled)
     labels = labels.long() + (ids == 8).any(dim=1).long()
-    return TrainingData(Tensors(ids, lengths, labels), None, None, LabelSpace("multiclass", ("0", "1", "2"), True))
+    return TrainingData(Tensors(ids, lengths, labels), None, None, LabelSpace("multiclass", ("0", "1", "2"), True),
+                        unlabelled)
 
 
 # Variants compared between 2 processes (batch 8 each) and 1 process (batch 16), as
@@ -68,6 +76,15 @@ VARIANTS = {
                              "ngram_buckets": 31, "ngram_fit": "stacked", "validation_split": 0.1}, 96),
     # Three classes: a softmax head of three outputs and its cross-entropy, with an uneven last batch.
     "three-classes": ({"optimizer": "adam", "cell": "gru", "padding": "post", "use_lengths": True}, 89, 3),
+    # The adversarial, virtual adversarial and entropy losses in one module under DDP, the last
+    # two on 7 unlabelled texts per step (4 + 3 per rank): each rank's terms weighted by its
+    # share, and the power iteration's noise the same for a row on either side.
+    "objectives": ({"optimizer": "adam", "cell": "gru", "padding": "post", "use_lengths": True,
+                    "adversarial_weight": 1.0, "adversarial_norm": 0.5, "virtual_adversarial_weight": 1.0,
+                    "entropy_weight": 0.3, "unlabelled_batch_size": 7}, 89),
+    # The same on the labelled rows, with RMSprop's sparse embedding gradients (all-reduced by gloo).
+    "objectives-on-labelled-rows": ({"adversarial_weight": 0.5, "adversarial_norm": 0.3,
+                                     "virtual_adversarial_weight": 1.0, "entropy_weight": 0.3}, 96),
 }
 BATCH_SIZE, STEPS = 16, 8
 

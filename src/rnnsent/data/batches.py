@@ -15,15 +15,17 @@ def epoch_batches(
     lengths: np.ndarray | None = None,
     rank: int = 0,
     world_size: int = 1,
+    stream: int | None = None,
 ) -> list[np.ndarray]:
     """The index batches of one epoch, a pure function of ``(seed, epoch)``.
 
     Every rank computes the same global batches of ``batch_size`` and takes its own
     interleaved share of each, so that N ranks with batch B/N see exactly the examples one
     process with batch B would. With ``lengths`` given, reviews of similar length are batched
-    together (sorted within large random windows) and the batch order is shuffled.
+    together (sorted within large random windows) and the batch order is shuffled. A ``stream``
+    number draws an order independent of the training reviews' (the unlabelled texts' batches).
     """
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, epoch] if stream is None else [seed, epoch, stream])
     order = rng.permutation(count)
     if lengths is not None:
         window = batch_size * 50

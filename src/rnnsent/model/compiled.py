@@ -33,7 +33,8 @@ def compiled_forward_supported(model: torch.nn.Module, ids: torch.Tensor) -> boo
 
     It does for inference (eval mode, no gradient) on the CPU in float32, in batches of at
     least ``MIN_COMPILED_BATCH`` rows, of a plain :class:`RecurrentClassifier` with one simple
-    layer read in one direction to its last state over every column (no ``use_lengths``),
+    layer read in one direction to its last state over every column (no ``use_lengths``), with
+    its embedding as it is (no ``normalize_embeddings``),
     when numba is installed.
     """
     if not isinstance(model, RecurrentClassifier):
@@ -42,6 +43,7 @@ def compiled_forward_supported(model: torch.nn.Module, ids: torch.Tensor) -> boo
     return (
         model.outputs == 1 and config.cell == "simple" and config.num_layers == 1 and not config.bidirectional
         and config.pooling == "last" and not config.use_lengths and not config.ngram_buckets
+        and not config.normalize_embeddings
         and not model.training and not torch.is_grad_enabled()
         and ids.device.type == "cpu" and ids.shape[0] >= MIN_COMPILED_BATCH
         and model.embedding.weight.dtype == torch.float32 and type(model.head) is torch.nn.Linear

@@ -30,18 +30,21 @@ class _TwoPartClassifier(nn.Module):
         self.ngrams = ngrams
         self.config, self.outputs, self.task = network.config, network.outputs, network.task
 
-    def part_logits(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Each part's own logit ``(batch,)``: ``recurrent`` and ``ngrams``."""
-        return {"recurrent": self.network(ids, lengths)[0], "ngrams": self.ngrams(ids)}
+    def part_logits(self, ids: torch.Tensor, lengths: torch.Tensor | None = None,
+                    embedded: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Each part's own logit ``(batch,)``: ``recurrent`` (read from ``embedded`` when given) and ``ngrams``."""
+        return {"recurrent": self.network(ids, lengths, embedded=embedded)[0], "ngrams": self.ngrams(ids)}
 
     def combine(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(
-        self, ids: torch.Tensor, lengths: torch.Tensor | None = None, labels: torch.Tensor | None = None
+        self, ids: torch.Tensor, lengths: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+        embedded: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(logits, mean loss or None)`` for id rows ``(batch, time)`` (see :mod:`rnnsent.model.loss`)."""
-        logits = self.combine(self.part_logits(ids, lengths))
+        """``(logits, mean loss or None)`` for id rows ``(batch, time)`` (see :mod:`rnnsent.model.loss`); the
+        network reads ``embedded`` ``(batch, time, embedding)`` instead of its embedding of the ids when given."""
+        logits = self.combine(self.part_logits(ids, lengths, embedded))
         return logits, classification_loss(logits, labels, self.task, self.network.loss_weight)
 
 

@@ -17,6 +17,7 @@ from rnnsent.model.lengths import run_within_lengths
 from rnnsent.model.loss import classification_loss
 from rnnsent.model.pooling import build_pooling
 from rnnsent.model.torch_private import flat_weight_names, refresh_flat_weights
+from rnnsent.text.vocabulary import PAD_ID
 
 
 class KerasSimpleRNN(nn.RNN):
@@ -60,6 +61,10 @@ class RecurrentClassifier(nn.Module):
         # not part of the model's state.
         self.register_buffer("loss_weight", None, persistent=False)
         self.embedding = nn.Embedding(vocab_size, config.embedding_dim, sparse=sparse_embedding)
+        if config.normalize_embeddings:
+            # Each word's share of the training tokens (vocab,), which weighs the mean and
+            # variance that normalise the embedding; set from the data before training.
+            self.register_buffer("word_frequency", torch.full((vocab_size,), 1.0 / vocab_size))
         cell_options = {"nonlinearity": config.nonlinearity} if config.cell == "simple" else {}
         self.rnn = CELLS[config.cell](
             input_size=config.embedding_dim,
@@ -96,15 +101,38 @@ class RecurrentClassifier(nn.Module):
         nn.init.xavier_uniform_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def encode(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def set_word_frequencies(self, ids: torch.Tensor) -> None:
+        """Set the weights of the embedding's normalisation from training id rows ``(n, time)``:
+        each word's share of their tokens (padding not counted)."""
+        counts = torch.bincount(ids[ids != PAD_ID].reshape(-1).cpu(), minlength=self.word_frequency.numel())
+        counts = counts[: self.word_frequency.numel()].double()
+        self.word_frequency.copy_(counts / counts.sum().clamp(min=1.0))
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """The embedded sequence ``(batch, time, embedding)`` the recurrent layer reads for id rows
+        ``(batch, time)``: the word vectors (normalised with ``normalize_embeddings``), after dropout."""
+        vectors = self.embedding(ids)  # (batch, time, embedding)
+        if self.config.normalize_embeddings:
+            # Miyato et al. (2016): every dimension standardised by its frequency-weighted mean
+            # and variance over the vocabulary, so that a perturbation's norm means the same
+            # whatever scale the vectors grow to.
+            table, weights = self.embedding.weight, self.word_frequency.unsqueeze(-1)  # (vocab, embedding), (vocab, 1)
+            mean = (weights * table).sum(dim=0)  # (embedding,)
+            variance = (weights * (table - mean).pow(2)).sum(dim=0)  # (embedding,)
+            vectors = (vectors - mean) / torch.sqrt(variance + 1e-6)
+        return self.embedding_dropout(vectors)
+
+    def encode(self, ids: torch.Tensor, lengths: torch.Tensor | None = None,
+               embedded: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-step hidden states and the summary vector of id rows ``(batch, time)``.
 
         Returns ``(states (batch, time, state), summary (batch, summary))``. With
         ``use_lengths`` the padding at the end of each row is never read (see
         :func:`run_within_lengths`) and the states there are zero; without it ``lengths`` is
-        ignored.
+        ignored. ``embedded`` ``(batch, time, embedding)``, when given, is read instead of
+        :meth:`embed` of the ids: the training objectives perturb it.
         """
-        embedded = self.embedding_dropout(self.embedding(ids))  # (batch, time, embedding)
+        embedded = self.embed(ids) if embedded is None else embedded  # (batch, time, embedding)
         time = ids.shape[1]
         if self.config.use_lengths:
             assert lengths is not None, "use_lengths needs the true lengths"
@@ -122,17 +150,20 @@ class RecurrentClassifier(nn.Module):
         logits = self.head(self.dropout(summary))  # (batch, outputs)
         return logits.squeeze(-1) if self.outputs == 1 else logits
 
-    def part_logits(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def part_logits(self, ids: torch.Tensor, lengths: torch.Tensor | None = None,
+                    embedded: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The logit ``(batch,)`` of each part of the model: here only ``recurrent``."""
-        return {"recurrent": self.head_logits(self.encode(ids, lengths)[1])}
+        return {"recurrent": self.head_logits(self.encode(ids, lengths, embedded)[1])}
 
     def combine(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         """The model's logit ``(batch,)`` from :meth:`part_logits`: the recurrent one."""
         return parts["recurrent"]
 
     def forward(
-        self, ids: torch.Tensor, lengths: torch.Tensor | None = None, labels: torch.Tensor | None = None
+        self, ids: torch.Tensor, lengths: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+        embedded: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(logits, mean loss or None)`` for id rows ``(batch, time)`` (see :mod:`rnnsent.model.loss`)."""
-        logits = self.head_logits(self.encode(ids, lengths)[1])
+        """``(logits, mean loss or None)`` for id rows ``(batch, time)`` (see :mod:`rnnsent.model.loss`),
+        read from ``embedded`` ``(batch, time, embedding)`` instead of the ids' :meth:`embed` when given."""
+        logits = self.head_logits(self.encode(ids, lengths, embedded)[1])
         return logits, classification_loss(logits, labels, self.task, self.loss_weight)

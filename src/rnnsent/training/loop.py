@@ -32,6 +32,7 @@ from rnnsent.training.signals import stop_signals
 from rnnsent.training.steps import AutogradStep, Batch, CompiledStep, EpochSums
 from rnnsent.training.tensors import Tensors, TrainingData
 from rnnsent.training.tracking import closing_tracker, open_tracker
+from rnnsent.training.unlabelled import UnlabelledSampler
 
 REPORT_EVERY = 50  # steps between loss checks and progress-bar updates
 
@@ -76,6 +77,9 @@ class Trainer:
         self.tracker = None
         self._validation_logits: np.ndarray | None = None
         self.total_steps = len(self._batches(0)) * config.train.epochs
+        # The unlabelled texts drawn with each batch, a function of the step (rnnsent.training.unlabelled).
+        self.unlabelled = (UnlabelledSampler(data.unlabelled, config, world)
+                           if config.train.unlabelled_batch_size else None)
         if options.max_steps:
             self.total_steps = min(self.total_steps, options.max_steps)
 
@@ -117,7 +121,7 @@ class Trainer:
             for index in range(progress.step_in_epoch, len(batches)):
                 for group in self.optimizer.param_groups:
                     group["lr"] = learning_rate(self.config.train, progress.global_step, self.total_steps)
-                self.step(self._batch(batches[index], scales[index]), sums)
+                self.step(self._batch(batches[index], scales[index], progress.global_step), sums)
                 progress.global_step += 1
                 progress.step_in_epoch = index + 1
                 if progress.global_step % REPORT_EVERY == 0 or index + 1 == len(batches):
@@ -160,7 +164,7 @@ class Trainer:
         shares = [len(batch) for batch in self._batches(epoch)]
         return [share * self.world.size / size for share, size in zip(shares, global_sizes)]
 
-    def _batch(self, indices: np.ndarray, loss_scale: float | None) -> Batch:
+    def _batch(self, indices: np.ndarray, loss_scale: float | None, step: int) -> Batch:
         train, device = self.data.train, self.world.device
         rows = torch.from_numpy(indices)
         lengths = train.lengths[rows]
@@ -168,7 +172,9 @@ class Trainer:
         # over the padding, and the cut would make a review's result depend on its batch (and
         # differ from evaluation, which reads the full width).
         width = int(lengths.max()) if self.config.model.use_lengths else train.ids.shape[1]
-        return Batch(train.ids[rows, :width].to(device), lengths.to(device), train.labels[rows].to(device), loss_scale)
+        unlabelled = self.unlabelled.batch(step) if self.unlabelled is not None else None
+        return Batch(train.ids[rows, :width].to(device), lengths.to(device), train.labels[rows].to(device), loss_scale,
+                     indices, step, unlabelled)
 
     def _report(self, totals: torch.Tensor, progress: checkpoints.Progress, bar) -> None:
         """Stop on a NaN or infinite loss; show the running loss and accuracy."""

@@ -41,9 +41,11 @@ from rnnsent.model.summary import count_parameters
 from rnnsent.training import checkpoint as checkpoints
 from rnnsent.training.distributed import World, barrier, setup, teardown
 from rnnsent.training.loop import Trainer, TrainResult
+from rnnsent.training.objectives import training_objective
 from rnnsent.training.optim import build_optimizer
 from rnnsent.training.steps import choose_step, sparse_embedding_applies
 from rnnsent.training.tensors import Tensors, TrainingData, prepare_data
+from rnnsent.training.unlabelled import unlabelled_pool
 
 Log = Callable[[str], None]
 EpochHook = Callable[[dict[str, Any], Any], None]  # (row of history, validation logits or None)
@@ -90,6 +92,7 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
         # Sized to the texts this run trains on: the --limit subset when there is one.
         config = size_to_data(config, dataclasses.replace(corpus, train=limit_split(corpus.train, options.limit)), log)
     data = prepare_data(corpus, config, options.limit)
+    data.unlabelled = unlabelled_pool(config, source, corpus.vocabulary, log)
     if not resume and checkpoints.has_checkpoint(out):
         log(f"note: starting afresh in {out} (its previous checkpoint is replaced)")
     validation = f", {len(data.validation)} validation" if data.validation is not None else ""
@@ -318,6 +321,8 @@ def train_tensors(config: RunConfig, options: RunOptions, data: TrainingData, ou
                         data.labels).to(world.device)
     if config.train.class_weights == "balanced":
         recurrent_network(model).loss_weight = balanced_weights(data.train.labels, data.labels).to(world.device)
+    if config.model.normalize_embeddings:
+        recurrent_network(model).set_word_frequencies(data.train.ids)
     if initialise is not None and not resume:
         initialise(model)
     return train_network(model, config, options, data, out, world, resume, log, progress_bar, checkpoint_fields or {},
@@ -335,12 +340,16 @@ def train_network(model: nn.Module, config: RunConfig, options: RunOptions, data
         meta, tensors = checkpoints.load_checkpoint(out)
         progress, best_state = checkpoints.restore(meta, tensors, model, optimizer)
         log(f"resuming at epoch {progress.epoch + 1}, step {progress.step_in_epoch} of it ({progress.global_step} steps done)")
-    if config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not sparse_embedding_applies(config, world):
+    if (config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not config.model.normalize_embeddings
+            and not sparse_embedding_applies(config, world)):
         log("note: sparse embedding updates are off under DDP on GPUs (nccl); gradients are dense and all-reduced")
     # The model's buffers (KerasSimpleRNN's zero hidden bias, a stacked model's n-gram intercept
     # and blend) are the same on every rank and fixed while it trains, so DDP need not
     # broadcast them before every forward pass: that saves one collective per step.
-    network = DistributedDataParallel(model, forward_sync_buffers=False) if world.distributed else model
+    # Extra objectives are computed by a module around the model, which DDP then wraps.
+    objective = training_objective(model, config.train)
+    module = model if objective is None else objective
+    network = DistributedDataParallel(module, forward_sync_buffers=False) if world.distributed else module
     step = choose_step(config, options, model, network, optimizer, world)
     checkpoint_fields = {**checkpoint_fields, "options": options.to_dict()}
     trainer = Trainer(config, options, data, model, optimizer, step, out, world, log, progress_bar, checkpoint_fields,

@@ -2,13 +2,15 @@
 
 The training loop does not know which it runs: it hands each :class:`Batch` to a step, and
 the step adds the batch's loss and correct predictions to the epoch's :class:`EpochSums`.
-:func:`choose_step` is the one place that decides between the two.
+:func:`choose_step` is the one place that decides between them; a recipe with adversarial,
+virtual adversarial or entropy losses takes the autograd step's variant, :class:`ObjectiveStep`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -17,7 +19,9 @@ from rnnsent.model.compiled import numba_available
 from rnnsent.model.loss import predicted_correct
 from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.training.distributed import World
+from rnnsent.training.objectives import LABELLED_STREAM, UNLABELLED_STREAM, direction_noise, objectives_on
 from rnnsent.training.optim import RMSprop, clip_gradients
+from rnnsent.training.unlabelled import UnlabelledRows
 
 
 @dataclass
@@ -32,6 +36,11 @@ class Batch:
     lengths: torch.Tensor
     labels: torch.Tensor
     loss_scale: float | None = None
+    # Read by the objective step only: each row's place in the training split ``(batch,)``, the
+    # optimiser step (0-based) and the unlabelled rows drawn with the batch.
+    rows: np.ndarray | None = None
+    step: int = 0
+    unlabelled: UnlabelledRows | None = None
 
 
 class EpochSums:
@@ -91,9 +100,46 @@ class AutogradStep:
             (loss * batch.loss_scale).backward()
         else:
             loss.backward()
+        self._update()
+        sums.add_tensors(loss, logits, batch.labels, self.task)
+
+    def _update(self) -> None:
+        """Clip the gradients the backward pass left and take the optimiser's step."""
         if self.clip_norm:
             clip_gradients(self.parameters, self.clip_norm)
         self.optimizer.step()
+
+
+class ObjectiveStep(AutogradStep):
+    """The autograd step of a recipe with extra objectives (:mod:`rnnsent.training.objectives`).
+
+    ``network`` is the model's :class:`~rnnsent.training.objectives.TrainingObjective`, or its
+    DistributedDataParallel wrapper; the epoch's sums count the supervised loss alone.
+    """
+
+    def __init__(self, network: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 config: RunConfig) -> None:
+        super().__init__(network, model, optimizer, config.train.clip_norm)
+        self.config = config
+
+    def __call__(self, batch: Batch, sums: EpochSums) -> None:
+        unlabelled = batch.unlabelled
+        ids, lengths = (batch.ids, batch.lengths) if unlabelled is None else (unlabelled.ids, unlabelled.lengths)
+        noise = None
+        if self.config.train.virtual_adversarial_weight:
+            stream, rows = (LABELLED_STREAM, batch.rows) if unlabelled is None else (UNLABELLED_STREAM, unlabelled.rows)
+            assert rows is not None, "the virtual adversarial loss draws each row's noise by its place"
+            noise = direction_noise(self.config.train.seed, batch.step, stream, rows, lengths.cpu(), ids.shape[1],
+                                    self.config.model.embedding_dim, self.config.model.use_lengths).to(ids.device)
+        labelled_scale = 1.0 if batch.loss_scale is None else batch.loss_scale
+        unlabelled_scale = labelled_scale if unlabelled is None else (
+            1.0 if unlabelled.loss_scale is None else unlabelled.loss_scale)
+        logits, loss, objective = self.network(
+            batch.ids, batch.lengths, batch.labels, None if unlabelled is None else unlabelled.ids,
+            None if unlabelled is None else unlabelled.lengths, noise, labelled_scale, unlabelled_scale)
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        self._update()
         sums.add_tensors(loss, logits, batch.labels, self.task)
 
 
@@ -121,7 +167,9 @@ def sparse_embedding_applies(config: RunConfig, world: World | None = None) -> b
     touched; nccl (GPU) cannot, so there the gradients stay dense.
     """
     on_nccl = world is not None and world.distributed and world.device.type == "cuda"
-    return config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not on_nccl
+    # A normalised embedding's every row moves the mean and variance: its gradient is dense.
+    return (config.train.sparse_embedding and config.train.optimizer == "rmsprop" and not on_nccl
+            and not config.model.normalize_embeddings)
 
 
 def compiled_step_blockers(config: RunConfig, options: RunOptions, model: nn.Module, world: World) -> list[str]:
@@ -143,6 +191,8 @@ def compiled_step_blockers(config: RunConfig, options: RunOptions, model: nn.Mod
         "optimizer is not rmsprop": train.optimizer != "rmsprop",
         "dense embedding gradients": not sparse_embedding_applies(config, world),
         "gradient clipping": bool(train.clip_norm),
+        "normalised embeddings": recipe.normalize_embeddings,
+        "an adversarial, virtual adversarial or entropy loss": objectives_on(train),
         "not on the CPU": world.device.type != "cpu",
         "distributed": world.distributed,
     }
@@ -151,7 +201,11 @@ def compiled_step_blockers(config: RunConfig, options: RunOptions, model: nn.Mod
 
 def choose_step(config: RunConfig, options: RunOptions, model: nn.Module, network: nn.Module,
                 optimizer: torch.optim.Optimizer, world: World) -> AutogradStep | CompiledStep:
-    """The compiled step when it is exact for this run (see :func:`compiled_step_blockers`), else autograd."""
+    """The compiled step when it is exact for this run (see :func:`compiled_step_blockers`), else
+    autograd: the objective step when the recipe has extra objectives (then ``network`` wraps a
+    :class:`~rnnsent.training.objectives.TrainingObjective`)."""
     if not compiled_step_blockers(config, options, model, world):
         return CompiledStep(model, optimizer)
+    if objectives_on(config.train):
+        return ObjectiveStep(network, model, optimizer, config)
     return AutogradStep(network, model, optimizer, config.train.clip_norm)

@@ -41,6 +41,7 @@ class TrainingData:
     validation: Tensors | None
     test: Tensors | None
     labels: LabelSpace = BINARY_SENTIMENT
+    unlabelled: EncodedSplit | None = None  # texts for unlabelled batches, unpadded (see rnnsent.training.unlabelled)
 
 
 def prepare_data(corpus: EncodedCorpus, config: RunConfig, limit: int = 0) -> TrainingData:
