@@ -6,10 +6,12 @@ the n-gram features of a model with an n-gram branch are hashed from the ids ins
 ``FILE.json`` holds what turns raw text into those inputs (:mod:`rnnsent.exporter.deployment`).
 
 The graph is traced by torch's TorchScript-based exporter (``torch.onnx.export(dynamo=False)``).
-torch 2.13's default, the ``torch.export``-based exporter, was measured on the same models
-and refused: it failed to export the simple (Keras) RNN cell, fixed the time or batch axis of
-bidirectional and simple-cell graphs, fixed a shape in the n-gram hash so that one-token rows
-failed in onnxruntime, and took 10 to 40 s per tiny model against under 1 s.
+torch 2.13's default, the ``torch.export``-based exporter, was tried on the same models and
+left out: with named ``torch.export.Dim`` axes, onnxruntime refused every other batch or width
+for the simple cell and for bidirectional GRU and LSTM graphs; with ``Dim.DYNAMIC`` it refused
+to export the simple (Keras) cell (its dynamic axes conflicted with the ranges it inferred) and
+fixed a shape of the n-gram hash so that one-token rows failed in onnxruntime; and it took 10 to
+40 s per tiny model against under 1 s. The TorchScript-based one gave correct graphs for all.
 
 Before anything is written, onnxruntime scores :data:`CHECK_ROWS` rows of every length from 1 to
 ``maxlen`` and the largest difference from rnnsent's own probabilities of the same rows is
