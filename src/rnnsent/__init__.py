@@ -12,7 +12,7 @@ is imported on first use of one of its names.
 
 __version__ = "0.2.0"
 
-API = ("Model", "evaluate", "load", "pretrain", "summary", "train", "tune")
+API = ("Model", "evaluate", "export", "load", "pretrain", "summary", "train", "tune")
 
 
 def __getattr__(name: str):

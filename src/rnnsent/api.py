@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rnnsent.artifact.directory import Artifact, load_artifact, save_artifact, update_metrics
 from rnnsent.config import (
@@ -31,6 +31,9 @@ from rnnsent.errors import UsageError
 from rnnsent.inference.predictor import Predictor
 from rnnsent.metrics import Metrics
 from rnnsent.model.size import check_fits
+
+if TYPE_CHECKING:
+    from rnnsent.exporter.onnx import OnnxExport
 
 PathLike = str | os.PathLike
 
@@ -71,6 +74,10 @@ class Model(Predictor):
         artifact = self.artifact
         return save_artifact(Path(path), artifact.config, artifact.vocabulary, artifact.model,
                              artifact.metrics, artifact.history, artifact.labels, artifact.temperature, artifact.thresholds)
+
+    def export(self, out: PathLike, format: str = "onnx") -> OnnxExport:
+        """Write this model as an ONNX graph ``out`` and its deployment settings ``out.json``; see :func:`export`."""
+        return export(self, out, format)
 
     def __repr__(self) -> str:
         accuracy = self.artifact.metrics.get("accuracy")
@@ -356,6 +363,31 @@ def summary(preset: str = "seed", **settings: Any) -> str:
     return summary_table(build_model(config.model, config.text.num_words), config.text.maxlen)
 
 
+EXPORT_FORMATS = ("onnx",)
+
+
+def export(model: Model | PathLike, out: PathLike, format: str = "onnx") -> OnnxExport:
+    """Write a model as an ONNX graph ``out`` and, beside it, ``out.json``: what a deployment needs to tokenize.
+
+    ``model`` is a :class:`Model` or a model directory. The graph takes token ids ``(batch, time)``
+    and true lengths ``(batch,)`` (int64) and returns probabilities ``(batch, K)`` (float32), the
+    n-gram branch and the calibrated temperature included; ``out.json`` holds the vocabulary, the
+    text settings, the tokenizer's rules and the labels (docs/cli.md#export). Before
+    writing, onnxruntime scores 64 check rows; the result
+    (:class:`~rnnsent.exporter.onnx.OnnxExport`) has the paths and the largest difference from
+    rnnsent's probabilities. Needs the ``export`` extra (onnx, onnxruntime).
+    """
+    if format not in EXPORT_FORMATS:
+        raise UsageError(f"unknown export format {format!r}; the formats are: {', '.join(EXPORT_FORMATS)}")
+    from rnnsent.exporter import require_export_extra
+
+    require_export_extra()
+    from rnnsent.exporter.onnx import export_onnx
+
+    model = model if isinstance(model, Model) else load(model)
+    return export_onnx(model, out)
+
+
 def set_threads(threads: int) -> int:
     """Use ``threads`` CPU threads for torch (0: the cores other processes leave free, see
     :func:`rnnsent.threads.free_cores`); returns the count set."""
@@ -374,4 +406,4 @@ def _interactive() -> bool:
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
-__all__ = ["Model", "evaluate", "load", "pretrain", "summary", "train", "tune"]
+__all__ = ["Model", "evaluate", "export", "load", "pretrain", "summary", "train", "tune"]

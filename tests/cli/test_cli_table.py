@@ -18,12 +18,13 @@ OK, MISTAKE = 0, 2
 # (arguments, exit code, fragments of stdout, fragments of stderr)
 TABLE = [
     (["--version"], OK, [f"rnnsent {__version__}"], []),
-    (["--help"], OK, ["train", "evaluate", "predict", "serve", "pretrain", "summary"], []),
+    (["--help"], OK, ["train", "evaluate", "predict", "serve", "export", "pretrain", "summary"], []),
     (["train", "--help"], OK, ["examples:", "rnnsent train --preset seed", "run options", "--threads THREADS",
                                "one of simple, lstm, gru", "--task TASK", "--label-field LABEL_FIELD"], []),
     (["evaluate", "--help"], OK, ["examples:", "rnnsent evaluate runs/seed --json"], []),
     (["predict", "--help"], OK, ["examples:", "--explain", "--file"], []),
     (["serve", "--help"], OK, ["examples:", "--host"], []),
+    (["export", "--help"], OK, ["examples:", "rnnsent export runs/seed --format onnx --out runs/seed.onnx"], []),
     (["pretrain", "--help"], OK, ["examples:", "--pretrain-window"], []),
     (["summary", "--help"], OK, ["examples:", "rnnsent summary runs/seed"], []),
     (["summary", "--preset", "seed"], OK, ['Model: "seed"', "Total params: 1,000,286"], []),

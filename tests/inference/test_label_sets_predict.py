@@ -17,15 +17,12 @@ import pytest
 import torch
 
 import rnnsent
-from label_models import FAST, SPAM, STARS, TOPICS, one_label_rows, tag_rows
-from rnnsent.artifact.directory import Artifact
+from label_models import FAST, SPAM, STARS, TOPICS, one_label_rows, random_predictor, tag_rows
 from rnnsent.cli.main import main
 from rnnsent.cli.render import render_text
-from rnnsent.config import build_config
 from rnnsent.inference.predictor import Predictor
 from rnnsent.labels import LabelSpace
-from rnnsent.model.build import build_model, ngram_branch, recurrent_network
-from rnnsent.text.vocabulary import Vocabulary
+from rnnsent.model.build import recurrent_network
 
 
 def write_csv(path: Path, rows, header=("text", "label")) -> Path:
@@ -338,7 +335,6 @@ def test_evaluate_multilabel_and_binary_names(models, capsys):
 
 # ----------------------------------------------------------------------------- one-pass trajectories, K outputs
 
-WORDS = tuple(f"w{i}" for i in range(30))
 VARIANTS = {
     "simple-last-pre": {},
     "gru-maxmean-lengths-post": {"cell": "gru", "pooling": "maxmean", "use_lengths": True, "padding": "post",
@@ -347,21 +343,6 @@ VARIANTS = {
     "bigru-mean": {"cell": "gru", "bidirectional": True, "pooling": "mean"},
     "gru-joint-ngrams": {"cell": "gru", "ngram_buckets": 31, "ngram_order": 2},
 }
-
-
-def random_predictor(overrides: dict, space: LabelSpace, temperature: float = 1.0) -> Predictor:
-    settings = {"num_words": 3 + len(WORDS), "maxlen": 10, "embedding_dim": 6, "hidden_size": 4,
-                "recurrent_init": "orthogonal", "input_init_std": 0.0, **overrides}
-    config = build_config("seed", settings)
-    torch.manual_seed(0)
-    model = build_model(config.model, config.text.num_words, labels=space)
-    with torch.no_grad():
-        recurrent_network(model).embedding.weight.normal_(0.0, 1.0)
-        recurrent_network(model).head.weight.normal_(0.0, 2.0)
-        if ngram_branch(model) is not None:
-            ngram_branch(model).weight.weight.normal_(0.0, 1.0)
-    model.eval()
-    return Predictor(Artifact(Path("."), config, Vocabulary(WORDS), model, labels=space, temperature=temperature))
 
 
 def prefix_probabilities(predictor: Predictor, text: str) -> np.ndarray:

@@ -34,6 +34,7 @@ def test_base_dependencies_and_extras():
     assert [r.split(">")[0] for r in extras["tune"]] == ["optuna"]
     assert [r.split(">")[0] for r in extras["track"]] == ["tensorboardX"]
     assert "rnnsent[tune,track]" in extras["test"] and "tensorboard>=2.15" in extras["test"]
+    assert [r.split(">")[0] for r in extras["export"]] == ["onnx", "onnxruntime"] and "rnnsent[export]" in extras["test"]
     makefile = (ROOT / "Makefile").read_text()
     assert "pip install --quiet torch==2.13.0" in makefile and '".[fast,plot,serve,test]"' in makefile
     assert makefile.index("torch==2.13.0") < makefile.index(".[fast,plot,serve,test]")

@@ -7,11 +7,13 @@ import re
 # Keras' Tokenizer default `filters`: these characters become word separators.
 KERAS_FILTERS = "!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n"
 _FILTER_TABLE = str.maketrans({character: " " for character in KERAS_FILTERS})
+# The HTML line break of aclImdb's reviews, a space once the text is lower-cased.
+HTML_LINE_BREAK = "<br />"
 
 
 def normalize(text: str) -> str:
     """Lower-case, turn HTML line breaks and Keras' filtered punctuation into spaces."""
-    return text.lower().replace("<br />", " ").translate(_FILTER_TABLE)
+    return text.lower().replace(HTML_LINE_BREAK, " ").translate(_FILTER_TABLE)
 
 
 def tokenize(text: str) -> list[str]:
