@@ -61,6 +61,15 @@ def test_the_loss_falls_on_a_tiny_corpus():
         assert after[name] < 0.25 * before[name]
 
 
+def test_a_fixed_embedding_stays_as_it_starts_while_the_cells_learn():
+    config = small_config(lm_embedding="fixed")
+    trainer = trainer_for(config, pattern_stream())
+    embedding, cell = trainer.model.embedding.weight.clone(), trainer.model.cells[1].weight_hh_l0.clone()
+    trainer.fit(checkpoints.Progress(), 5)
+    assert torch.equal(trainer.model.embedding.weight, embedding)
+    assert not torch.equal(trainer.model.cells[1].weight_hh_l0, cell)
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm", "simple"])
 def test_segments_with_the_state_carried_equal_one_full_sequence_run(cell):
     config = small_config(cell=cell, num_layers=2)

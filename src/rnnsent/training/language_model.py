@@ -127,7 +127,9 @@ class LanguageModelTrainer:
         held = held_out_rows(streams.held_out)
         self.held_out = held.to(device) if held is not None else None
         self.steps_per_pass = segments_per_pass(rows, self.bptt)
-        self.optimizer = Adam(model.parameters(), lr=train.lm_lr)
+        if train.lm_embedding == "fixed":
+            model.embedding.weight.requires_grad_(False)
+        self.optimizer = Adam([p for p in model.parameters() if p.requires_grad], lr=train.lm_lr)
         self.states = self._zero_states()
         self.run_dir, self.checkpoint_fields = run_dir, checkpoint_fields or {}
         self.seconds_before = 0.0  # seconds of the sessions before this one (a resumed pretraining)
@@ -160,7 +162,7 @@ class LanguageModelTrainer:
             self.states[name] = detach_state(state)
             losses[name] = float(loss.detach())
         if self.config.train.clip_norm:
-            clip_gradients(list(self.model.parameters()), self.config.train.clip_norm)
+            clip_gradients([p for p in self.model.parameters() if p.requires_grad], self.config.train.clip_norm)
         self.optimizer.step()
         progress.global_step += 1
         progress.step_in_epoch += 1
