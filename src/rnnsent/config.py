@@ -185,6 +185,8 @@ class TrainConfig:
     lm_batch_size: int = setting(128, "language model: parallel token streams per step", low=1, high=100_000)
     lm_bptt: int = setting(25, "language model: tokens per truncated back-propagation segment", low=1, high=100_000)
     lm_lr: float = setting(3e-3, "language model: Adam's learning rate", low=0.0, high=100.0, low_inclusive=False)
+    lm_embedding: str = setting("train", "language model: train the word embedding too, or keep it fixed as it "
+                                         "starts (word vectors, when the recipe builds them)", choices=("train", "fixed"))
 
     def validate(self) -> None:
         check_fields(self)

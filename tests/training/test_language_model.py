@@ -26,7 +26,13 @@ from rnnsent.training.language_model import (
     held_out_loss,
 )
 from rnnsent.training.pipeline import initialise_encoder
-from rnnsent.training.token_streams import TokenStreams, reversed_rows, stream_rows, token_streams
+from rnnsent.training.token_streams import (
+    TokenStreams,
+    direction_rows,
+    reversed_reviews,
+    review_rows,
+    token_streams,
+)
 
 SMALL = {"num_words": 30, "cell": "gru", "embedding_dim": 6, "hidden_size": 5, "bidirectional": True,
          "lm_batch_size": 4, "lm_bptt": 6, "lm_lr": 0.02}
@@ -36,77 +42,132 @@ def small_config(**settings):
     return build_config("seed", {**SMALL, **settings})
 
 
-def pattern_stream(length: int = 2000) -> np.ndarray:
-    """A stream that repeats ``<start> 3 4 ... 12``: every next token is predictable."""
-    period = np.array([1, *range(3, 13)], dtype=np.int64)
-    return np.tile(period, length // len(period) + 1)[:length]
+def pattern_reviews(count: int = 200) -> list[np.ndarray]:
+    """Reviews ``<start> 3 4 ... 12``: every next token is predictable."""
+    return [np.array([1, *range(3, 13)], dtype=np.int64) for _ in range(count)]
 
 
-def trainer_for(config, stream: np.ndarray, seed: int = 0, **kwargs) -> LanguageModelTrainer:
+def random_reviews(count: int, seed: int = 0) -> list[np.ndarray]:
+    """Reviews of 2 to 17 tokens: ``<start>`` and random word ids."""
+    rng = np.random.default_rng(seed)
+    return [np.array([1, *rng.integers(3, 30, rng.integers(1, 17))], dtype=np.int64) for _ in range(count)]
+
+
+def trainer_for(config, reviews: list[np.ndarray], seed: int = 0, **kwargs) -> LanguageModelTrainer:
     torch.manual_seed(seed)
     model = LanguageModel(config.model, config.text.num_words)
-    streams = TokenStreams(stream, stream[:300], 1, 0, 1)
-    return LanguageModelTrainer(config, model, streams, torch.device("cpu"), **kwargs)
+    return LanguageModelTrainer(config, model, TokenStreams(reviews, reviews[:20], len(reviews), 0),
+                                torch.device("cpu"), **kwargs)
 
 
 def test_the_loss_falls_on_a_tiny_corpus():
     config = small_config()
-    trainer = trainer_for(config, pattern_stream())
-    held_out = stream_rows(pattern_stream(300), 3, config.train.lm_bptt)
-    before = held_out_loss(trainer.model, held_out, config.train.lm_bptt)
+    trainer = trainer_for(config, pattern_reviews())
+    held_out = direction_rows(pattern_reviews(30), ["forward", "backward"], 3, config.train.lm_bptt, whole=True)
+    before = held_out_loss(trainer.model, held_out)
     trainer.fit(checkpoints.Progress(), 150)
-    after = held_out_loss(trainer.model, held_out, config.train.lm_bptt)
+    after = held_out_loss(trainer.model, held_out)
     for name in ("forward", "backward"):
         assert before[name] > 2.0  # near uniform over the softmax head's 16 entries at the start
         assert after[name] < 0.25 * before[name]
 
 
+def test_a_fixed_embedding_stays_as_it_starts_while_the_cells_learn():
+    config = small_config(lm_embedding="fixed")
+    trainer = trainer_for(config, pattern_reviews())
+    embedding, cell = trainer.model.embedding.weight.clone(), trainer.model.cells[1].weight_hh_l0.clone()
+    trainer.fit(checkpoints.Progress(), 5)
+    assert torch.equal(trainer.model.embedding.weight, embedding)
+    assert not torch.equal(trainer.model.cells[1].weight_hh_l0, cell)
+
+
+def review_by_review_loss(model: LanguageModel, reviews: list[np.ndarray]) -> dict[str, float]:
+    """The oracle: each review read whole, from a zero state, by each direction."""
+    losses = {}
+    with torch.no_grad():
+        for index, name in enumerate(model.direction_names):
+            total, count = 0.0, 0
+            for review in reviews:
+                tokens = torch.from_numpy(review[::-1].copy() if index else review)[None, :]  # (1, length)
+                _, summed, _ = model(name, tokens[:, :-1], tokens[:, 1:], model.zero_state(name, 1))
+                total, count = total + float(summed), count + tokens.shape[1] - 1
+            losses[name] = total / count
+    return losses
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm", "simple"])
-def test_segments_with_the_state_carried_equal_one_full_sequence_run(cell):
+def test_segments_with_the_state_carried_within_reviews_equal_reading_each_review_whole(cell):
     config = small_config(cell=cell, num_layers=2)
     torch.manual_seed(1)
-    model = LanguageModel(config.model, 30)
-    rows = torch.randint(1, 30, (3, 40))
-    full = held_out_loss(model, rows, bptt=39)  # one segment: the whole rows at once
-    for bptt in (1, 4, 7):
-        cut = held_out_loss(model, rows, bptt=bptt)
-        for name in full:
-            assert cut[name] == pytest.approx(full[name], rel=1e-5)
+    model = LanguageModel(config.model, 30).eval()
+    reviews = random_reviews(12)
+    expected = review_by_review_loss(model, reviews)
+    for batch, bptt in ((1, 1), (3, 4), (5, 7), (2, 40)):
+        rows = direction_rows(reviews, model.direction_names, batch, bptt, whole=True)
+        cut = held_out_loss(model, rows)
+        for name in expected:
+            assert cut[name] == pytest.approx(expected[name], rel=1e-5)
 
 
-def test_training_carries_each_directions_state_from_segment_to_segment():
+def test_training_carries_each_directions_state_within_a_review_and_resets_it_at_the_next():
     config = small_config()
-    trainer = trainer_for(config, np.random.default_rng(0).integers(1, 30, 600))
+    trainer = trainer_for(config, random_reviews(200))
     bptt, progress = config.train.lm_bptt, checkpoints.Progress()
-    for step in range(3):
+    carried = reset = 0
+    for step in range(6):
         before = copy.deepcopy(trainer.model)  # the weights the step reads with
         states = {name: state.clone() for name, state in trainer.states.items()}
         trainer.step(progress)
-        for name in ("forward", "backward"):
+        for index, name in enumerate(("forward", "backward")):
             rows = trainer.rows[name]
-            inputs = rows[:, step * bptt:(step + 1) * bptt]
-            _, expected = before.cells[["forward", "backward"].index(name)](before.embedding(inputs), states[name])
+            starts = rows.starts[:, step]
+            inputs = rows.inputs[:, step * bptt:(step + 1) * bptt]
+            start_state = torch.where(starts[None, :, None], torch.zeros_like(states[name]), states[name])
+            _, expected = before.cells[index](before.embedding(inputs), start_state)
             torch.testing.assert_close(trainer.states[name], expected, rtol=0, atol=1e-6)
-        if step:  # a reset state would give another answer
-            assert not torch.equal(states["forward"], torch.zeros_like(states["forward"]))
+            carried += int((~starts).sum()) if step else 0
+            reset += int(starts.sum())
+    assert carried and reset  # both cases occurred
 
 
-def test_the_backward_model_reads_the_reversed_stream():
-    stream = np.arange(3, 27, dtype=np.int64)  # 24 distinct tokens
-    rows = stream_rows(stream, 4, 2)
-    # Read row after row, the backward rows are the whole stream reversed.
-    assert reversed_rows(rows).reshape(-1).tolist() == stream[::-1].tolist()
+def test_the_backward_model_reads_every_review_reversed():
     config = small_config()
-    trainer = trainer_for(config, np.random.default_rng(0).integers(1, 30, 600))
-    assert torch.equal(trainer.rows["backward"], reversed_rows(trainer.rows["forward"]))
-    # The backward model's loss equals a forward model with its weights reading the reversed rows.
+    trainer = trainer_for(config, random_reviews(200))
+
+    def reviews_of(rows, row: int) -> list[list[int]]:
+        """The reviews a row holds, read back from its inputs and targets."""
+        found = []
+        for segment in range(rows.segments):
+            inputs, targets, starts = rows.segment(segment)
+            if starts[row]:
+                found.append([int(inputs[row, 0])])
+            found[-1].extend(int(token) for token in targets[row] if token != 0)
+        return found
+
+    for row in range(config.train.lm_batch_size):
+        forward, backward = reviews_of(trainer.rows["forward"], row), reviews_of(trainer.rows["backward"], row)
+        assert forward and backward == [review[::-1] for review in forward]
+    # The backward model's loss equals a forward model with its weights reading the reversed reviews.
     model = trainer.model
     mirrored = copy.deepcopy(model)
     mirrored.cells[0].load_state_dict(model.cells[1].state_dict())
-    held_out = torch.randint(1, 30, (2, 25))
-    backward = held_out_loss(model, held_out, 4)["backward"]
-    assert held_out_loss(mirrored, reversed_rows(held_out), 4)["forward"] == pytest.approx(backward, rel=1e-6)
-    assert held_out_loss(model, held_out, 4)["forward"] != pytest.approx(backward, rel=1e-3)
+    reviews = random_reviews(10, seed=5)
+    backward = held_out_loss(model, direction_rows(reviews, ["forward", "backward"], 2, 4, whole=True))["backward"]
+    reversed_forward = held_out_loss(mirrored, direction_rows(reversed_reviews(reviews), ["forward", "backward"], 2, 4,
+                                                               whole=True))
+    assert reversed_forward["forward"] == pytest.approx(backward, rel=1e-6)
+
+
+def test_review_rows_start_every_review_on_a_segment_and_pad_its_last():
+    reviews = [np.array([1, 3, 4, 5, 6], dtype=np.int64), np.array([1, 7], dtype=np.int64),
+               np.array([1, 8, 9, 10], dtype=np.int64)]
+    rows = review_rows(reviews, batch=1, bptt=3, whole=True)
+    assert rows.inputs.tolist() == [[1, 3, 4, 5, 0, 0, 1, 0, 0, 1, 8, 9]]
+    assert rows.targets.tolist() == [[3, 4, 5, 6, 0, 0, 7, 0, 0, 8, 9, 10]]
+    assert rows.starts.tolist() == [[True, False, True, True]]
+    assert rows.predicted().tolist() == [3, 1, 1, 3]
+    two = review_rows(reviews, batch=2, bptt=3)  # 4 segments: 2 a row, the first review fills row 0
+    assert two.starts.tolist() == [[True, False], [True, True]]
 
 
 def test_token_streams_hold_out_unlabelled_reviews_and_keep_every_training_review():
@@ -119,11 +180,10 @@ def test_token_streams_hold_out_unlabelled_reviews_and_keep_every_training_revie
 
     streams = token_streams([pair(training), pair(unlabelled)], seed=0)
     assert (streams.training_reviews, streams.unlabelled_reviews, streams.held_out_reviews) == (10, 38, 2)
-    held = set(streams.held_out.tolist()) - {1}
-    trained = set(streams.train.tolist()) - {1}
+    held = {int(token) for review in streams.held_out for token in review} - {1}
+    trained = {int(token) for review in streams.train for token in review} - {1}
     assert held and held <= set(range(100, 140)) and not held & trained
-    assert set(range(3, 13)) <= trained
-    assert len(streams.train) == 2 * 10 + 3 * 38
+    assert set(range(3, 13)) <= trained and len(streams.train) == 48
     # Without unlabelled reviews, the held-out ones come from the training reviews.
     alone = token_streams([pair(training)], seed=0)
     assert (alone.training_reviews, alone.unlabelled_reviews, alone.held_out_reviews) == (9, 0, 1)
@@ -131,7 +191,7 @@ def test_token_streams_hold_out_unlabelled_reviews_and_keep_every_training_revie
 
 def test_a_stop_request_checkpoints_after_the_step(tmp_path):
     config = small_config()
-    trainer = trainer_for(config, pattern_stream(), run_dir=tmp_path)
+    trainer = trainer_for(config, pattern_reviews(), run_dir=tmp_path)
     trainer._request_stop()
     with pytest.raises(PretrainingInterrupted, match="stopped at step 1"):
         trainer.fit(checkpoints.Progress(), 50, stop_on_signal=True)
@@ -230,7 +290,8 @@ def test_pretrain_then_train_with_the_encoder_and_its_refusals(imdb, tmp_path, c
     assert "held-out perplexity forward" in output and "backward" in output and "tokens/s" in output
     assert "validation and test reviews are not read" in output
     metadata = json.loads(read_metadata(encoder / "encoder.safetensors")["pretraining"])
-    assert metadata["steps"] == 12 and metadata["tokens"] == 12 * 4 * 20
+    # Tokens predicted: at most 4 rows x 20 a step, fewer where a review's last segment is padded.
+    assert metadata["steps"] == 12 and 0.5 * 12 * 4 * 20 < metadata["tokens"] <= 12 * 4 * 20
     train = ["train", "--preset", "bigru", *flags, "--epochs", "1", "--quiet", "--no-report-test"]
     out = tmp_path / "model"
     assert main([*train, "--encoder", str(encoder), "--out", str(out)]) == 0

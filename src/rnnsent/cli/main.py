@@ -298,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_recipe(pretrain, preset="best", names=("num_words", "index_from", "embedding_dim", "pretrain_window",
                                                "validation_split", "validation_by", "cell", "hidden_size", "num_layers",
                                                "bidirectional", "nonlinearity", "recurrent_init", "input_init_std",
-                                               "lm_steps", "lm_batch_size", "lm_bptt", "lm_lr", "clip_norm", "seed"))
+                                               "lm_steps", "lm_batch_size", "lm_bptt", "lm_lr", "lm_embedding", "clip_norm",
+                                               "seed"))
     group = pretrain.add_argument_group("run options (with --language-model)")
     for name in ("device", "max_steps", "limit"):
         _add_field(group, options[name])

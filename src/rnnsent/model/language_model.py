@@ -2,10 +2,10 @@
 
 :class:`LanguageModel` holds what a :class:`~rnnsent.model.recurrent.RecurrentClassifier`
 would pretrain: its word embedding and, per reading direction, a one-direction recurrent
-stack of the classifier's cell and sizes. Direction 0 (``forward``) reads a token stream left
-to right and predicts each next token; direction 1 (``backward``, bidirectional recipes only)
-reads the same stream reversed, so its weights learn to read right to left as the classifier's
-reverse direction does. Both share the embedding and one adaptive softmax
+stack of the classifier's cell and sizes. Direction 0 (``forward``) reads reviews left to right
+and predicts each next token; direction 1 (``backward``, bidirectional recipes only) reads
+them reversed and predicts each previous token, so its weights learn to read right to left as
+the classifier's reverse direction does. Both share the embedding and one adaptive softmax
 (``torch.nn.AdaptiveLogSoftmaxWithLoss``): ids are ranked by frequency, so the head scores
 the frequent words at full width and the rare ones in narrower tail clusters, which keeps a
 20,000-word softmax cheap on a CPU.
@@ -25,6 +25,7 @@ from torch import nn
 
 from rnnsent.config import ModelConfig
 from rnnsent.model.recurrent import CELLS, RecurrentClassifier
+from rnnsent.text.vocabulary import PAD_ID
 
 DIRECTION_NAMES = ("forward", "backward")
 # Boundaries of the adaptive softmax's clusters by id (ids are ranked by frequency): the head
@@ -77,16 +78,30 @@ class LanguageModel(nn.Module):
 
     def forward(self, direction: str, ids: torch.Tensor, targets: torch.Tensor,
                 state: State) -> tuple[torch.Tensor, torch.Tensor, State]:
-        """Run one direction over ``ids (batch, time)`` from ``state``; score ``targets (batch, time)``.
+        """Run one direction over ``ids (batch, time)`` from ``state``; score ``targets (batch,
+        time)``, where the padding id marks positions with nothing to predict.
 
         Returns ``(mean negative log-likelihood (), summed negative log-likelihood (), final
-        state)``; the state is not detached (the caller decides where back-propagation stops).
+        state)`` over the scored positions; the state is not detached (the caller decides where
+        back-propagation stops).
         """
         embedded = self.embedding(ids)  # (batch, time, embedding)
         cell = self.cells[DIRECTION_NAMES.index(direction)]
         states, final = cell(embedded, state)  # (batch, time, hidden)
-        scored = self.softmax(states.reshape(-1, states.shape[-1]), targets.reshape(-1))
+        keep = (targets != PAD_ID).reshape(-1)  # (batch * time,)
+        if not bool(keep.any()):
+            nothing = states.sum() * 0.0
+            return nothing, nothing, final
+        scored = self.softmax(states.reshape(-1, states.shape[-1])[keep], targets.reshape(-1)[keep])
         return scored.loss, -scored.output.sum(), final
+
+
+def reset_state(state: State, starts: torch.Tensor) -> State:
+    """The state with the rows where ``starts (batch,)`` is true set to zero (a review begins there)."""
+    keep = (~starts).to(state[0].dtype if isinstance(state, tuple) else state.dtype)[None, :, None]  # (1, batch, 1)
+    if isinstance(state, tuple):
+        return tuple(part * keep for part in state)
+    return state * keep
 
 
 def detach_state(state: State) -> State:

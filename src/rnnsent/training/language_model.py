@@ -3,12 +3,13 @@
 The recipe's network is built and initialised as a training run would build it (the same
 seed; word vectors first when the recipe builds them), and its embedding and recurrent
 layers become a :class:`~rnnsent.model.language_model.LanguageModel`: a forward next-word model
-and, for a bidirectional recipe, a backward one over the reversed stream. Each step trains
-both on one segment of ``lm_bptt`` tokens of ``lm_batch_size`` contiguous rows of the
-training and unlabelled reviews (never validation or test reviews), carrying each
-direction's recurrent state from the segment before, detached (truncated back-propagation
-through time), with Adam at ``lm_lr`` after a short linear warm-up and the recipe's gradient
-clipping.
+and, for a bidirectional recipe, a backward one over every review reversed. Each step trains
+both on one segment of ``lm_bptt`` tokens of ``lm_batch_size`` rows of the training and
+unlabelled reviews laid end to end (never validation or test reviews; see
+:mod:`rnnsent.training.token_streams`), carrying each direction's recurrent state from the
+segment before within a review, detached (truncated back-propagation through time), and
+starting it from zero at each review's first segment, with Adam at ``lm_lr`` after a short
+linear warm-up and the recipe's gradient clipping.
 
 Two ways in: :func:`pretrain_language_model` (``rnnsent pretrain --language-model``), which
 checkpoints into its folder, resumes bit-exactly, stops at a step or time limit and writes the
@@ -37,18 +38,17 @@ from rnnsent.model.language_model import (
     copy_from_classifier,
     copy_into_classifier,
     detach_state,
+    reset_state,
 )
 from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.training import checkpoint as checkpoints
 from rnnsent.training.optim import Adam, clip_gradients
 from rnnsent.training.signals import stop_signals
 from rnnsent.training.token_streams import (
+    HELD_OUT_ROWS,
+    SegmentRows,
     TokenStreams,
-    held_out_rows,
-    reversed_rows,
-    segment,
-    segments_per_pass,
-    stream_rows,
+    direction_rows,
     token_streams,
 )
 
@@ -92,28 +92,27 @@ class _Checkpointed(nn.Module):
         return states
 
 
-def held_out_loss(model: LanguageModel, rows: torch.Tensor, bptt: int) -> dict[str, float]:
-    """Mean negative log-likelihood per token of each direction over held-out rows ``(rows, length)``,
-    read in segments of ``bptt`` with the state carried across them (the backward direction over
-    :func:`reversed_rows`)."""
+def held_out_loss(model: LanguageModel, rows: dict[str, SegmentRows]) -> dict[str, float]:
+    """Mean negative log-likelihood per predicted token of each direction over its held-out rows,
+    read segment by segment with the state carried within each review and reset at its start."""
     losses = {}
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for index, name in enumerate(model.direction_names):
-            stream = reversed_rows(rows) if index else rows
-            state, total, count = model.zero_state(name, stream.shape[0]), 0.0, 0
-            for start in range(0, stream.shape[1] - 1, bptt):
-                stop = min(start + bptt, stream.shape[1] - 1)
-                _, summed, state = model(name, stream[:, start:stop], stream[:, start + 1:stop + 1], state)
-                total, count = total + float(summed), count + stream[:, start:stop].numel()
-            losses[name] = total / max(count, 1)
+        for name in model.direction_names:
+            direction = rows[name]
+            state, total = model.zero_state(name, direction.starts.shape[0]), 0.0
+            for index in range(direction.segments):
+                inputs, targets, starts = direction.segment(index)
+                _, summed, state = model(name, inputs, targets, reset_state(state, starts))
+                total += float(summed)
+            losses[name] = total / max(int(direction.predicted().sum()), 1)
     model.train(was_training)
     return losses
 
 
 class LanguageModelTrainer:
-    """Trains a :class:`LanguageModel` on token streams by truncated back-propagation through time."""
+    """Trains a :class:`LanguageModel` on review rows by truncated back-propagation through time."""
 
     def __init__(self, config: RunConfig, model: LanguageModel, streams: TokenStreams, device: torch.device,
                  log: Log = lambda message: None, run_dir: Path | None = None,
@@ -122,12 +121,20 @@ class LanguageModelTrainer:
         self.config, self.log, self.device = config, log, device
         self.model = model.to(device)
         self.bptt, self.batch = train.lm_bptt, train.lm_batch_size
-        rows = stream_rows(streams.train, self.batch, self.bptt).to(device)  # (batch, length)
-        self.rows = {name: reversed_rows(rows) if index else rows for index, name in enumerate(model.direction_names)}
-        held = held_out_rows(streams.held_out)
-        self.held_out = held.to(device) if held is not None else None
-        self.steps_per_pass = segments_per_pass(rows, self.bptt)
-        self.optimizer = Adam(model.parameters(), lr=train.lm_lr)
+        names = model.direction_names
+        self.rows = {name: rows.to(device) for name, rows in
+                     direction_rows(streams.train, names, self.batch, self.bptt).items()}
+        self.held_out = None
+        if streams.held_out:
+            held = direction_rows(streams.held_out, names, min(HELD_OUT_ROWS, len(streams.held_out)), self.bptt,
+                                  whole=True)
+            self.held_out = {name: rows.to(device) for name, rows in held.items()}
+        self.steps_per_pass = self.rows["forward"].segments
+        # Tokens predicted per direction after each step of a pass: (segments + 1,), from 0.
+        self.predicted = torch.cat([torch.zeros(1, dtype=torch.int64), self.rows["forward"].predicted().cpu().cumsum(0)])
+        if train.lm_embedding == "fixed":
+            model.embedding.weight.requires_grad_(False)
+        self.optimizer = Adam([p for p in model.parameters() if p.requires_grad], lr=train.lm_lr)
         self.states = self._zero_states()
         self.run_dir, self.checkpoint_fields = run_dir, checkpoint_fields or {}
         self.seconds_before = 0.0  # seconds of the sessions before this one (a resumed pretraining)
@@ -135,6 +142,11 @@ class LanguageModelTrainer:
 
     def _zero_states(self) -> dict[str, State]:
         return {name: self.model.zero_state(name, self.batch) for name in self.model.direction_names}
+
+    def tokens(self, steps: int) -> int:
+        """Tokens each direction has predicted after ``steps`` steps."""
+        passes, within = divmod(steps, self.steps_per_pass)
+        return passes * int(self.predicted[-1]) + int(self.predicted[within])
 
     def restore(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> checkpoints.Progress:
         """Put a pretraining checkpoint back: weights, optimiser, carried states, RNG; returns its progress."""
@@ -153,19 +165,20 @@ class LanguageModelTrainer:
         losses = {}
         directions = self.model.direction_names
         for name in directions:
-            inputs, targets = segment(self.rows[name], progress.step_in_epoch, self.bptt)  # (batch, bptt) each
-            loss, _, state = self.model(name, inputs, targets, self.states[name])
+            inputs, targets, starts = self.rows[name].segment(progress.step_in_epoch)  # (batch, bptt) x 2, (batch,)
+            state = reset_state(self.states[name], starts)
+            loss, _, state = self.model(name, inputs, targets, state)
             # The directions' losses are averaged; each is back-propagated at once to free its graph.
             (loss / len(directions)).backward()
             self.states[name] = detach_state(state)
             losses[name] = float(loss.detach())
         if self.config.train.clip_norm:
-            clip_gradients(list(self.model.parameters()), self.config.train.clip_norm)
+            clip_gradients([p for p in self.model.parameters() if p.requires_grad], self.config.train.clip_norm)
         self.optimizer.step()
         progress.global_step += 1
         progress.step_in_epoch += 1
         if progress.step_in_epoch == self.steps_per_pass:
-            # The next pass starts the streams again from their beginning: no state carries over.
+            # The next pass reads the rows again from their first review.
             progress.epoch, progress.step_in_epoch = progress.epoch + 1, 0
             self.states = self._zero_states()
         return losses
@@ -210,8 +223,8 @@ class LanguageModelTrainer:
         return finished
 
     def figures(self, progress: checkpoints.Progress) -> dict[str, Any]:
-        """Steps, tokens read per direction, seconds, tokens per second and the last held-out perplexity."""
-        tokens = progress.global_step * self.batch * self.bptt
+        """Steps, tokens predicted per direction, seconds, tokens per second and the last held-out perplexity."""
+        tokens = self.tokens(progress.global_step)
         seconds = round(self.seconds_before, 2)
         last = progress.history[-1] if progress.history else {}
         return {"steps": progress.global_step, "tokens": tokens, "passes": round(progress.global_step / self.steps_per_pass, 3),
@@ -229,7 +242,8 @@ class LanguageModelTrainer:
                 seconds: float) -> None:
         parts = ", ".join(f"{name} {value / window_steps:.3f}" for name, value in window.items())
         mean = sum(window.values()) / window_steps / len(window)
-        rate = window_steps * self.batch * self.bptt / max(window_seconds, 1e-9)
+        window_tokens = self.tokens(progress.global_step) - self.tokens(progress.global_step - window_steps)
+        rate = window_tokens / max(window_seconds, 1e-9)
         self.log(f"lm step {progress.global_step:,}  pass {progress.epoch + 1}  loss {mean:.3f} ({parts})  "
                  f"{rate:,.0f} tokens/s  {self.seconds_before + seconds:.0f}s")
 
@@ -237,11 +251,11 @@ class LanguageModelTrainer:
         """Score the held-out stream and record a row of history."""
         row: dict[str, Any] = {"step": progress.global_step, "seconds": round(self.seconds_before + seconds, 2)}
         if self.held_out is not None:
-            losses = held_out_loss(self.model, self.held_out, self.bptt)
+            losses = held_out_loss(self.model, self.held_out)
             row["held_out_perplexity"] = {name: round(math.exp(min(value, 50.0)), 2) for name, value in losses.items()}
             described = ", ".join(f"{name} {value:.1f}" for name, value in row["held_out_perplexity"].items())
             self.log(f"lm step {progress.global_step:,}: held-out perplexity {described} "
-                     f"({self.held_out.numel():,} tokens)")
+                     f"({int(self.held_out['forward'].predicted().sum()):,} tokens)")
         progress.history.append(row)
 
     def _stop_signals(self, enabled: bool):
@@ -261,9 +275,10 @@ def starting_model(config: RunConfig, network: RecurrentClassifier) -> LanguageM
 
 def _streams(config: RunConfig, reviews, log: Log) -> TokenStreams:
     streams = token_streams(reviews, config.train.seed)
+    tokens = sum(len(review) for review in streams.train)
     log(f"language model: {streams.training_reviews:,} training and {streams.unlabelled_reviews:,} unlabelled "
-        f"reviews ({len(streams.train):,} tokens); {streams.held_out_reviews:,} held out for perplexity "
-        f"({len(streams.held_out):,} tokens); validation and test reviews are not read")
+        f"reviews ({tokens:,} tokens); {streams.held_out_reviews:,} held out for perplexity; validation and test "
+        "reviews are not read")
     return streams
 
 

@@ -1,13 +1,22 @@
-"""The contiguous token streams a language model trains on and is scored on.
+"""The token rows a language model trains on and is scored on.
 
-Reviews (each already ``<start> word ...``, so the start id marks every boundary) are
-concatenated in an order drawn from the run's seed into one stream, which is cut into
-``batch`` contiguous rows ``(batch, length)``: row ``b`` continues where its previous segment
-ended, so a recurrent state carried from one segment to the next has read the text before it
-(truncated back-propagation through time). The backward language model reads the same
-stream reversed: :func:`reversed_rows`.
+Reviews (each ``<start> word ...``) are taken in an order drawn from the run's seed and laid
+end to end into ``batch`` rows of segments of ``bptt`` tokens. Each review starts a new
+segment and fills as many as it needs (its last one padded): a recurrent state carried from
+one segment to the next within a review has read the review up to there (truncated
+back-propagation through time), and it starts from zero at each review's first segment, as the
+classifier reads every review. Without the reset, a state carried across hundreds of thousands
+of tokens let units that never change act as learned constants: a language model trained with
+its embedding fixed reached a training loss of 6.0 while scoring 15 nats a token on held-out
+text read from a zero state.
 
-The held-out stream, for perplexity, is a fixed slice of the unlabelled reviews (of the
+Row ``b`` holds inputs ``(segments * bptt,)`` and next-token targets (the padding id where
+there is nothing to predict). The backward language model reads the same rows with every
+review reversed (:func:`review_rows` of :func:`reversed_reviews`): the same reviews in the same
+places, each read from its last word back to ``<start>``, as the classifier's backward
+direction reads it.
+
+The held-out reviews, for perplexity, are a fixed slice of the unlabelled reviews (of the
 training reviews when a source has none), never trained on.
 """
 
@@ -20,21 +29,53 @@ import torch
 
 from rnnsent.data.splits import HELD_OUT_SEED
 from rnnsent.errors import DataError
+from rnnsent.text.vocabulary import PAD_ID
 
 HELD_OUT_TEXTS = 500  # reviews held out for perplexity: about 120,000 tokens of IMDB
 HELD_OUT_FRACTION = 0.05  # at most this fraction of a small pool is held out
-HELD_OUT_ROWS = 16  # the held-out stream is scored as this many rows
+HELD_OUT_ROWS = 16  # the held-out reviews are scored as this many rows
 
 
 @dataclass
 class TokenStreams:
-    """The training stream and the held-out stream as int64 ids, and how many reviews each holds."""
+    """The reviews a language model trains on and those held out, and how many of each kind."""
 
-    train: np.ndarray  # (tokens,) int64
-    held_out: np.ndarray  # (tokens,) int64; may be empty
+    train: list[np.ndarray]  # each (tokens,) int64: <start> and the words
+    held_out: list[np.ndarray]
     training_reviews: int
     unlabelled_reviews: int
-    held_out_reviews: int
+
+    @property
+    def held_out_reviews(self) -> int:
+        return len(self.held_out)
+
+
+@dataclass
+class SegmentRows:
+    """Reviews laid into rows of segments: ``inputs`` and ``targets`` ``(batch, segments * bptt)``
+    int64 (targets: the next token, :data:`PAD_ID` where nothing is predicted) and ``starts``
+    ``(batch, segments)`` bool, true where a segment begins a review (the state is reset)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    starts: torch.Tensor
+    bptt: int
+
+    @property
+    def segments(self) -> int:
+        return self.starts.shape[1]
+
+    def segment(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Segment ``index``: ``(inputs (batch, bptt), targets (batch, bptt), starts (batch,))``."""
+        window = slice(index * self.bptt, (index + 1) * self.bptt)
+        return self.inputs[:, window], self.targets[:, window], self.starts[:, index]
+
+    def predicted(self) -> torch.Tensor:
+        """``(segments,)`` int64: how many tokens each segment predicts, over all rows."""
+        return (self.targets != PAD_ID).view(self.starts.shape[0], self.segments, self.bptt).sum(dim=(0, 2))
+
+    def to(self, device: torch.device) -> "SegmentRows":
+        return SegmentRows(self.inputs.to(device), self.targets.to(device), self.starts.to(device), self.bptt)
 
 
 def _reviews(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
@@ -43,12 +84,10 @@ def _reviews(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
 
 
 def token_streams(reviews: list[tuple[np.ndarray, np.ndarray]], seed: int) -> TokenStreams:
-    """The streams of ``reviews``: ``[(flat, offsets) of the training reviews, then of the
-    unlabelled ones, if any]`` (as :func:`rnnsent.training.vectors.pretraining_reviews` gives them).
-
-    The held-out slice is drawn with a fixed seed from the unlabelled reviews when there are
-    any, else from the training reviews; the rest is shuffled with ``seed`` and concatenated.
-    """
+    """The reviews of ``[(flat, offsets) of the training reviews, then of the unlabelled ones,
+    if any]`` (as :func:`rnnsent.training.vectors.pretraining_reviews` gives them), split into
+    those trained on, in an order drawn from ``seed``, and those held out, drawn with a fixed
+    seed from the unlabelled reviews when there are any, else from the training reviews."""
     training = _reviews(*reviews[0])
     unlabelled = [review for pair in reviews[1:] for review in _reviews(*pair)]
     pool = unlabelled if unlabelled else training
@@ -58,45 +97,73 @@ def token_streams(reviews: list[tuple[np.ndarray, np.ndarray]], seed: int) -> To
     kept_pool = [review for index, review in enumerate(pool) if index not in held]
     texts = [*training, *kept_pool] if unlabelled else kept_pool
     order = np.random.default_rng(seed).permutation(len(texts))
-    train = np.concatenate([texts[i] for i in order]) if texts else np.zeros(0, dtype=np.int64)
-    held_stream = np.concatenate(held_out) if held_out else np.zeros(0, dtype=np.int64)
-    trained_unlabelled = len(kept_pool) if unlabelled else 0
     trained_training = len(training) if unlabelled else len(kept_pool)
-    return TokenStreams(train, held_stream, trained_training, trained_unlabelled, len(held_out))
+    return TokenStreams([texts[i] for i in order], held_out, trained_training, len(kept_pool) if unlabelled else 0)
 
 
-def stream_rows(stream: np.ndarray, batch: int, bptt: int) -> torch.Tensor:
-    """``(batch, length)`` int64: the stream cut into ``batch`` contiguous rows (the tail that
-    does not fill a row is dropped). Raises :class:`DataError` when a row cannot hold one segment."""
-    length = len(stream) // batch
-    if length < bptt + 1:
-        raise DataError(f"the language model's text ({len(stream):,} tokens) is too short for --lm-batch-size "
-                        f"{batch} x --lm-bptt {bptt}; give it more text or lower them")
-    return torch.from_numpy(np.ascontiguousarray(stream[: batch * length], dtype=np.int64)).view(batch, length)
+def reversed_reviews(reviews: list[np.ndarray]) -> list[np.ndarray]:
+    """Every review read from its last token back to its first, in the same order."""
+    return [review[::-1].copy() for review in reviews]
 
 
-def held_out_rows(stream: np.ndarray) -> torch.Tensor | None:
-    """The held-out stream as ``(rows, length)`` for scoring, or None when it is too short to score."""
-    rows = min(HELD_OUT_ROWS, len(stream) // 2)
-    if rows < 1:
-        return None
-    length = len(stream) // rows
-    return torch.from_numpy(np.ascontiguousarray(stream[: rows * length], dtype=np.int64)).view(rows, length)
+def direction_rows(reviews: list[np.ndarray], directions: list[str], batch: int, bptt: int,
+                   whole: bool = False) -> dict[str, SegmentRows]:
+    """The rows each direction reads: ``forward`` the reviews as they are, ``backward`` each reversed."""
+    rows = {"forward": review_rows(reviews, batch, bptt, whole)}
+    if "backward" in directions:
+        rows["backward"] = review_rows(reversed_reviews(reviews), batch, bptt, whole)
+    return rows
 
 
-def reversed_rows(rows: torch.Tensor) -> torch.Tensor:
-    """The rows of the reversed stream: row ``b`` is row ``batch - 1 - b`` read right to left,
-    so the rows again cut one stream, the original one reversed, into contiguous pieces."""
-    return rows.flip([0, 1])
+def review_rows(reviews: list[np.ndarray], batch: int, bptt: int, whole: bool = False) -> SegmentRows:
+    """Lay ``reviews`` into ``batch`` rows of segments of ``bptt`` tokens (see the module docstring).
 
-
-def segments_per_pass(rows: torch.Tensor, bptt: int) -> int:
-    """How many whole segments of ``bptt`` inputs (each with its next-token target) one pass holds."""
-    return (rows.shape[1] - 1) // bptt
-
-
-def segment(rows: torch.Tensor, index: int, bptt: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Segment ``index`` of a pass: ``(inputs (batch, bptt), targets (batch, bptt))``, the targets
-    being the inputs shifted one token on."""
-    start = index * bptt
-    return rows[:, start:start + bptt], rows[:, start + 1:start + bptt + 1]
+    Rows are filled one after another with whole reviews up to the same number of segments
+    (``total // batch``, so that all rows step together; a review that would cross a row's end
+    starts the next row, and the reviews left when the last row is full, a few per row, are
+    not used); a review longer than a whole row is cut at its end. With ``whole`` every review
+    is placed, each in the row with the fewest segments so far, and shorter rows are padded.
+    Raises :class:`DataError` when the reviews do not fill one segment per row.
+    """
+    blocks = []  # per review: (inputs, targets) padded to whole segments
+    for review in reviews:
+        if len(review) < 2:
+            continue  # nothing to predict
+        size = -(-(len(review) - 1) // bptt) * bptt
+        inputs = np.full(size, PAD_ID, dtype=np.int64)
+        targets = np.full(size, PAD_ID, dtype=np.int64)
+        inputs[:len(review) - 1], targets[:len(review) - 1] = review[:-1], review[1:]
+        blocks.append((inputs, targets))
+    total = sum(len(inputs) // bptt for inputs, _ in blocks)
+    per_row = total // batch
+    if per_row < 1:
+        raise DataError(f"the language model's text ({total:,} segments of --lm-bptt {bptt}) does not fill "
+                        f"--lm-batch-size {batch} rows; give it more text or lower them")
+    rows: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(batch)]
+    filled = [0] * batch
+    row = 0
+    for inputs, targets in blocks:
+        size = len(inputs) // bptt
+        if whole:
+            row = int(np.argmin(filled))
+        elif filled[row] and filled[row] + size > per_row:
+            row += 1
+            if row == batch:
+                break
+        rows[row].append((inputs, targets))
+        filled[row] += size
+    segments = max(filled) if whole else per_row
+    width = segments * bptt
+    ids = np.full((2, batch, width), PAD_ID, dtype=np.int64)
+    starts = np.zeros((batch, segments), dtype=bool)
+    for index, blocks_of_row in enumerate(rows):
+        position = 0
+        for inputs, targets in blocks_of_row:
+            if position >= width:
+                break
+            starts[index, position // bptt] = True
+            length = min(len(inputs), width - position)
+            ids[0, index, position:position + length] = inputs[:length]
+            ids[1, index, position:position + length] = targets[:length]
+            position += length
+    return SegmentRows(torch.from_numpy(ids[0]), torch.from_numpy(ids[1]), torch.from_numpy(starts), bptt)
