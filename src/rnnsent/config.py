@@ -116,9 +116,11 @@ class ModelConfig:
                                low=1, high=3)
     ngram_lr_scale: float = setting(1.0, "joint fit: the n-gram weights learn this many times faster than the network",
                                     low=0.0, high=10_000.0, low_inclusive=False)
-    ngram_fit: str = setting("joint", "how the n-gram branch learns: joint with the network, or stacked: a logistic "
-                                      "regression fitted first, blended with the network on the validation split",
-                             choices=("joint", "stacked"))
+    ngram_fit: str = setting("joint", "how the n-gram branch learns: joint with the network; stacked: a logistic "
+                                      "regression fitted first, blended with the network on the validation split; "
+                                      "ordinal (ordered labels such as star ratings): stacked, one regression per cut "
+                                      "between neighbouring labels; auto: ordinal for ordered labels, else stacked",
+                             choices=("joint", "stacked", "ordinal", "auto"))
     ngram_c: float = setting(1.0, "stacked fit: inverse L2 strength of the n-gram regression, as liblinear's C",
                              low=0.0, high=1e6, low_inclusive=False)
     embeddings: str = setting("", "initialise the embedding with word vectors from 'rnnsent pretrain' (a .safetensors path)")
@@ -197,6 +199,19 @@ class TrainConfig:
                               "--virtual-adversarial-weight or --entropy-weight")
 
 
+# The n-gram fits that fit a regression before the network trains and blend the two on the
+# validation split; "auto" is one of the other two, chosen from the labels (resolve_ngram_fit).
+STACKED_FITS = ("stacked", "ordinal", "auto")
+
+
+def resolve_ngram_fit(fit: str, ordinal_labels: bool) -> str:
+    """The n-gram fit ``auto`` stands for: ``ordinal`` for ordered labels (three or more integer
+    names, such as star ratings), ``stacked`` for any other. Any other value is itself."""
+    if fit != "auto":
+        return fit
+    return "ordinal" if ordinal_labels else "stacked"
+
+
 # Settings that version-1 model directories saved in their recipe but that only say how a run
 # executed; they are read from such files and dropped.
 FORMER_RECIPE_FIELDS = {"train": ("threads", "fused", "max_steps", "limit", "checkpoint_every")}
@@ -223,8 +238,9 @@ class RunConfig:
             raise ConfigError("--calibrate fits a temperature on a validation split: add --validation-split 0.1")
         if self.data.unlabelled_data and not self.train.unlabelled_batch_size:
             raise ConfigError("--unlabelled-data is read in batches: add --unlabelled-batch-size 64")
-        if self.model.ngram_buckets and self.model.ngram_fit == "stacked" and not self.train.validation_split:
-            raise ConfigError("--ngram-fit stacked blends the two parts on a validation split: add --validation-split 0.1")
+        if self.model.ngram_buckets and self.model.ngram_fit in STACKED_FITS and not self.train.validation_split:
+            raise ConfigError(f"--ngram-fit {self.model.ngram_fit} blends the two parts on a validation split: "
+                              "add --validation-split 0.1")
         if self.model.encoder and self.train.lm_steps:
             raise ConfigError("--encoder loads a pretrained language model and --lm-steps trains one: choose one")
         return self
@@ -308,10 +324,11 @@ BIGRU: dict[str, Any] = {
 # vectors built first from the training and unlabelled reviews (PPMI + SVD, window 5), stacked
 # with a logistic regression over NB-weighted word 1- to 3-grams that is fitted before the GRU
 # trains; the two logits are blended on the validation split. The vectors and the regression
-# count as training time. 2 epochs.
+# count as training time. 2 epochs. For ordered labels (star ratings) the regression is the
+# ordinal one: a binary regression per cut between neighbouring labels (docs/labels.md).
 BEST: dict[str, Any] = {
     **BIGRU,
-    "ngram_buckets": 16_000_000, "ngram_order": 3, "ngram_fit": "stacked", "ngram_c": 1.0, "pretrain_window": 5,
+    "ngram_buckets": 16_000_000, "ngram_order": 3, "ngram_fit": "auto", "ngram_c": 1.0, "pretrain_window": 5,
     "epochs": 2,
 }
 # For data of a few hundred to a few thousand texts: bigru made smaller (32 units per

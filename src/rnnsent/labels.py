@@ -118,6 +118,11 @@ class LabelSpace:
     def is_sentiment(self) -> bool:
         return self.task == "binary" and self.names == SENTIMENT
 
+    @property
+    def is_ordinal(self) -> bool:
+        """One of three or more ordered labels per text (star ratings): what an ordinal fit needs."""
+        return self.task == "multiclass" and self.ordered and len(self.names) > 2
+
     def index(self, name: str, where: str) -> int:
         if self.aliases:
             key = name.lower()

@@ -2,14 +2,14 @@
 
 A config without n-grams gives a plain :class:`RecurrentClassifier`; with n-grams, the
 network composed with an :class:`NgramBranch`, summed (``ngram_fit joint``) or blended
-(``ngram_fit stacked``).
+(``ngram_fit stacked`` or ``ordinal``).
 """
 
 from __future__ import annotations
 
 from typing import Union
 
-from rnnsent.config import ModelConfig
+from rnnsent.config import STACKED_FITS, ModelConfig, resolve_ngram_fit
 from rnnsent.labels import BINARY_SENTIMENT, LabelSpace
 from rnnsent.model.composed import JointClassifier, StackedClassifier
 from rnnsent.model.ngrams import NgramBranch
@@ -30,9 +30,11 @@ def build_model(config: ModelConfig, vocab_size: int, sparse_embedding: bool = F
     network = RecurrentClassifier(config, vocab_size, sparse_embedding, outputs, labels.task)
     if not config.ngram_buckets:
         return network
-    stacked = config.ngram_fit == "stacked"
+    fit = resolve_ngram_fit(config.ngram_fit, labels.is_ordinal)
+    assert fit != "ordinal" or labels.is_ordinal, "an ordinal n-gram fit needs three or more ordered labels"
+    stacked = fit in STACKED_FITS
     ngrams = NgramBranch(vocab_size, config.ngram_buckets, config.ngram_order, config.ngram_lr_scale, binary=stacked,
-                         outputs=outputs)
+                         outputs=outputs, ordinal=fit == "ordinal")
     return StackedClassifier(network, ngrams) if stacked else JointClassifier(network, ngrams)
 
 

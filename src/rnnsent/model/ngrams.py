@@ -8,6 +8,9 @@ weight. The branch learns in one of two ways (``ngram_fit``):
 * ``stacked``: the logit is the sum of the weights of the distinct n-grams a review contains
   plus a bias: a logistic regression over n-gram presence, fitted on its own before the
   network trains (see :mod:`rnnsent.training.ngram_regression`).
+* ``ordinal`` (K ordered labels, such as star ratings): K-1 such sums, one per cut between
+  neighbouring labels (the logit of "the label is above cut j"), each its own stacked
+  regression; a K x (K-1) readout turns the K-1 cut logits into the K labels' logits.
 
 N-grams are built from the same padded id rows the recurrent encoder reads, so no extra
 preprocessing is stored and prediction needs nothing new.
@@ -86,14 +89,17 @@ class NgramBranch(nn.Module):
 
     ``binary=False`` (joint training): ``lr_scale`` times the mean weight of the present
     n-grams, repeats included. ``binary=True`` (stacked fit): the sum of the weights of the
-    distinct present n-grams, plus ``bias``.
+    distinct present n-grams, plus ``bias``. ``ordinal=True`` (a stacked fit for K ordered
+    labels): K-1 such sums plus their ``bias``, the cut logits (:meth:`cut_logits`), read as K
+    logits through ``readout`` ``(K-1, K)`` and ``readout_bias`` ``(K,)``.
     """
 
     def __init__(self, vocab_size: int, buckets: int, order: int, lr_scale: float = 1.0, binary: bool = False,
-                 outputs: int = 1) -> None:
+                 outputs: int = 1, ordinal: bool = False) -> None:
         super().__init__()
+        assert not ordinal or (binary and outputs > 2), "an ordinal branch is a stacked one for 3 or more labels"
         self.vocab_size, self.buckets, self.order, self.binary = vocab_size, buckets, order, binary
-        self.outputs = outputs
+        self.outputs, self.ordinal = outputs, ordinal
         # The logit is lr_scale times the mean weight. Adam and RMSprop step each weight by
         # about the learning rate whatever its gradient's size, so this fixed factor makes the
         # branch learn lr_scale times faster than the recurrent network: a linear model over
@@ -104,19 +110,23 @@ class NgramBranch(nn.Module):
         # built beside the branch starts as it would alone). The stacked fit sets the weights and
         # the intercept; the network's optimiser never touches them, so they are frozen there.
         rows = vocab_size + buckets + 1
-        self.weight = nn.Embedding.from_pretrained(torch.zeros(rows, outputs), freeze=binary, padding_idx=rows - 1)
-        if binary:
+        columns = outputs - 1 if ordinal else outputs
+        self.weight = nn.Embedding.from_pretrained(torch.zeros(rows, columns), freeze=binary, padding_idx=rows - 1)
+        if ordinal:
+            self.register_buffer("bias", torch.zeros(columns))
+            # Until the readout is fitted (on the validation split, after the network trains),
+            # label k's logit is the sum of the cut logits below it: log P(k) - log P(k-1) is
+            # then cut k-1's logit, and a higher score on every cut moves the labels up.
+            self.register_buffer("readout", torch.ones(columns, outputs).triu(diagonal=1))  # (K-1, K)
+            self.register_buffer("readout_bias", torch.zeros(outputs))
+        elif binary:
             self.register_buffer("bias", torch.zeros(()) if outputs == 1 else torch.zeros(outputs))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """The branch's logits ``(batch,)`` (or ``(batch, K)``) for id rows ``(batch, time)``."""
-        if self.binary:
-            features = distinct_ngram_ids(ids, self.vocab_size, self.buckets, self.order)
-        else:
-            features = ngram_ids(ids, self.vocab_size, self.buckets, self.order)  # (batch, features)
-        present = features >= 0
-        rows = torch.where(present, features, torch.full_like(features, self.weight.padding_idx))
-        total = (self.weight(rows) * present.unsqueeze(-1)).sum(dim=1)  # (batch, outputs)
+        if self.ordinal:
+            return self.cut_logits(ids) @ self.readout + self.readout_bias
+        total, present = self._sums(ids)  # (batch, outputs), (batch, features)
         if self.outputs == 1:
             total = total.squeeze(-1)  # (batch,)
             count = present.sum(dim=1).clamp(min=1)
@@ -125,3 +135,19 @@ class NgramBranch(nn.Module):
         if self.binary:
             return total + self.bias
         return self.lr_scale * total / count
+
+    def cut_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """An ordinal branch's K-1 cut logits ``(batch, K-1)``: column j scores "the label is above cut j"."""
+        assert self.ordinal, "only an ordinal branch has cut logits"
+        return self._sums(ids)[0] + self.bias  # (batch, K-1)
+
+    def _sums(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's summed weights ``(batch, columns)`` over its n-grams (distinct ones for a
+        stacked branch), and which of its feature slots hold one ``(batch, features)``."""
+        if self.binary:
+            features = distinct_ngram_ids(ids, self.vocab_size, self.buckets, self.order)
+        else:
+            features = ngram_ids(ids, self.vocab_size, self.buckets, self.order)  # (batch, features)
+        present = features >= 0
+        rows = torch.where(present, features, torch.full_like(features, self.weight.padding_idx))
+        return (self.weight(rows) * present.unsqueeze(-1)).sum(dim=1), present

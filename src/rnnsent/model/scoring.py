@@ -14,6 +14,7 @@ import torch
 
 from rnnsent.model.build import Classifier, ngram_branch
 from rnnsent.model.compiled import compiled_forward_supported, compiled_logits
+from rnnsent.model.ngrams import NgramBranch
 
 EVAL_BATCH_SIZE = 2048
 
@@ -59,6 +60,17 @@ def predict_part_logits(
 
     scores = _score_batches(model, ids, lengths, batch_size, score, width=(len(names),))
     return {name: scores[:, index] for index, name in enumerate(names)}
+
+
+def predict_cut_logits(branch: NgramBranch, ids: np.ndarray | torch.Tensor,
+                       batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+    """An ordinal n-gram branch's cut logits ``(n, K-1)`` for id rows ``(n, time)``, in batches under inference mode."""
+    ids = torch.as_tensor(ids)
+    device = branch.weight.weight.device
+    with torch.inference_mode():
+        chunks = [branch.cut_logits(ids[start:start + batch_size].to(device)).float().cpu()
+                  for start in range(0, len(ids), batch_size)]
+    return torch.cat(chunks) if chunks else torch.zeros(0, branch.outputs - 1)
 
 
 def _score_batches(model, ids, lengths, batch_size, score, width: tuple[int, ...] = ()) -> np.ndarray:

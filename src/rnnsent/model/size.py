@@ -31,7 +31,9 @@ def parameter_count(config: RunConfig, outputs: int = 1) -> int:
     summary = inputs * (2 if model.pooling == "maxmean" else 1)
     total += summary * outputs + outputs + (inputs if model.pooling == "attention" else 0)
     if model.ngram_buckets:
-        total += (vocab + model.ngram_buckets + 1) * outputs
+        # An ordinal branch holds one column per cut between neighbouring labels, and its readout.
+        ordinal = model.ngram_fit == "ordinal" and outputs > 2
+        total += (vocab + model.ngram_buckets + 1) * (outputs - 1 if ordinal else outputs)
     return total
 
 

@@ -65,14 +65,17 @@ def save_checkpoint(
 ) -> None:
     """Write a checkpoint atomically and remove the one it replaces."""
     directory = checkpoint_dir(run_dir)
-    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
+    model_state = model.state_dict()
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model_state.items()}
     optimizer_state = optimizer.state_dict()
     for index, state in optimizer_state["state"].items():
         for key, value in state.items():
             assert isinstance(value, torch.Tensor), f"optimizer state {key} is not a tensor"
             tensors[f"optimizer.{index}.{key}"] = value
     if best_state is not None:
-        tensors.update({f"best.{k}": v for k, v in best_state.items()})
+        # A frozen tensor (a stacked model's n-gram table) is the model's own in the best state
+        # too: it is written once, under "model.", and restore takes it from there.
+        tensors.update({f"best.{k}": v for k, v in best_state.items() if not _same_tensor(v, model_state.get(k))})
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
@@ -172,7 +175,18 @@ def _restore(meta, tensors, model, optimizer) -> tuple[Progress, dict[str, torch
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None
+    if best is not None:
+        # The frozen tensors the checkpoint wrote once (checkpoints of older versions wrote
+        # them twice and lack nothing here).
+        frozen = {name: p.detach() for name, p in model.named_parameters() if not p.requires_grad}
+        best = {**frozen, **best}
     return Progress(**meta["progress"]), best
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor | None) -> bool:
+    """Whether ``a`` and ``b`` are views of the same memory with the same shape."""
+    return (b is not None and a.numel() > 0 and a.data_ptr() == b.data_ptr() and a.shape == b.shape
+            and a.dtype == b.dtype)
 
 
 def _current_tensor_file(directory: Path) -> str | None:

@@ -213,7 +213,7 @@ class Trainer:
         if "val_loss" in row:
             if progress.best_val_loss is None or row["val_loss"] < progress.best_val_loss:
                 progress.best_val_loss, progress.best_epoch, progress.bad_epochs = row["val_loss"], row["epoch"], 0
-                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                best_state = best_weights(self.model)
             else:
                 progress.bad_epochs += 1
                 if config.train.early_stopping and progress.bad_epochs >= config.train.early_stopping:
@@ -248,6 +248,18 @@ class Trainer:
 
     def _request_stop(self) -> None:
         self._stop_requested = True
+
+
+def best_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s state to restore later, sharing (not copying) its frozen parameters.
+
+    A stacked model's n-gram table (16 million rows or more) is fitted before the network
+    trains and never changes afterwards: a clone would double its memory, and the checkpoint
+    writes a shared tensor once (see :func:`rnnsent.training.checkpoint.save_checkpoint`).
+    """
+    frozen = {id(p) for p in model.parameters() if not p.requires_grad}
+    state = model.state_dict(keep_vars=True)
+    return {k: v.detach() if id(v) in frozen else v.detach().clone() for k, v in state.items()}
 
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:

@@ -25,17 +25,18 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rnnsent.artifact.directory import save_artifact
 from rnnsent.artifact.lock import run_lock
-from rnnsent.config import DataConfig, RunConfig, RunOptions, resolve_preset
+from rnnsent.config import STACKED_FITS, DataConfig, RunConfig, RunOptions, resolve_ngram_fit, resolve_preset
 from rnnsent.data.cache import load_encoded
 from rnnsent.data.corpus import EncodedCorpus, EncodedSplit
 from rnnsent.data.download import source_identity
 from rnnsent.data.sources import ARCHIVE_SUFFIXES
 from rnnsent.data.splits import limit_split
+from rnnsent.errors import ConfigError
 from rnnsent.inference.evaluate import evaluate_model
 from rnnsent.labels import LabelSpace
 from rnnsent.metrics import format_metrics
 from rnnsent.model.build import build_model, recurrent_network
-from rnnsent.model.scoring import predict_logits, predict_part_logits
+from rnnsent.model.scoring import predict_cut_logits, predict_logits, predict_part_logits
 from rnnsent.model.size import check_fits
 from rnnsent.model.summary import count_parameters
 from rnnsent.training import checkpoint as checkpoints
@@ -88,6 +89,7 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
         torch.set_num_threads(options.threads)
     log = log if world.is_main else (lambda message: None)
     corpus = read_data(source, config, world)
+    config = fit_to_labels(config, corpus.labels)
     if not resume:  # a checkpoint's recipe was sized when its run began
         # Sized to the texts this run trains on: the --limit subset when there is one.
         config = size_to_data(config, dataclasses.replace(corpus, train=limit_split(corpus.train, options.limit)), log)
@@ -160,6 +162,21 @@ def choose_preset(preset: str, source: Path | None, data: DataConfig | None = No
         imdb = (source.is_file() and source.name.lower().endswith(ARCHIVE_SUFFIXES)) or (
             source.is_dir() and (root / "train" / "pos").is_dir() and (root / "train" / "neg").is_dir())
     return resolve_preset(preset, imdb and data.labels == "sentiment" and data.task in ("auto", "binary"))
+
+
+def fit_to_labels(config: RunConfig, labels: LabelSpace) -> RunConfig:
+    """The recipe with ``ngram_fit auto`` resolved for ``labels`` (a copy when it changes): the
+    saved recipe says which fit was made. Raises :class:`ConfigError` for an ordinal fit of
+    labels that are not ordered."""
+    fit = resolve_ngram_fit(config.model.ngram_fit, labels.is_ordinal)
+    if config.model.ngram_buckets and fit == "ordinal" and not labels.is_ordinal:
+        raise ConfigError(f"--ngram-fit ordinal needs three or more ordered labels (integer names such as star "
+                          f"ratings), not {labels.describe()}; use --ngram-fit stacked")
+    if fit == config.model.ngram_fit:
+        return config
+    resolved = copy.deepcopy(config)
+    resolved.model.ngram_fit = fit
+    return resolved.validate()
 
 
 def next_power_of_two(value: int) -> int:
@@ -282,14 +299,15 @@ def initialise_encoder(model: nn.Module, config: RunConfig, options: RunOptions,
 
 def fit_ngram_regression_stage(model: nn.Module, config: RunConfig, data: TrainingData, log: Log) -> dict[str, Any]:
     """Fit a stacked model's n-gram regression on the training split, before the network trains."""
-    if not (config.model.ngram_buckets and config.model.ngram_fit == "stacked"):
+    if not (config.model.ngram_buckets and config.model.ngram_fit in STACKED_FITS):
         return {}
     from rnnsent.training.ngram_regression import fit_ngram_regression, regression_memory_estimate
 
     branch = model.ngrams
     # Upper bounds: every token of a row starts one n-gram of each order, all of them distinct.
     entries = int(data.train.lengths.clamp(max=config.text.maxlen).sum()) * branch.order
-    estimate = regression_memory_estimate(entries, min(entries, branch.vocab_size + branch.buckets), branch.outputs)
+    estimate = regression_memory_estimate(entries, min(entries, branch.vocab_size + branch.buckets),
+                                          1 if branch.ordinal else branch.outputs)
     available = _physical_memory()
     log(f"n-gram regression: at most {entries:,} (text, n-gram) entries, about {estimate / 2**30:.2f} GB at the peak")
     if available and estimate > 0.8 * available:
@@ -358,11 +376,18 @@ def train_network(model: nn.Module, config: RunConfig, options: RunOptions, data
 
 
 def fit_blend_stage(model: nn.Module, config: RunConfig, data: TrainingData, log: Log) -> dict[str, float]:
-    """Fit a stacked model's blend of its two parts on the validation split."""
-    from rnnsent.training.ngram_regression import fit_blend
+    """Fit a stacked model's blend of its two parts on the validation split (an ordinal n-gram
+    branch's readout first, on the same split)."""
+    from rnnsent.training.ngram_regression import fit_blend, fit_ordinal_readout
 
-    parts = predict_part_logits(model, data.validation.ids, data.validation.lengths)
-    return fit_blend(model, parts, data.validation.labels.numpy(), log=log)
+    validation = data.validation
+    if model.ngrams.ordinal:
+        cuts = predict_cut_logits(model.ngrams, validation.ids)
+        stats = fit_ordinal_readout(model.ngrams, cuts, validation.labels)
+        log(f"ordinal readout on {len(cuts)} validation texts: n-gram accuracy {stats['readout_accuracy_before']:.4f} "
+            f"-> {stats['readout_accuracy']:.4f}")
+    parts = predict_part_logits(model, validation.ids, validation.lengths)
+    return fit_blend(model, parts, validation.labels.numpy(), log=log)
 
 
 @dataclass

@@ -104,11 +104,11 @@ def search_space(base: RunConfig, task: str = "binary") -> dict[str, dict[str, A
         # The n-gram branch: off, learned jointly with the network, or a stacked regression;
         # its order, and its strength (the joint fit's learning-rate scale, the stacked fit's C).
         "ngram": {"kind": "categorical", "choices": _choices(ngram_modes, _ngram_mode(base))},
-        "ngram_order": {"kind": "int", "range": (1, 3), "log": False, "when": ("ngram", ("joint", "stacked"))},
+        "ngram_order": {"kind": "int", "range": (1, 3), "log": False, "when": ("ngram", ("joint", "stacked", "ordinal"))},
         "ngram_lr_scale": {"kind": "float", "range": _covering(1.0, 1000.0, m.ngram_lr_scale), "log": True,
                            "when": ("ngram", ("joint",))},
         "ngram_c": {"kind": "float", "range": _covering(0.01, 100.0, m.ngram_c), "log": True,
-                    "when": ("ngram", ("stacked",))},
+                    "when": ("ngram", ("stacked", "ordinal"))},
     }
     return space
 
@@ -194,6 +194,7 @@ def tune(source: Path, out: Path, *, budget: str | float = "20m", preset: str | 
          log: Log = print) -> TuneResult:
     """Search recipes for ``source`` into ``out`` for at most ``budget``; see the module's docstring."""
     from rnnsent.config import build_options
+    from rnnsent.training.pipeline import fit_to_labels
 
     optuna = require_tune_extra()
     started = time.perf_counter()
@@ -212,6 +213,8 @@ def tune(source: Path, out: Path, *, budget: str | float = "20m", preset: str | 
     out = Path(out)
     with run_lock(out):
         labels = _check_metric(source, base, metric)
+        # The n-gram fit "auto" (best's) as the labels make it, so that the search names the fit made.
+        base = fit_to_labels(base, labels)
         space = active_space(search_space(base, labels.task), set(settings))
         study = _open_study(optuna, out, base, metric, preset, settings)
         _recover(optuna, study, base, space)
