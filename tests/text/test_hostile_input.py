@@ -26,9 +26,17 @@ from rnnsent.config import TextConfig, build_config
 from rnnsent.inference.predictor import Predictor
 from rnnsent.inference.streaming import score_chunks
 from rnnsent.model.recurrent import RecurrentClassifier
+from rnnsent.text import encoder as encoder_module
 from rnnsent.text import tokenize as tokenize_module
-from rnnsent.text.encoder import TextEncoder
-from rnnsent.text.tokenize import KERAS_FILTERS, tokenize, tokenize_head, tokenize_tail
+from rnnsent.text.encoder import TextEncoder, pad_rows
+from rnnsent.text.tokenize import (
+    KERAS_FILTERS,
+    TEXT_BOUNDARY,
+    tokenize,
+    tokenize_head,
+    tokenize_joined,
+    tokenize_tail,
+)
 from rnnsent.text.vocabulary import OOV_TOKEN, START_ID, START_TOKEN, Vocabulary
 
 WORDS = ("good", "bad", "movie", "σας", "שלום", "😀", "\ud800", "i̇stanbul")
@@ -63,6 +71,33 @@ def test_tokenizing_only_an_end_matches_the_whole_text(value, count):
     words = tokenize(value)
     assert tokenize_tail(value, count) == words[-count:]
     assert tokenize_head(value, count) == words[:count]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(any_text, max_size=6))
+def test_tokenizing_texts_together_matches_each_alone(values):
+    values = [value for value in values if TEXT_BOUNDARY not in value]
+    expected = [word for value in values for word in (TEXT_BOUNDARY, *tokenize(value))]
+    assert tokenize_joined(values) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(any_text, st.lists(st.sampled_from(PIECES), min_size=150, max_size=300).map("".join)),
+                max_size=12),
+       st.sampled_from(TEXT_SETTINGS))
+def test_encode_batch_of_joined_long_and_boundary_texts_equals_each_alone(values, config):
+    # Texts tokenized together in groups of 3 (JOINED_TEXTS patched), long ones (beyond the
+    # first window) and ones holding the boundary character alone: every row as kept_ids says.
+    encoder = TextEncoder(VOCABULARY, config)
+    original = encoder_module.JOINED_TEXTS
+    encoder_module.JOINED_TEXTS = 3
+    try:
+        ids, lengths = encoder.encode_batch(values)
+    finally:
+        encoder_module.JOINED_TEXTS = original
+    expected_ids, expected_lengths = pad_rows([encoder.kept_ids(value)[0] for value in values], config.maxlen,
+                                              config.padding)
+    assert np.array_equal(ids, expected_ids) and np.array_equal(lengths, expected_lengths)
 
 
 def keras_row(encoder: TextEncoder, value: str) -> list[int]:

@@ -37,6 +37,17 @@ def test_distinct_ngram_ids_keep_each_feature_once():
     assert len(expected) == 4 and distinct.count(-1) == len(distinct) - 4
 
 
+def test_distinct_ngram_ids_are_each_rows_sorted_features_with_repeats_blanked():
+    # The oracle: torch's sort of every feature, then -1 where a value repeats the one before it.
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 5000, (40, 30), generator=generator)
+    ids[ids < 400] = 0  # padding (and n-grams it cuts) scattered through the rows
+    ordered = ngram_ids(ids, 5000, 16_000_000, 3, mixed=True).sort(dim=1).values
+    expected = ordered.clone()
+    expected[:, 1:][ordered[:, 1:] == ordered[:, :-1]] = -1
+    assert torch.equal(distinct_ngram_ids(ids, 5000, 16_000_000, 3), expected)
+
+
 def test_binary_branch_is_the_sum_of_distinct_weights_plus_bias():
     branch = NgramBranch(VOCAB, 7, order=1, binary=True)
     with torch.no_grad():

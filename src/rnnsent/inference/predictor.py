@@ -17,7 +17,8 @@ from rnnsent.threads import scoring_threads
 
 PREDICT_BATCH_SIZE = 4096
 # Rows scored at once within a chunk of texts: small enough that, sorted by length, each
-# batch is cut close to its own longest review instead of the chunk's.
+# batch is cut close to its own longest review instead of the chunk's, and that a step's
+# buffers stay in a core's cache; large enough that a step's matrix product is efficient.
 SCORE_BATCH_SIZE = 256
 
 
@@ -111,7 +112,7 @@ class Predictor:
         with torch.inference_mode(), scoring_threads(self.threads):
             for start in range(0, len(texts), batch_size):
                 ids, kept = self.encoder.encode_batch(texts[start:start + batch_size])
-                logits = predict_logits(self.model, ids, kept, min(batch_size, SCORE_BATCH_SIZE))
+                logits = predict_logits(self.model, ids, kept, min(batch_size, SCORE_BATCH_SIZE), fast=True)
                 probabilities.append(self.to_probabilities(logits))
                 lengths.append(kept)
         if not probabilities:

@@ -18,6 +18,7 @@ preprocessing is stored and prediction needs nothing new.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -71,13 +72,25 @@ def ngram_ids(ids: torch.Tensor, vocab_size: int, buckets: int, order: int, mixe
     return torch.cat(features, dim=1)
 
 
+def _sorted_rows(features: torch.Tensor, bound: int) -> torch.Tensor:
+    """``features (batch, features)`` int64, each row sorted ascending; every value is below ``bound``.
+
+    On the CPU, when the values fit 32 bits (the config's ranges keep ``bound`` below 2**31),
+    numpy sorts an int32 copy: its vectorised sort is several times faster than torch's, and
+    sorted integers are the same whichever sort gives them.
+    """
+    if features.device.type != "cpu" or bound >= 2**31:
+        return features.sort(dim=1).values
+    return torch.from_numpy(np.sort(features.numpy().astype(np.int32), axis=1).astype(np.int64))
+
+
 def distinct_ngram_ids(ids: torch.Tensor, vocab_size: int, buckets: int, order: int) -> torch.Tensor:
     """Like :func:`ngram_ids` (mixed), but each feature id appears once per row (sorted, -1 elsewhere).
 
     This is the binary "does the review contain this n-gram" view that a logistic regression
     over n-grams reads: a phrase repeated ten times counts once.
     """
-    ordered, _ = ngram_ids(ids, vocab_size, buckets, order, mixed=True).sort(dim=1)  # (batch, features)
+    ordered = _sorted_rows(ngram_ids(ids, vocab_size, buckets, order, mixed=True), vocab_size + buckets)
     repeated = torch.zeros_like(ordered, dtype=torch.bool)
     repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
     return ordered.masked_fill(repeated, -1)

@@ -1,10 +1,14 @@
 """Scoring id rows in large batches under ``torch.inference_mode()``.
 
-This is where the compiled forward is chosen: each batch goes to
+This is where the forward is chosen: each batch goes to
 :func:`rnnsent.model.compiled.compiled_logits` when
 :func:`~rnnsent.model.compiled.compiled_forward_supported` says it applies, and to the
-model's own forward otherwise. Callers pass every row's true length; they are used only by
-models whose config reads them (``use_lengths``).
+model's own forward otherwise. Inference on raw text asks for ``fast`` scoring: then the other
+models that :func:`~rnnsent.model.fast_forward.fast_forward_supported` accepts go to
+:func:`~rnnsent.model.fast_forward.fast_part_logits`, equal to float32 rounding rather than
+bit for bit, which is why training (validation scores, the blend fit, model selection) keeps
+the model's own forward. Callers pass every row's true length; they are used only by models
+whose config reads them (``use_lengths``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import torch
 
 from rnnsent.model.build import Classifier, ngram_branch
 from rnnsent.model.compiled import compiled_forward_supported, compiled_logits
+from rnnsent.model.fast_forward import fast_forward_supported, fast_part_logits
 from rnnsent.model.ngrams import NgramBranch
 
 EVAL_BATCH_SIZE = 2048
@@ -31,17 +36,32 @@ def predict_logits(
     ids: np.ndarray | torch.Tensor,
     lengths: np.ndarray | torch.Tensor | None = None,
     batch_size: int = EVAL_BATCH_SIZE,
+    fast: bool = False,
 ) -> np.ndarray:
     """Logits ``(n,)`` (one output) or ``(n, K)`` for id rows ``(n, time)``, in large batches under inference mode.
 
     For a model that reads true lengths (post-padded rows read up to their length), rows are
     scored in order of length and each batch is cut to its longest row, so padding columns
-    are not computed.
+    are not computed. ``fast``: the fast forward where it applies (see the module docstring),
+    on as many threads as torch uses.
     """
+    ids = torch.as_tensor(ids)
+    if fast and _takes_fast_forward(model, ids):
+        logits = fast_part_logits(model, ids, lengths, batch_size, torch.get_num_threads())["model"]
+        return logits.float().numpy()
+
     def score(batch, batch_lengths):
         return batch_logits(model, batch, batch_lengths)  # (batch,) or (batch, K)
 
     return _score_batches(model, ids, lengths, batch_size, score)
+
+
+def _takes_fast_forward(model: Classifier, ids: torch.Tensor) -> bool:
+    """Whether fast scoring of ``ids`` goes to the fast forward: it applies, and the compiled one does not."""
+    if not fast_forward_supported(model):
+        return False
+    with torch.inference_mode():
+        return not compiled_forward_supported(model, ids)
 
 
 def predict_part_logits(

@@ -15,14 +15,26 @@ review, as the dataset cache stores it, is the same function with no cut.
 
 from __future__ import annotations
 
-from itertools import chain
+from functools import cached_property
+from itertools import chain, repeat
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from rnnsent.config import TextConfig
-from rnnsent.text.tokenize import tokenize, tokenize_head, tokenize_tail
-from rnnsent.text.vocabulary import PAD_ID, START_ID, START_TOKEN, Vocabulary
+from rnnsent.text.tokenize import (
+    TEXT_BOUNDARY,
+    WINDOW_CHARACTERS_PER_WORD,
+    tokenize,
+    tokenize_head,
+    tokenize_joined,
+    tokenize_tail,
+)
+from rnnsent.text.vocabulary import OOV_ID, PAD_ID, START_ID, START_TOKEN, Vocabulary
+
+# Texts tokenized together by encode_batch, at most: the words of this many reviews are held
+# as Python strings at once.
+JOINED_TEXTS = 1024
 
 
 class KeptWords(NamedTuple):
@@ -86,10 +98,41 @@ class TextEncoder:
     def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Encode, truncate and pad many texts: ``(ids (n, maxlen) int64, lengths (n,) int64)``.
 
-        Row ``i`` holds :meth:`kept_ids` of text ``i``, padded as the config says.
+        Row ``i`` holds :meth:`kept_ids` of text ``i``, padded as the config says. Texts short
+        enough that :meth:`kept_ids` would tokenize them whole are tokenized together
+        (:func:`~rnnsent.text.tokenize.tokenize_joined`), then looked up, cut and padded as
+        arrays; longer ones, of which only the kept end is read, one by one.
         """
-        rows = [self.kept_ids(text)[0] for text in texts]
-        return pad_rows(rows, self.config.maxlen, self.config.padding)
+        maxlen, padding, truncating = self.config.maxlen, self.config.padding, self.config.truncating
+        ids = np.zeros((len(texts), maxlen), dtype=np.int64)
+        lengths = np.zeros(len(texts), dtype=np.int64)
+        longest = WINDOW_CHARACTERS_PER_WORD * maxlen
+        ascii_texts, other_texts, alone = [], [], []
+        for index, text in enumerate(texts):
+            if len(text) > longest or TEXT_BOUNDARY in text:
+                alone.append(index)
+            else:
+                # ASCII texts are joined with each other: lower-casing an ASCII string is far faster.
+                (ascii_texts if text.isascii() else other_texts).append(index)
+        joined = ascii_texts + other_texts
+        for start in range(0, len(joined), JOINED_TEXTS):
+            chosen = joined[start:start + JOINED_TEXTS]
+            flat = self._joined_ids([texts[i] for i in chosen])
+            offsets = np.append(np.flatnonzero(flat == START_ID), len(flat))  # each text starts at its start id
+            ids[chosen], lengths[chosen] = pad_sequences(flat, offsets, maxlen, padding, truncating)
+        if alone:
+            ids[alone], lengths[alone] = pad_rows([self.kept_ids(texts[i])[0] for i in alone], maxlen, padding)
+        return ids, lengths
+
+    @cached_property
+    def _boundary_lookup(self) -> dict[str, int]:
+        # The vocabulary, with the text boundary read as the start id that begins each text.
+        return {**self.vocabulary.id_mapping(), TEXT_BOUNDARY: START_ID}
+
+    def _joined_ids(self, texts: Sequence[str]) -> np.ndarray:
+        """``[START_ID, ids of text 0..., START_ID, ids of text 1..., ...]`` ``(total,)`` int64."""
+        words = tokenize_joined(texts)
+        return np.fromiter(map(self._boundary_lookup.get, words, repeat(OOV_ID)), dtype=np.int64, count=len(words))
 
     def decode(self, ids: Iterable[int], skip_padding: bool = True) -> list[str]:
         """Ids back to words; padding is dropped unless ``skip_padding`` is false."""

@@ -50,6 +50,10 @@ class Vocabulary:
         lookup = self._ids.get  # type: ignore[attr-defined]
         return [lookup(word, OOV_ID) for word in words]
 
+    def id_mapping(self) -> dict[str, int]:
+        """A new dict of every word's id (out-of-vocabulary words are absent), to extend or look up in bulk."""
+        return dict(self._ids)  # type: ignore[attr-defined]
+
     def word(self, token_id: int) -> str:
         """The word for an id; reserved ids map to ``<pad>``, ``<start>``, ``<oov>``."""
         if token_id == PAD_ID:
