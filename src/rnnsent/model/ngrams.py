@@ -77,9 +77,10 @@ def _sorted_rows(features: torch.Tensor, bound: int) -> torch.Tensor:
 
     On the CPU, when the values fit 32 bits (the config's ranges keep ``bound`` below 2**31),
     numpy sorts an int32 copy: its vectorised sort is several times faster than torch's, and
-    sorted integers are the same whichever sort gives them.
+    sorted integers are the same whichever sort gives them. A traced forward (ONNX export)
+    takes torch's sort, since a tracer records numpy's result as a constant of the example's shape.
     """
-    if features.device.type != "cpu" or bound >= 2**31:
+    if features.device.type != "cpu" or bound >= 2**31 or torch.jit.is_tracing():
         return features.sort(dim=1).values
     return torch.from_numpy(np.sort(features.numpy().astype(np.int32), axis=1).astype(np.int64))
 
