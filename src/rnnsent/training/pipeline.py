@@ -1,7 +1,7 @@
 """The stages of a training run, as plain functions called in order by :func:`run`.
 
-data → sizing to the data → word vectors → language model → n-gram regression → network → blend → test
-evaluation → model directory.
+data → sizing to the data → unlabelled texts → word vectors → language model → n-gram regression →
+network → blend → test evaluation → model directory.
 
 Every process of a torchrun launch runs the same stages on the same data and builds the same
 starting weights; only rank 0 logs, writes checkpoints and the model directory.

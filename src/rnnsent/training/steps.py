@@ -124,9 +124,11 @@ class ObjectiveStep(AutogradStep):
 
     def __call__(self, batch: Batch, sums: EpochSums) -> None:
         unlabelled = batch.unlabelled
-        ids, lengths = (batch.ids, batch.lengths) if unlabelled is None else (unlabelled.ids, unlabelled.lengths)
+        # The rows the virtual adversarial and entropy losses read: the unlabelled ones, else the batch's.
+        extra_ids, extra_lengths = (None, None) if unlabelled is None else (unlabelled.ids, unlabelled.lengths)
         noise = None
         if self.config.train.virtual_adversarial_weight:
+            ids, lengths = (batch.ids, batch.lengths) if unlabelled is None else (extra_ids, extra_lengths)
             stream, rows = (LABELLED_STREAM, batch.rows) if unlabelled is None else (UNLABELLED_STREAM, unlabelled.rows)
             assert rows is not None, "the virtual adversarial loss draws each row's noise by its place"
             noise = direction_noise(self.config.train.seed, batch.step, stream, rows, lengths.cpu(), ids.shape[1],
@@ -134,9 +136,8 @@ class ObjectiveStep(AutogradStep):
         labelled_scale = 1.0 if batch.loss_scale is None else batch.loss_scale
         unlabelled_scale = labelled_scale if unlabelled is None else (
             1.0 if unlabelled.loss_scale is None else unlabelled.loss_scale)
-        logits, loss, objective = self.network(
-            batch.ids, batch.lengths, batch.labels, None if unlabelled is None else unlabelled.ids,
-            None if unlabelled is None else unlabelled.lengths, noise, labelled_scale, unlabelled_scale)
+        logits, loss, objective = self.network(batch.ids, batch.lengths, batch.labels, extra_ids, extra_lengths, noise,
+                                               labelled_scale, unlabelled_scale)
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         self._update()
