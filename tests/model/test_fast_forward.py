@@ -69,6 +69,22 @@ def test_fast_forward_equals_the_model_forward(cell, nonlinearity, bidirectional
             np.testing.assert_allclose(fast[name].numpy(), logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("cell, nonlinearity", CELLS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("pooling", ["last", "max", "mean", "maxmean"])
+@pytest.mark.parametrize("ngrams", NGRAMS, ids=["no-ngrams", "joint", "stacked"])
+def test_a_rows_logits_do_not_depend_on_the_rows_beside_it(cell, nonlinearity, bidirectional, pooling, ngrams):
+    # Bit for bit: each row alone, all rows in batches of 8, and in one batch on two threads.
+    # (Attention pooling is equal to float32 rounding only: its softmax runs over the batch's longest row.)
+    _, model = random_model(cell=cell, nonlinearity=nonlinearity, bidirectional=bidirectional, pooling=pooling,
+                            **ngrams)
+    ids, lengths = ragged_rows()
+    together = fast_part_logits(model, ids, lengths, 8)["model"]
+    alone = torch.cat([fast_part_logits(model, ids[i:i + 1], lengths[i:i + 1], 8)["model"] for i in range(len(ids))])
+    assert torch.equal(alone, together)
+    assert torch.equal(fast_part_logits(model, ids, lengths, 100, 2)["model"], together)
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("pooling", ["last", "maxmean", "attention"])
 def test_fast_forward_reads_every_column_without_use_lengths(cell, pooling):

@@ -123,13 +123,19 @@ class NgramBranch(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """The branch's logits ``(batch,)`` (or ``(batch, K)``) for id rows ``(batch, time)``."""
+        return self.logits(ids)
+
+    def logits(self, ids: torch.Tensor, accumulate: torch.dtype = torch.float32) -> torch.Tensor:
+        """:meth:`forward`, each row's weights summed in ``accumulate`` (float64: the rounded sum
+        then does not depend on how many absent n-grams, other rows' padding, sit beside them)."""
         if self.binary:
             features = distinct_ngram_ids(ids, self.vocab_size, self.buckets, self.order)
         else:
             features = ngram_ids(ids, self.vocab_size, self.buckets, self.order)  # (batch, features)
         present = features >= 0
         rows = torch.where(present, features, torch.full_like(features, self.weight.padding_idx))
-        total = (self.weight(rows) * present.unsqueeze(-1)).sum(dim=1)  # (batch, outputs)
+        weights = self.weight(rows).to(accumulate)  # (batch, features, outputs)
+        total = (weights * present.unsqueeze(-1)).sum(dim=1).to(self.weight.weight.dtype)  # (batch, outputs)
         if self.outputs == 1:
             total = total.squeeze(-1)  # (batch,)
             count = present.sum(dim=1).clamp(min=1)
