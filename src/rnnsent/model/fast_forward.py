@@ -328,16 +328,16 @@ def _head_logits(network: nn.Module, summary: torch.Tensor) -> torch.Tensor:
     return logits.squeeze(-1) if network.outputs == 1 else logits
 
 
-def _score_batch(model: Classifier, weights: _Weights, row_of: np.ndarray, ids: np.ndarray,
+def _score_batch(model: Classifier, weights: _Weights, local: np.ndarray, ids: np.ndarray,
                  lengths: np.ndarray) -> dict[str, torch.Tensor]:
     """Each part's logits for one batch: ``ids (batch, time)`` sorted longest first, cut to the
-    longest, their ``lengths (batch,)``, and ``row_of`` each id's row in the step tables."""
+    longest, ``local`` the same rows' rows in the step tables, and their ``lengths (batch,)``."""
     network, branch = recurrent_network(model), ngram_branch(model)
     with torch.inference_mode():
         # reading[t]: how many rows still read at step t, a prefix since rows are sorted longest first.
         reading = (len(lengths) - np.searchsorted(lengths[::-1], np.arange(ids.shape[1]), side="right")).tolist()
         directions = weights.recurrent.shape[0]
-        step_ids = _step_ids(row_of[ids], lengths, directions, weights.distinct, reading)
+        step_ids = _step_ids(local, lengths, directions, weights.distinct, reading)
         read = _read(network, weights, step_ids, reading, _needs(network.pooling))
         summary = _summary(network, read, torch.from_numpy(lengths), network.config.use_lengths)
         parts = {"recurrent": _head_logits(network, summary)}
@@ -346,6 +346,22 @@ def _score_batch(model: Classifier, weights: _Weights, row_of: np.ndarray, ids: 
             parts["ngrams"] = branch.logits(torch.from_numpy(ids), accumulate=torch.float64)
         parts["model"] = model.combine(parts)
         return parts
+
+
+def _distinct_ids(ids: np.ndarray, vocabulary: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ids of ``ids (n, time)`` (padding included, which costs nothing), at least
+    MIN_ROWS of them (the padding id again, unread), and each id's position among them ``(n, time)``.
+
+    Few ids against a large vocabulary are sorted; many are marked in a table of the vocabulary.
+    """
+    if ids.size * 8 < vocabulary:
+        used, positions = np.unique(ids, return_inverse=True)
+        positions = positions.reshape(ids.shape)
+    else:
+        present = np.zeros(vocabulary, dtype=bool)
+        present[ids.ravel()] = True
+        used, positions = np.flatnonzero(present), (np.cumsum(present) - 1)[ids]
+    return np.pad(used, (0, max(MIN_ROWS - len(used), 0))), positions
 
 
 def fast_part_logits(model: Classifier, ids: np.ndarray | torch.Tensor, lengths: np.ndarray | torch.Tensor | None,
@@ -370,13 +386,7 @@ def fast_part_logits(model: Classifier, ids: np.ndarray | torch.Tensor, lengths:
         lengths = np.clip(np.asarray(lengths, dtype=np.int64), 1, max(width, 1))
     else:
         lengths = np.full(count, width, dtype=np.int64)
-    # The distinct ids (padding included, which costs nothing) and each id's row in the tables;
-    # the table's product has at least MIN_ROWS rows (the padding id again, unread).
-    present = np.zeros(network.embedding.num_embeddings, dtype=bool)
-    present[ids.ravel()] = True
-    row_of = np.cumsum(present) - 1
-    used = np.flatnonzero(present)
-    used = np.pad(used, (0, max(MIN_ROWS - len(used), 0)))
+    used, local = _distinct_ids(ids, network.embedding.num_embeddings)
     with torch.inference_mode():
         weights = _step_weights(network, torch.from_numpy(used))
     order = np.argsort(-lengths, kind="stable")
@@ -384,7 +394,8 @@ def fast_part_logits(model: Classifier, ids: np.ndarray | torch.Tensor, lengths:
 
     def score(rows: np.ndarray) -> dict[str, torch.Tensor]:
         row_lengths = lengths[rows]
-        return _score_batch(model, weights, row_of, ids[rows, : int(row_lengths[0])], row_lengths)
+        time = int(row_lengths[0])
+        return _score_batch(model, weights, local[rows, :time], ids[rows, :time], row_lengths)
 
     with scoring_threads(1):
         if workers > 1 and len(batches) > 1:
