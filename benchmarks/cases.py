@@ -147,7 +147,7 @@ def inference_api(options: dict) -> dict:
         start = time.perf_counter()
         predictions = predictor.predict(texts)
         timings.append(time.perf_counter() - start)
-    accuracy = float(np.mean([(p.label == "positive") == bool(y) for p, y in zip(predictions, labels)]))
+    accuracy = float(np.mean([(p.label == "positive") == (y == "pos") for p, y in zip(predictions, labels)]))
     seconds = float(np.median(timings))
     return {"seconds": seconds, "reviews_per_second": len(texts) / seconds, "accuracy": accuracy, "peak_mb": _peak_mb()}
 
@@ -184,10 +184,102 @@ def inference_cli(options: dict) -> dict:
     return {"seconds": seconds, "reviews_per_second": len(texts) / seconds, "process_start_included": True}
 
 
+def _sentiment_reviews() -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """Raw train and test reviews with their labels (``neg``/``pos``), as arrays of strings."""
+    from rnnsent.data.download import resolve_source
+    from rnnsent.data.sources import read_corpus
+
+    corpus = read_corpus(resolve_source(None))
+    return corpus.train.texts, np.asarray(corpus.train.labels), corpus.test.texts, np.asarray(corpus.test.labels)
+
+
+def _timed_rounds(systems: dict, repeats: int) -> dict[str, dict]:
+    """Each system's ``run()`` once per round, in turn, ``repeats`` rounds: seconds, the last
+    result, and the thread count rnnsent's default would pick (the free cores) as each run starts."""
+    from rnnsent.threads import free_cores
+
+    results = {name: {"seconds": [], "free_cores": []} for name in systems}
+    for _ in range(repeats):
+        for name, run in systems.items():
+            results[name]["free_cores"].append(free_cores())
+            start = time.perf_counter()
+            results[name]["output"] = run()
+            results[name]["seconds"].append(time.perf_counter() - start)
+            print(f"    {name}: {results[name]['seconds'][-1]:.2f} s, load {os.getloadavg()[0]:.2f}", file=sys.stderr,
+                  flush=True)
+    return results
+
+
+def inference_accurate(options: dict) -> dict:
+    """The accurate presets' raw-text inference beside fastText with bigrams, on all test reviews.
+
+    ``options["models"]`` maps a name (``best``, ``bigru``) to a model directory; ``limit``
+    (0: all) takes every k-th review of each split instead, for a quick look. Each model
+    runs through ``rnnsent.load(dir).predict(texts)`` as stored (float32) and int8-quantized
+    (``quantize=True``); fastText (trained here on the training reviews, rnnsent's tokens,
+    word bigrams) predicts from the tokens joined by spaces, as ``benchmarks/ratings.py``
+    times it, and from the raw texts (rnnsent's tokenizer included). The systems alternate,
+    ``repeats`` rounds. Each float32 model is also checked against its own (reference)
+    forward on ``reference_reviews`` texts (every k-th): its speed and the largest probability
+    difference.
+    """
+    import rnnsent
+    from benchmarks.ratings import train_fasttext
+    from rnnsent.model.scoring import predict_logits
+    from rnnsent.text.tokenize import tokenize
+    from rnnsent.threads import scoring_threads
+
+    train_texts, train_labels, texts, labels = _sentiment_reviews()
+    if options.get("limit"):  # every k-th review of each split, for a quick look
+        train_step, test_step = max(1, len(train_texts) // options["limit"]), max(1, len(texts) // options["limit"])
+        train_texts, train_labels = train_texts[::train_step][:options["limit"]], train_labels[::train_step][:options["limit"]]
+        texts, labels = texts[::test_step][:options["limit"]], labels[::test_step][:options["limit"]]
+    fast_text, _ = train_fasttext(train_texts, train_labels)
+    lines = [" ".join(tokenize(text)) for text in texts]
+    threads = options.get("threads") or None
+    predictors = {}
+    for name, path in options["models"].items():
+        predictors[name] = rnnsent.load(path, threads=threads)
+        predictors[f"{name} int8"] = rnnsent.load(path, quantize=True, threads=threads)
+    systems = {"fastText-bi (tokens given)": lambda: fast_text.predict(lines)[0],
+               "fastText-bi (raw text)": lambda: fast_text.predict([" ".join(tokenize(text)) for text in texts])[0]}
+    for name, predictor in predictors.items():
+        predictor.predict(texts[:256])
+        systems[name] = lambda predictor=predictor: predictor.predict(texts)
+    fast_text.predict(lines[:256])
+    rounds = _timed_rounds(systems, options.get("repeats", 3))
+    report = {"reviews": len(texts), "load_average_at_start": options.get("load_average"), "systems": {}}
+    for name, result in rounds.items():
+        output = result.pop("output")
+        if name.startswith("fastText"):
+            positive = np.array([label[0] == "__label__pos" for label in output])
+        else:
+            positive = np.array([prediction.label == "positive" for prediction in output])
+        seconds = float(np.median(result["seconds"]))
+        report["systems"][name] = {"reviews_per_second": len(texts) / seconds, "seconds": result["seconds"],
+                                   "free_cores": result["free_cores"],
+                                   "accuracy": float(np.mean(positive == (labels == "pos")))}
+    sample = texts[::max(1, len(texts) // options.get("reference_reviews", 2000))][:options.get("reference_reviews", 2000)]
+    report["reference"] = {}
+    for name in options["models"]:
+        predictor = predictors[name]
+        start = time.perf_counter()
+        with torch.inference_mode(), scoring_threads(predictor.threads):
+            ids, lengths = predictor.encoder.encode_batch(sample)
+            expected = predictor.to_probabilities(predict_logits(predictor.model, ids, lengths, 256))
+        seconds = time.perf_counter() - start
+        difference = float(np.abs(predictor.probabilities(sample) - expected).max())
+        report["reference"][name] = {"reviews": len(sample), "reviews_per_second": len(sample) / seconds,
+                                     "max_probability_difference": difference}
+    report["load_average_at_end"] = os.getloadavg()
+    return report
+
+
 CASES = {
     "seed_rnnsent": seed_rnnsent, "seed_reference": seed_reference,
     "large_rnnsent": large_rnnsent, "large_reference": large_reference,
     "inference_api": inference_api, "inference_naive": inference_naive, "inference_cli": inference_cli,
+    "inference_accurate": inference_accurate,
 }
 
 if __name__ == "__main__":

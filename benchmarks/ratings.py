@@ -92,7 +92,8 @@ def tfidf_logistic_regression(train_texts, train_labels, test_texts) -> dict:
     return {"predicted": predicted, "train_seconds": seconds, "reviews_per_second": rate, "note": f"C={best_c}"}
 
 
-def fasttext_bigrams(train_texts, train_labels, test_texts) -> dict:
+def train_fasttext(train_texts, train_labels):
+    """fastText supervised with word bigrams on rnnsent's tokens, labels as ``__label__<label>``: ``(model, seconds)``."""
     import fasttext
 
     from rnnsent.text.tokenize import tokenize
@@ -103,7 +104,13 @@ def fasttext_bigrams(train_texts, train_labels, test_texts) -> dict:
                                 for text, label in zip(train_texts, train_labels)), encoding="utf-8")
         started = time.perf_counter()
         model = fasttext.train_supervised(str(path), wordNgrams=2, epoch=10, lr=0.5, thread=2, verbose=0)
-        seconds = time.perf_counter() - started
+        return model, time.perf_counter() - started
+
+
+def fasttext_bigrams(train_texts, train_labels, test_texts) -> dict:
+    from rnnsent.text.tokenize import tokenize
+
+    model, seconds = train_fasttext(train_texts, train_labels)
     lines = [" ".join(tokenize(text)) for text in test_texts]
     started = time.perf_counter()
     labels, _ = model.predict(lines)

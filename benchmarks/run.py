@@ -10,6 +10,10 @@ Sections (each case runs in its own process; runs alternate so that machine nois
              a whole process (start-up, data from the cache, training, saving), alternated
   busy       `rnnsent predict MODEL --file` on a few thousand reviews with one busy loop per core
              running: the default threads against --threads 1 and --threads 2
+  accurate   the accurate presets (best, bigru), float32 and int8, through the Python API on the
+             25,000 raw test reviews, beside fastText with word bigrams in the same process:
+             reviews/s, the ratio to fastText, test accuracy, and the largest probability
+             difference from the model's own forward
 
 Results go to benchmarks/results/latest.json and a Markdown table on stdout. Medians are quoted.
 """
@@ -61,12 +65,30 @@ def summarise(runs: list[dict]) -> dict:
     return {"median": {key: median_of(runs, key) for key in keys}, "runs": runs}
 
 
-def ensure_seed_model(path: Path) -> Path:
+def ensure_model(path: Path, preset: str) -> Path:
+    """A model of ``preset`` at ``path``, trained there first (minutes for best and bigru) if absent."""
     if not (path / "manifest.json").exists():
-        print(f"training a seed model into {path} for the inference benchmark", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "rnnsent", "train", "--preset", "seed", "--out", str(path), "--quiet"],
+        print(f"training a {preset} model into {path}", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "rnnsent", "train", "--preset", preset, "--out", str(path), "--quiet"],
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return path
+
+
+def accurate_table(result: dict) -> list[str]:
+    """The accurate section's Markdown table: each system's reviews/s, its ratio to fastText-bi, accuracy."""
+    systems = result["systems"]
+    peer = systems["fastText-bi (tokens given)"]["reviews_per_second"]
+    lines = [f"| system ({result['reviews']:,} raw test reviews) | reviews/s | x fastText-bi | test accuracy | "
+             "max prob. diff. |",
+             "|---|---|---|---|---|"]
+    for name, row in systems.items():
+        difference = result["reference"].get(name, {}).get("max_probability_difference")
+        lines.append(f"| {name} | {row['reviews_per_second']:,.0f} | {row['reviews_per_second'] / peer:.3f} | "
+                     f"{row['accuracy']:.4f} | {'' if difference is None else f'{difference:.1e}'} |")
+    for name, row in result["reference"].items():
+        lines.append(f"| {name}, the model's own forward ({row['reviews']:,} reviews) | {row['reviews_per_second']:,.0f} | "
+                     f"{row['reviews_per_second'] / peer:.3f} | | |")
+    return lines
 
 
 def timed(command: list[str], environment: dict | None = None) -> float:
@@ -112,7 +134,7 @@ def busy_loops(count: int, seconds: float) -> list[subprocess.Popen]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", default="seed,inference,large", help="comma-separated: seed, inference, large, startup, whole, busy")
+    parser.add_argument("--sections", default="seed,inference,large,accurate", help="comma-separated: seed, inference, large, startup, whole, busy, accurate")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each seed/inference case (median quoted)")
     parser.add_argument("--large-epochs", type=int, default=2)
     parser.add_argument("--large-limit", type=int, default=0, help="train/test reviews for the large model (0: all)")
@@ -121,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="seed model directory for inference (default: train one)")
     parser.add_argument("--busy-model", type=Path, help="model for the busy section (default: the seed model)")
     parser.add_argument("--busy-reviews", type=int, default=3000, help="reviews scored in the busy section")
+    parser.add_argument("--best-model", type=Path, help="best model for the accurate section (default: train one)")
+    parser.add_argument("--bigru-model", type=Path, help="bigru model for the accurate section (default: train one)")
+    parser.add_argument("--accurate-limit", type=int, default=0,
+                        help="accurate section: every k-th of N train and N test reviews (0: all)")
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -144,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "inference" in sections:
         print("raw-text inference, 25,000 test reviews", file=sys.stderr)
-        model = str(ensure_seed_model(args.model or RESULTS / "seed-model"))
+        model = str(ensure_model(args.model or RESULTS / "seed-model", "seed"))
         options = {"model": model, "threads": args.threads}
         api = [run_case("inference_api", options) for _ in range(args.repeats)]
         cli = [run_case("inference_cli", options) for _ in range(args.repeats)]
@@ -175,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "startup" in sections:
         print("start-up of each command", file=sys.stderr)
-        model = str(ensure_seed_model(args.model or RESULTS / "seed-model"))
+        model = str(ensure_model(args.model or RESULTS / "seed-model", "seed"))
         rnnsent = [sys.executable, "-m", "rnnsent"]
         startup = side_by_side({
             "import torch": [sys.executable, "-c", "import torch"],
@@ -191,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "whole" in sections:
         print("seed recipe as whole processes: rnnsent train against the reference script", file=sys.stderr)
-        ensure_seed_model(RESULTS / "seed-model")  # encodes the data into the cache for both sides
+        ensure_model(RESULTS / "seed-model", "seed")  # encodes the data into the cache for both sides
         out = RESULTS / "whole-run"
         whole = side_by_side({
             "rnnsent train --preset seed": [sys.executable, "-m", "rnnsent", "train", "--preset", "seed", "--out",
@@ -207,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if "busy" in sections:
         cores = os.cpu_count() or 1
         print(f"predict --file under {cores} busy loops", file=sys.stderr)
-        model = str(args.busy_model or ensure_seed_model(args.model or RESULTS / "seed-model"))
+        model = str(args.busy_model or ensure_model(args.model or RESULTS / "seed-model", "seed"))
         reviews = _review_file(RESULTS / "busy-reviews.txt", args.busy_reviews)
         base = [sys.executable, "-m", "rnnsent", "predict", model, "--file", str(reviews), "--quiet"]
         commands = {"default": base, "--threads 1": [*base, "--threads", "1"]}
@@ -228,7 +254,16 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| predict --file, {args.busy_reviews} reviews, {cores} busy loops: {name} | "
                          f"{busy[name]['median']:.2f} s | | {busy[name]['median'] / best:.2f}x the best |")
 
-    table = "\n".join(lines)
+    if "accurate" in sections:
+        print("accurate presets against fastText-bi on the raw test reviews", file=sys.stderr)
+        models = {preset: str(getattr(args, f"{preset}_model") or ensure_model(RESULTS / f"{preset}-model", preset))
+                  for preset in ("best", "bigru")}
+        result = run_case("inference_accurate", {"models": models, "threads": args.threads, "repeats": args.repeats,
+                                                 "limit": args.accurate_limit, "load_average": os.getloadavg()})
+        report["accurate"] = {"models": models, **result}
+        lines += ["", *accurate_table(result)]
+
+    table = "\n".join(lines if len(lines) > 2 else lines[3:])  # without the first table when it has no rows
     report["table"] = table
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table)

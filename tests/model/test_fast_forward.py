@@ -19,16 +19,16 @@ from rnnsent.text.vocabulary import Vocabulary
 VOCAB = 60
 
 
-def random_model(outputs: int = 1, **overrides):
+def random_model(outputs: int = 1, vocab: int = VOCAB, **overrides):
     """A small model of the given options with every weight drawn large, so each part matters."""
     settings = {"embedding_dim": 6, "hidden_size": 5, "recurrent_init": "default", "input_init_std": 0.0,
-                "num_words": VOCAB, "padding": "post", "use_lengths": True, **overrides}
+                "num_words": vocab, "padding": "post", "use_lengths": True, **overrides}
     if settings.get("ngram_fit") == "stacked":
         settings["validation_split"] = 0.1
     config = build_config("seed", settings)
     torch.manual_seed(0)
     labels = LabelSpace("multiclass", tuple(f"c{i}" for i in range(outputs))) if outputs > 1 else BINARY_SENTIMENT
-    model = build_model(config.model, VOCAB, labels=labels).eval()
+    model = build_model(config.model, vocab, labels=labels).eval()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0.0, 0.5)
@@ -69,6 +69,22 @@ def test_fast_forward_equals_the_model_forward(cell, nonlinearity, bidirectional
             np.testing.assert_allclose(fast[name].numpy(), logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("cell, nonlinearity", CELLS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("pooling", ["last", "max", "mean", "maxmean"])
+@pytest.mark.parametrize("ngrams", NGRAMS, ids=["no-ngrams", "joint", "stacked"])
+def test_a_rows_logits_do_not_depend_on_the_rows_beside_it(cell, nonlinearity, bidirectional, pooling, ngrams):
+    # Bit for bit: each row alone, all rows in batches of 8, and in one batch on two threads.
+    # (Attention pooling is equal to float32 rounding only: its softmax runs over the batch's longest row.)
+    _, model = random_model(cell=cell, nonlinearity=nonlinearity, bidirectional=bidirectional, pooling=pooling,
+                            **ngrams)
+    ids, lengths = ragged_rows()
+    together = fast_part_logits(model, ids, lengths, 8)["model"]
+    alone = torch.cat([fast_part_logits(model, ids[i:i + 1], lengths[i:i + 1], 8)["model"] for i in range(len(ids))])
+    assert torch.equal(alone, together)
+    assert torch.equal(fast_part_logits(model, ids, lengths, 100, 2)["model"], together)
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("pooling", ["last", "maxmean", "attention"])
 def test_fast_forward_reads_every_column_without_use_lengths(cell, pooling):
@@ -88,6 +104,16 @@ def test_fast_forward_with_several_outputs():
     fast = fast_part_logits(model, ids, lengths, 6, 2)["model"]
     assert fast.shape == (len(ids), 4)
     np.testing.assert_allclose(fast.numpy(), predict_logits(model, ids, lengths), rtol=1e-5, atol=1e-5)
+
+
+def test_fast_forward_with_a_vocabulary_far_larger_than_the_ids_read():
+    # Few ids against a large vocabulary are found by sorting them, not by a table of the vocabulary.
+    _, model = random_model(vocab=50_000, cell="gru", bidirectional=True, pooling="maxmean", ngram_buckets=31,
+                            ngram_fit="joint")
+    ids, lengths = ragged_rows()
+    ids[ids > 0] += 49_000
+    np.testing.assert_allclose(fast_part_logits(model, ids, lengths, 8)["model"].numpy(),
+                               predict_logits(model, ids, lengths), rtol=1e-5, atol=1e-5)
 
 
 def test_fast_forward_of_no_rows_and_of_rows_without_length():

@@ -138,9 +138,14 @@ class NgramBranch(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """The branch's logits ``(batch,)`` (or ``(batch, K)``) for id rows ``(batch, time)``."""
+        return self.logits(ids)
+
+    def logits(self, ids: torch.Tensor, accumulate: torch.dtype = torch.float32) -> torch.Tensor:
+        """:meth:`forward`, each row's weights summed in ``accumulate`` (float64: the rounded sum
+        then does not depend on how many absent n-grams, other rows' padding, sit beside them)."""
         if self.ordinal:
-            return self.cut_logits(ids) @ self.readout + self.readout_bias
-        total, present = self._sums(ids)  # (batch, outputs), (batch, features)
+            return self.cut_logits(ids, accumulate) @ self.readout + self.readout_bias
+        total, present = self._sums(ids, accumulate)  # (batch, outputs), (batch, features)
         if self.outputs == 1:
             total = total.squeeze(-1)  # (batch,)
             count = present.sum(dim=1).clamp(min=1)
@@ -150,12 +155,12 @@ class NgramBranch(nn.Module):
             return total + self.bias
         return self.lr_scale * total / count
 
-    def cut_logits(self, ids: torch.Tensor) -> torch.Tensor:
+    def cut_logits(self, ids: torch.Tensor, accumulate: torch.dtype = torch.float32) -> torch.Tensor:
         """An ordinal branch's K-1 cut logits ``(batch, K-1)``: column j scores "the label is above cut j"."""
         assert self.ordinal, "only an ordinal branch has cut logits"
-        return self._sums(ids)[0] + self.bias  # (batch, K-1)
+        return self._sums(ids, accumulate)[0] + self.bias  # (batch, K-1)
 
-    def _sums(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sums(self, ids: torch.Tensor, accumulate: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's summed weights ``(batch, columns)`` over its n-grams (distinct ones for a
         stacked branch), and which of its feature slots hold one ``(batch, features)``."""
         if self.binary:
@@ -164,4 +169,5 @@ class NgramBranch(nn.Module):
             features = ngram_ids(ids, self.vocab_size, self.buckets, self.order)  # (batch, features)
         present = features >= 0
         rows = torch.where(present, features, torch.full_like(features, self.weight.padding_idx))
-        return (self.weight(rows) * present.unsqueeze(-1)).sum(dim=1), present
+        weights = self.weight(rows).to(accumulate)  # (batch, features, columns)
+        return (weights * present.unsqueeze(-1)).sum(dim=1).to(self.weight.weight.dtype), present
