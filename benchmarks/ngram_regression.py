@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from rnnsent.config import build_config
+from rnnsent.config import build_config, resolve_ngram_fit
 from rnnsent.data.cache import load_encoded
 from rnnsent.data.download import resolve_source
 from rnnsent.model.ngrams import NgramBranch
@@ -50,7 +50,8 @@ def main() -> None:
         config = build_config(args.preset, overrides)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    if config.model.ngram_fit != "stacked":
+    # This probe fits IMDB's sentiment labels, for which best's "auto" fit is the stacked one.
+    if resolve_ngram_fit(config.model.ngram_fit, ordinal_labels=False) != "stacked":
         raise SystemExit("this probe fits a stacked n-gram branch: add --set ngram_fit=stacked and ngram_buckets")
     corpus = load_encoded(resolve_source(args.data), config.text, quiet=True)
     data = prepare_data(corpus, config)
