@@ -261,9 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         result = run_case("inference_accurate", {"models": models, "threads": args.threads, "repeats": args.repeats,
                                                  "limit": args.accurate_limit, "load_average": os.getloadavg()})
         report["accurate"] = {"models": models, **result}
-        lines += ["", *accurate_table(result)]
+        # A table of its own, after the first one when that has rows.
+        lines = [*lines, "", *accurate_table(result)] if len(lines) > 2 else accurate_table(result)
 
-    table = "\n".join(lines if len(lines) > 2 else lines[3:])  # without the first table when it has no rows
+    table = "\n".join(lines)
     report["table"] = table
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table)
