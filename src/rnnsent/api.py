@@ -335,7 +335,7 @@ def pretrain(out: PathLike | None = None, data: PathLike | None = None, preset: 
             raise UsageError(f"{resume} holds a training run, not a language-model pretraining; continue it with "
                              f"'rnnsent train --resume {resume}'")
         config = RunConfig.from_dict(meta["config"])
-        # A step limit stopped the session before; the resumed one runs on to lm_steps unless given one.
+        # A step limit stopped the earlier run; the resumed one runs on to lm_steps unless given one.
         saved = {key: value for key, value in meta.get("options", {}).items() if key != "max_steps"}
         options = build_options({**saved, **option_settings})
         source, out = resolve_source(_resumed_data(meta, data)), Path(resume)
