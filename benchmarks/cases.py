@@ -215,8 +215,8 @@ def inference_accurate(options: dict) -> dict:
 
     ``options["models"]`` maps a name (``best``, ``bigru``) to a model directory; ``limit``
     (0: all) takes every k-th review of each split instead, for a quick look. Each model
-    runs through ``rnnsent.load(dir).predict(texts)`` as stored (float32) and int8-quantized
-    (``quantize=True``); fastText (trained here on the training reviews, rnnsent's tokens,
+    runs through ``rnnsent.load(dir).predict(texts)`` as stored (float32; on the default
+    threads, and on two), and int8-quantized (``quantize=True``); fastText (trained here on the training reviews, rnnsent's tokens,
     word bigrams) predicts from the tokens joined by spaces, as ``benchmarks/ratings.py``
     times it, and from the raw texts (rnnsent's tokenizer included). The systems alternate,
     ``repeats`` rounds. Each float32 model is also checked against its own (reference)
@@ -240,6 +240,10 @@ def inference_accurate(options: dict) -> dict:
     predictors = {}
     for name, path in options["models"].items():
         predictors[name] = rnnsent.load(path, threads=threads)
+        if not threads and (os.cpu_count() or 1) >= 2:
+            # The default threads are the free cores, which this process's own work soon takes
+            # from the load average; two threads, asked for, show what the second core adds.
+            predictors[f"{name}, 2 threads"] = rnnsent.load(path, threads=2)
         predictors[f"{name} int8"] = rnnsent.load(path, quantize=True, threads=threads)
     systems = {"fastText-bi (tokens given)": lambda: fast_text.predict(lines)[0],
                "fastText-bi (raw text)": lambda: fast_text.predict([" ".join(tokenize(text)) for text in texts])[0]}
@@ -262,7 +266,7 @@ def inference_accurate(options: dict) -> dict:
     sample = texts[::max(1, len(texts) // options.get("reference_reviews", 2000))][:options.get("reference_reviews", 2000)]
     report["reference"] = {}
     for name in options["models"]:
-        predictor = predictors[name]
+        predictor = predictors[name]  # the reference forward on the default threads, as predict used them
         start = time.perf_counter()
         with torch.inference_mode(), scoring_threads(predictor.threads):
             ids, lengths = predictor.encoder.encode_batch(sample)
