@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import rnnsent
 from conftest import write_imdb_tree, write_tiny_reviews
@@ -79,11 +78,16 @@ def test_a_vocabulary_the_config_says_cannot_be_is_refused(model_copy, change, m
         rnnsent.load(model_copy)
 
 
-def test_nan_weights_are_refused_at_load(model_copy):
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("name", ["head.bias", "embedding.weight"])
+def test_nan_weights_are_refused_at_load(model_copy, name, value):
     from safetensors.torch import load_file, save_file
 
     weights = load_file(str(model_copy / "model.safetensors"))
-    weights["head.bias"] = torch.full_like(weights["head.bias"], float("nan"))
+    # One bad value among finite ones, away from either end of the tensor.
+    flat = weights[name].flatten().clone()
+    flat[flat.numel() // 2] = value
+    weights[name] = flat.view_as(weights[name])
     save_file(weights, str(model_copy / "model.safetensors"))
     rewrite(model_copy, "model.safetensors", (model_copy / "model.safetensors").read_bytes())
     with pytest.raises(ArtifactError, match="NaN or infinite"):

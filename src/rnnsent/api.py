@@ -100,7 +100,7 @@ def load(path: PathLike, device: str = "cpu", *, quantize: bool = False, threads
     return Model(load_artifact(path, device, quantize=quantize), threads=threads)
 
 
-def train(preset: str | None = None, data: PathLike | None = None, out: PathLike | None = None, *,
+def train(preset: str | None = None, data: PathLike | tuple | None = None, out: PathLike | None = None, *,
           resume: PathLike | None = None, progress: bool | None = None, verbose: bool = True,
           config: PathLike | dict[str, Any] | RunConfig | None = None, **settings: Any) -> Model:
     """Train a model and save it as a model directory; returns the trained :class:`Model`.
@@ -110,7 +110,8 @@ def train(preset: str | None = None, data: PathLike | None = None, out: PathLike
     (``maxlen=100``, ``cell="gru"``, ...) or run option (``threads=1``, ``device="cpu"``,
     ``limit=1000``, ``max_steps``, ``checkpoint_every``, ``fused``) may be given as a keyword,
     checked exactly like the command-line flags. ``data`` is a data source (see the README's
-    Data section; default ``$RNNSENT_DATA``, the cache, or a download of aclImdb). ``out`` is
+    Data section; default ``$RNNSENT_DATA``, the cache, or a download of aclImdb), or texts and
+    labels in memory, ``data=(texts, labels)`` (labels as names, integers or lists of names). ``out`` is
     the model directory to write (default: a new temporary directory). ``resume`` continues an
     interrupted run in that directory with its saved recipe (only ``threads`` and ``device`` may
     change). ``progress`` shows a progress bar (default: on a terminal or in a notebook);
@@ -119,6 +120,7 @@ def train(preset: str | None = None, data: PathLike | None = None, out: PathLike
     ``config.json`` holds it, a mapping, or a :class:`RunConfig`; the settings still override it.
     """
     from rnnsent.data.download import resolve_source
+    from rnnsent.data.in_memory import in_memory_source, is_in_memory
     from rnnsent.training import checkpoint, pipeline
     from rnnsent.training.tracking import check_available
 
@@ -141,6 +143,8 @@ def train(preset: str | None = None, data: PathLike | None = None, out: PathLike
         data = _resumed_data(meta, data)
         source = resolve_source(data)
     else:
+        if is_in_memory(data):
+            data = in_memory_source(data)  # a JSONL file in the cache, read as any other
         if config is not None:
             config = recipe_from(config, recipe_settings)
         else:

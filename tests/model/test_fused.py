@@ -134,3 +134,54 @@ def test_compiled_inference_keeps_torch_thread_count():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh"])
+def test_many_steps_in_one_call_equal_one_call_per_step_bit_for_bit(nonlinearity):
+    config = tiny_config(nonlinearity, "orthogonal" if nonlinearity == "tanh" else "identity")
+    torch.manual_seed(0)
+    one_by_one = RecurrentClassifier(config.model, VOCAB, sparse_embedding=True)
+    together = copy.deepcopy(one_by_one)
+    steps = [FusedSimpleRNNStep(model, RMSprop(model.parameters(), lr=config.train.lr, rho=0.9, eps=1e-7))
+             for model in (one_by_one, together)]
+    generator = np.random.default_rng(3)
+    ids = torch.from_numpy(generator.integers(0, VOCAB, (200, TIME)))
+    labels = torch.from_numpy(generator.integers(0, 2, 200).astype(np.float32))
+    # Batches of uneven sizes (a short last one), rows repeated across batches, a varying rate.
+    order = generator.permutation(200)
+    batches = [order[start:start + 24] for start in range(0, 200, 24)] * 3
+    lrs = [config.train.lr * (1.0 - index / len(batches)) for index in range(len(batches))]
+    expected = [steps[0].kernel(ids[batch].numpy(), labels[batch].numpy(), *steps[0].views, *steps[0].square_avgs,
+                                steps[0].row_step, *steps[0].steps, steps[0].slot, lr, 0.9, 1e-7, steps[0].relu)
+                for batch, lr in zip(batches, lrs)]
+    # Two calls, split mid-epoch, as the trainer splits at its reports.
+    first = steps[1].train_many(ids, labels, batches[:10], lrs[:10])
+    second = steps[1].train_many(ids, labels, batches[10:], lrs[10:])
+    assert np.concatenate([first[0], second[0]]).tolist() == [loss for loss, _ in expected]
+    assert np.concatenate([first[1], second[1]]).tolist() == [int(correct) for _, correct in expected]
+    for (name, a), b in zip(one_by_one.state_dict().items(), together.state_dict().values()):
+        assert torch.equal(a, b), name
+    for a, b in zip(steps[0].square_avgs + steps[0].steps + [steps[0].row_step],
+                    steps[1].square_avgs + steps[1].steps + [steps[1].row_step]):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("options", [{}, {"max_steps": 45}, {"checkpoint_every": 7}])
+def test_the_trainer_taking_many_steps_per_call_trains_as_one_step_per_call(tmp_path, monkeypatch, options):
+    from rnnsent import train
+    from rnnsent.training.steps import CompiledStep
+
+    generator = np.random.default_rng(5)
+    words = [f"w{index}" for index in range(50)]
+    texts = [" ".join(generator.choice(words, 10)) for _ in range(300)]
+    labels = [int("w3" in text.split()) for text in texts]
+    settings = dict(preset="seed", data=(texts, labels), num_words=60, maxlen=12, embedding_dim=6, hidden_size=4,
+                    epochs=2, batch_size=8, threads=1, verbose=False, progress=False, **options)
+    # 240 training texts, 30 steps an epoch: the report at step 50 falls inside the second
+    # epoch, and so does max_steps.
+    many = train(out=tmp_path / "many", **settings)
+    assert len(many.history) == 2
+    monkeypatch.setattr(CompiledStep, "trains_many", False)
+    one = train(out=tmp_path / "one", **settings)
+    assert (tmp_path / "many" / "model.safetensors").read_bytes() == (tmp_path / "one" / "model.safetensors").read_bytes()
+    assert [row["loss"] for row in many.history] == [row["loss"] for row in one.history]

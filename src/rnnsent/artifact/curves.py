@@ -1,12 +1,14 @@
 """The learning-curve picture (``curves.png``) of a model directory, drawn off the critical path.
 
-Importing matplotlib and drawing the picture costs about a second, which a short training run
-would otherwise spend after its last epoch. The training loop calls :func:`prepare` when it
-starts, which imports matplotlib in a background thread while the first epochs run, and
-:func:`draw_soon` with the final history as soon as training ends, which draws it in that
-thread while the test set is scored. :func:`learning_curves_png`, called by the saver,
-then only collects the bytes (or draws them itself when nothing was prepared, or the history
-differs). Either way the PNG is the same, and it is written before the manifest.
+Importing matplotlib and drawing the picture costs about a second of Python, which would hold
+the interpreter lock that the training loop needs between its compiled calls, or follow the
+last epoch. So the picture is drawn by a child process, on another core: the training loop
+calls :func:`prepare` when it starts, which starts the child (it imports matplotlib at once
+and waits), and :func:`draw_soon` with the final history as soon as training ends, which hands
+it to the child while the test set is scored. :func:`learning_curves_png`, called by the saver,
+then only collects the bytes; it draws them itself when no child was started, the child failed
+or the history differs. Either way the PNG is the same, and it is written before the manifest.
+:func:`cancel` stops a child whose run ended without a picture.
 
 Nothing here imports matplotlib at module import: prediction and serving never load it.
 """
@@ -14,12 +16,22 @@ Nothing here imports matplotlib at module import: prediction and serving never l
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
+import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _lock = threading.Lock()  # one drawing at a time (matplotlib's font cache is shared)
-_state: dict[str, Any] = {"warm": None, "pending": None}
+# The drawing process started by prepare() and the history draw_soon() sent it (None: not yet).
+_state: dict[str, Any] = {"child": None, "sent": None}
+# The child runs this module's _child_main, from the copy of rnnsent this process imported.
+_CHILD_CODE = ("import sys; sys.path.insert(0, {root!r}); "
+               "from rnnsent.artifact.curves import _child_main; _child_main()")
 
 
 def _import_matplotlib() -> bool:
@@ -35,33 +47,41 @@ def _import_matplotlib() -> bool:
 
 
 def prepare() -> None:
-    """Start importing matplotlib in a background thread (once per process; a no-op without it)."""
-    if _state["warm"] is None:
-        thread = threading.Thread(target=_import_matplotlib, name="rnnsent-curves-import", daemon=False)
-        _state["warm"] = thread
-        thread.start()
-
-
-class _Drawing:
-    """One history being drawn in a background thread."""
-
-    def __init__(self, history: list[dict[str, Any]]) -> None:
-        self.history = copy.deepcopy(history)
-        self.result: bytes | None = None
-        self.thread = threading.Thread(target=self._run, name="rnnsent-curves-draw", daemon=False)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.result = _draw(self.history)
-        except Exception:  # drawn again in the foreground, where an error is reported
-            self.result = None
+    """Start the drawing process, which imports matplotlib while the epochs run (a no-op without
+    matplotlib, or while a process started earlier still waits for its history)."""
+    if _state["child"] is not None and _state["sent"] is not None:
+        cancel()  # an earlier run's picture that no saver collected
+    if _state["child"] is not None or importlib.util.find_spec("matplotlib") is None:
+        return
+    root = str(Path(__file__).resolve().parents[2])
+    try:
+        _state["child"] = subprocess.Popen([sys.executable, "-c", _CHILD_CODE.format(root=root)],
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except OSError:
+        _state["child"] = None  # drawn in this process by the saver instead
 
 
 def draw_soon(history: list[dict[str, Any]]) -> None:
-    """Start drawing ``history`` in the background; :func:`learning_curves_png` collects it."""
-    if history:
-        _state["pending"] = _Drawing(history)
+    """Hand ``history`` to the drawing process; :func:`learning_curves_png` collects the picture."""
+    child = _state["child"]
+    if child is None or not history:
+        return
+    _state["sent"] = copy.deepcopy(history)
+    try:
+        child.stdin.write(json.dumps(history).encode("utf-8"))
+        child.stdin.close()
+    except OSError:  # the child has gone; the saver draws instead
+        cancel()
+
+
+def cancel() -> None:
+    """Stop the drawing process, if any (a run that ended without saving its directory)."""
+    child, _state["child"], _state["sent"] = _state["child"], None, None
+    if child is not None:
+        child.kill()
+        child.wait()
+        for stream in (child.stdin, child.stdout):
+            stream.close()
 
 
 def learning_curves_png(history: list[dict[str, Any]]) -> bytes | None:
@@ -70,15 +90,30 @@ def learning_curves_png(history: list[dict[str, Any]]) -> bytes | None:
     None without matplotlib (the ``plot`` extra): the directory is then saved without
     ``curves.png``, which is optional.
     """
-    pending, _state["pending"] = _state["pending"], None
-    if pending is not None:
-        pending.thread.join()
-        if pending.result is not None and pending.history == history:
-            return pending.result
-    warm = _state["warm"]
-    if warm is not None:
-        warm.join()
+    child, sent = _state["child"], _state["sent"]
+    if child is not None and sent is not None:
+        _state["child"] = _state["sent"] = None
+        picture = child.stdout.read()
+        child.stdout.close()
+        if child.wait() == 0 and picture.startswith(PNG_SIGNATURE) and sent == history:
+            return picture
+    elif child is not None:
+        cancel()  # never given a history
     return _draw(history)
+
+
+def _child_main() -> None:
+    """The drawing process: import matplotlib at once, then draw the JSON history read from
+    stdin as PNG bytes on stdout (exit status 1, and nothing written, when it cannot)."""
+    if not _import_matplotlib():
+        sys.exit(1)
+    payload = sys.stdin.buffer.read()
+    if not payload:
+        sys.exit(1)
+    picture = _draw(json.loads(payload))
+    if picture is None:
+        sys.exit(1)
+    sys.stdout.buffer.write(picture)
 
 
 def _draw(history: list[dict[str, Any]]) -> bytes | None:
@@ -99,7 +134,9 @@ def _draw(history: list[dict[str, Any]]) -> bytes | None:
             axes.set_title(metric)
             axes.grid(alpha=0.3)
             axes.legend()
-        figure.tight_layout()
+        # Fixed margins rather than tight_layout(), which measures every label and took 40% of
+        # the drawing time; the labels here are short and always fit.
+        figure.subplots_adjust(left=0.07, right=0.985, bottom=0.14, top=0.91, wspace=0.2)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
         return buffer.getvalue()

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from rnnsent.data.cache import default_cache_dir
+from rnnsent.data.in_memory import in_memory_source, is_in_memory
 from rnnsent.errors import DataError
 
 IMDB_URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -19,8 +20,11 @@ IMDB_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 IMDB_ARCHIVE_NAME = "aclImdb_v1.tar.gz"
 
 
-def resolve_source(path: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """Where the data comes from: ``path``, else ``$RNNSENT_DATA``, else the cache, else a download."""
+def resolve_source(path: str | os.PathLike | tuple | list | None = None, download: bool = True) -> Path:
+    """Where the data comes from: ``path`` (or texts and labels given in memory as ``(texts,
+    labels)``, see :mod:`rnnsent.data.in_memory`), else ``$RNNSENT_DATA``, else the cache, else a download."""
+    if is_in_memory(path):
+        return in_memory_source(path)
     chosen = path or os.environ.get("RNNSENT_DATA")
     if chosen:
         resolved = Path(chosen).expanduser()

@@ -32,7 +32,10 @@ class KerasSimpleRNN(nn.RNN):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         for name in [name for name in flat_weight_names(self) if name.startswith("bias_hh")]:
-            zero = torch.zeros_like(getattr(self, name)).detach()
+            # torch.zeros rather than zeros_like: on the meta device (the shape check when a
+            # model loads) zeros_like runs a Python reference that imports sympy (~0.4 s).
+            bias = getattr(self, name)
+            zero = torch.zeros(bias.shape, dtype=bias.dtype, device=bias.device)
             delattr(self, name)
             self.register_buffer(name, zero, persistent=False)
         refresh_flat_weights(self)

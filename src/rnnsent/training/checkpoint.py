@@ -9,9 +9,10 @@ point. An interrupted write therefore leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -62,8 +63,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     best_state: dict[str, torch.Tensor] | None,
     extra: dict[str, Any],
+    writer: CheckpointWriter | None = None,
 ) -> None:
-    """Write a checkpoint atomically and remove the one it replaces."""
+    """Write a checkpoint atomically and remove the one it replaces (through ``writer``, in the
+    background, when given)."""
     directory = checkpoint_dir(run_dir)
     model_state = model.state_dict()
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model_state.items()}
@@ -79,32 +82,71 @@ def save_checkpoint(
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    # Everything the checkpoint holds is copied now (the tensors serialised, the counters as a
+    # new dict), so the writing below may run while training goes on and changes them.
     data = tensors_to_bytes(tensors, {"format": FORMAT_NAME})
-    previous = _current_tensor_file(directory)
-    # Never overwrite the committed tensor file: the end-of-epoch checkpoint can fall on the
-    # same step as a step-interval one, and a crash between the two renames would leave a
-    # state.json whose checksum no longer matches its tensors.
-    name = f"state-{progress.global_step:09d}-{progress.epoch:05d}.safetensors"
-    if name == previous:
-        name = name.replace(".safetensors", "b.safetensors")
-    write_bytes_atomic(directory / name, data)
-    write_json_atomic(directory / "state.json", {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "tensors": name,
-        "sha256": sha256_bytes(data),
-        "progress": asdict(progress),
-        "param_groups": optimizer_state["param_groups"],
-        "config": config,
-        **extra,
-    })
-    # Now that the new state is committed, clear the replaced one and anything a killed
-    # process left half-written (tensor files never committed, temporary files).
-    for stale in directory.iterdir():
-        tensor_file = stale.name.startswith("state-") and stale.name.endswith(".safetensors")
-        temporary = stale.name.startswith(".") and stale.name.endswith(".tmp")
-        if stale.name != name and (tensor_file or temporary):
-            stale.unlink(missing_ok=True)
+    fields = {"progress": asdict(progress), "param_groups": optimizer_state["param_groups"], "config": config, **extra}
+    step_and_epoch = f"{progress.global_step:09d}-{progress.epoch:05d}"
+
+    def commit() -> None:
+        previous = _current_tensor_file(directory)
+        # Never overwrite the committed tensor file: the end-of-epoch checkpoint can fall on the
+        # same step as a step-interval one, and a crash between the two renames would leave a
+        # state.json whose checksum no longer matches its tensors.
+        name = f"state-{step_and_epoch}.safetensors"
+        if name == previous:
+            name = name.replace(".safetensors", "b.safetensors")
+        write_bytes_atomic(directory / name, data)
+        write_json_atomic(directory / "state.json", {
+            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "tensors": name, "sha256": sha256_bytes(data),
+            **fields,
+        })
+        # Now that the new state is committed, clear the replaced one and anything a killed
+        # process left half-written (tensor files never committed, temporary files).
+        for stale in directory.iterdir():
+            tensor_file = stale.name.startswith("state-") and stale.name.endswith(".safetensors")
+            temporary = stale.name.startswith(".") and stale.name.endswith(".tmp")
+            if stale.name != name and (tensor_file or temporary):
+                stale.unlink(missing_ok=True)
+
+    if writer is None:
+        commit()
+    else:
+        writer.submit(commit)
+
+
+class CheckpointWriter:
+    """Writes checkpoints in a background thread, one at a time, while training goes on.
+
+    Writing and syncing a checkpoint to disk waits on the disk, not on a core: the seed run's
+    ten checkpoints cost 0.2 s in line. A checkpoint is still committed atomically and in
+    order; :meth:`submit` first waits for the one before, and the trainer calls :meth:`wait`
+    before it reports a checkpoint saved, stops or returns. A write's error is raised there.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, commit: Callable[[], None]) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(commit,), name="rnnsent-checkpoint", daemon=False)
+        self._thread.start()
+
+    def _run(self, commit: Callable[[], None]) -> None:
+        try:
+            commit()
+        except BaseException as error:  # raised in the training thread by wait()
+            self._error = error
+
+    def wait(self) -> None:
+        """Block until the checkpoint in flight is committed; raise its error, if any."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

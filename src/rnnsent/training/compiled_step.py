@@ -34,6 +34,7 @@ class FusedSimpleRNNStep:
 
         assert isinstance(optimizer, RMSprop)
         self.kernel = compiled_step_kernels.train_step
+        self.many_kernel = compiled_step_kernels.train_steps
         nonlinearity = model.config.nonlinearity
         self.relu = nonlinearity == "relu"
         parameters = [
@@ -70,6 +71,29 @@ class FusedSimpleRNNStep:
             group["lr"], group["rho"], group["eps"], self.relu,
         )
         return loss, int(correct)
+
+    def train_many(self, ids: torch.Tensor, labels: torch.Tensor, batches: list[np.ndarray],
+                   lrs: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        """Train on several batches in one kernel call, as successive calls would, bit for bit.
+
+        ``ids (examples, time)`` and ``labels (examples,)`` are the whole training split and
+        each batch an index array into it, stepped at its own learning rate; returns each
+        step's mean loss ``(steps,)`` and correct predictions ``(steps,)``. One call per step
+        costs about as much Python as the seed model's arithmetic, so the trainer runs the
+        steps between two of its reports in one call.
+        """
+        group = self.optimizer.param_groups[0]
+        rows = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+        starts = np.zeros(len(batches) + 1, dtype=np.int64)
+        np.cumsum([len(batch) for batch in batches], out=starts[1:])
+        losses = np.empty(len(batches), dtype=np.float64)
+        corrects = np.empty(len(batches), dtype=np.int64)
+        self.many_kernel(
+            ids.numpy(), labels.numpy(), rows, starts, np.asarray(lrs, dtype=np.float64), *self.views,
+            *self.square_avgs, self.row_step, *self.steps, self.slot, group["rho"], group["eps"], self.relu,
+            losses, corrects,
+        )
+        return losses, corrects
 
 
 def warm_up() -> None:

@@ -128,6 +128,32 @@ def train_step(ids, labels, embedding, w_in, w_rec, bias, w_out, b_out,
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST_MATH)
+def train_steps(ids, labels, rows, starts, lrs, embedding, w_in, w_rec, bias, w_out, b_out,
+                v_embedding, v_in, v_rec, v_bias, v_out, v_bout, row_step,
+                s_embedding, s_in, s_rec, s_bias, s_out, s_bout, slot, rho, eps, relu, losses, corrects):
+    """Several :func:`train_step` calls in one: step ``s`` trains on the rows ``rows[starts[s]:starts[s + 1]]``
+    of ``ids (examples, time)`` and ``labels (examples,)`` at learning rate ``lrs[s]``.
+
+    Each step's batch is gathered into its own ``(batch, time)`` array, as the trainer's indexing
+    would, so every step computes exactly what a separate call computes; ``losses`` and
+    ``corrects`` receive each step's mean loss and correct predictions.
+    """
+    time = ids.shape[1]
+    for s in range(lrs.shape[0]):
+        begin = starts[s]
+        size = starts[s + 1] - begin
+        batch_ids = np.empty((size, time), dtype=ids.dtype)
+        batch_labels = np.empty(size, dtype=labels.dtype)
+        for b in range(size):
+            batch_ids[b] = ids[rows[begin + b]]
+            batch_labels[b] = labels[rows[begin + b]]
+        losses[s], corrects[s] = train_step(
+            batch_ids, batch_labels, embedding, w_in, w_rec, bias, w_out, b_out,
+            v_embedding, v_in, v_rec, v_bias, v_out, v_bout, row_step,
+            s_embedding, s_in, s_rec, s_bias, s_out, s_bout, slot, lrs[s], rho, eps, relu)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FAST_MATH)
 def rmsprop_dense(parameter, grad, square_avg, lr, rho, eps):
     """Keras' RMSprop update of a flat parameter in place from its gradient."""
     one_minus_rho = np.float32(1.0) - rho

@@ -70,6 +70,7 @@ class Trainer:
         self.log = log or (lambda message: None)
         self.progress_bar = progress_bar and world.is_main
         self.checkpoint_fields = checkpoint_fields or {}
+        self.writer = checkpoints.CheckpointWriter()  # checkpoints are written while the next steps run
         self._stop_requested = False
         # Optional observers: ``on_epoch(row, validation_logits)`` after each epoch's row of
         # history (logits None without a validation split), and TensorBoard logs (--tensorboard).
@@ -87,17 +88,23 @@ class Trainer:
         """Train until the last epoch, an early stop or ``max_steps``; return the selected model."""
         self.tracker = open_tracker(self.options.tensorboard) if self.world.is_main else None
         if self.world.is_main:
-            curves.prepare()  # matplotlib imports while the epochs run, for the saved curves.png
-        with self._stop_signals(), closing_tracker(self.tracker):
-            while progress.epoch < self.config.train.epochs and not progress.finished:
-                started = time.perf_counter()
-                sums = self._train_epoch(progress, best_state)
-                best_state = self._end_epoch(progress, sums, best_state, time.perf_counter() - started)
-                self._save(progress, best_state)
-                if self.on_epoch is not None:
-                    self.on_epoch(progress.history[-1], self._validation_logits)
-        if self.world.is_main:
-            curves.draw_soon(progress.history)  # drawn while the test set is scored
+            curves.prepare()  # matplotlib imports in a child process while the epochs run, for curves.png
+        try:
+            with self._stop_signals(), closing_tracker(self.tracker):
+                while progress.epoch < self.config.train.epochs and not progress.finished:
+                    started = time.perf_counter()
+                    sums = self._train_epoch(progress, best_state)
+                    best_state = self._end_epoch(progress, sums, best_state, time.perf_counter() - started)
+                    if self.world.is_main and (progress.finished or progress.epoch >= self.config.train.epochs):
+                        curves.draw_soon(progress.history)  # drawn while the checkpoint is written and the test set scored
+                    self._save(progress, best_state)
+                    if self.on_epoch is not None:
+                        self.on_epoch(progress.history[-1], self._validation_logits)
+        except BaseException:
+            curves.cancel()  # no directory will be saved from this run
+            self.writer.wait()
+            raise
+        self.writer.wait()
         if best_state is not None:
             # Model selection: keep the weights of the epoch with the best validation loss.
             self.model.load_state_dict(best_state)
@@ -118,13 +125,20 @@ class Trainer:
         if self.tracker is not None:
             self.tracker.start_epoch(sums.flush())
         try:
-            for index in range(progress.step_in_epoch, len(batches)):
+            index = progress.step_in_epoch
+            while index < len(batches):
+                count = self._steps_at_once(progress.global_step, len(batches) - index)
+                rates = [learning_rate(self.config.train, progress.global_step + k, self.total_steps) for k in range(count)]
                 for group in self.optimizer.param_groups:
-                    group["lr"] = learning_rate(self.config.train, progress.global_step, self.total_steps)
-                self.step(self._batch(batches[index], scales[index], progress.global_step), sums)
-                progress.global_step += 1
-                progress.step_in_epoch = index + 1
-                if progress.global_step % REPORT_EVERY == 0 or index + 1 == len(batches):
+                    group["lr"] = rates[-1]
+                if count == 1:
+                    self.step(self._batch(batches[index], scales[index], progress.global_step), sums)
+                else:
+                    self.step.train_many(self.data.train, batches[index:index + count], rates, sums)
+                index += count
+                progress.global_step += count
+                progress.step_in_epoch = index
+                if progress.global_step % REPORT_EVERY == 0 or index == len(batches):
                     totals = sums.flush()
                     self._report(totals, progress, bar)
                     if self.tracker is not None:
@@ -137,6 +151,7 @@ class Trainer:
                     progress.epoch_sums = all_reduce_sum(self.world, sums.flush().clone()).tolist()
                     self._save(progress, best_state)
                 if stop:
+                    self.writer.wait()
                     raise TrainingInterrupted(f"stopped at step {progress.global_step}; checkpoint saved")
                 if reached_max:
                     break
@@ -146,6 +161,19 @@ class Trainer:
         return sums.flush()
 
     # ------------------------------------------------------------------ helpers
+
+    def _steps_at_once(self, global_step: int, remaining: int) -> int:
+        """How many steps to take before the loop looks up again: one, or for a step that trains
+        several batches in one call (the compiled step), all of them up to the next report,
+        checkpoint or ``max_steps``, which therefore fall where they would one step at a time."""
+        if not getattr(self.step, "trains_many", False):
+            return 1
+        count = min(remaining, REPORT_EVERY - global_step % REPORT_EVERY)
+        if self.options.checkpoint_every:
+            count = min(count, self.options.checkpoint_every - global_step % self.options.checkpoint_every)
+        if self.options.max_steps:
+            count = min(count, max(1, self.options.max_steps - global_step))
+        return count
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
         """This process's share of each batch of ``epoch``: index arrays into the training split."""
@@ -232,7 +260,7 @@ class Trainer:
     def _save(self, progress, best_state) -> None:
         if self.world.is_main:
             checkpoints.save_checkpoint(self.run_dir, progress, self.config.to_dict(), self.model, self.optimizer,
-                                        best_state, self.checkpoint_fields)
+                                        best_state, self.checkpoint_fields, self.writer)
 
     def _bar(self, total: int, progress):
         if not self.progress_bar:

@@ -21,6 +21,7 @@ from rnnsent.model.recurrent import RecurrentClassifier
 from rnnsent.training.distributed import World
 from rnnsent.training.objectives import LABELLED_STREAM, UNLABELLED_STREAM, direction_noise, objectives_on
 from rnnsent.training.optim import RMSprop, clip_gradients
+from rnnsent.training.tensors import Tensors
 from rnnsent.training.unlabelled import UnlabelledRows
 
 
@@ -156,9 +157,18 @@ class CompiledStep:
 
         self.kernel = FusedSimpleRNNStep(model, optimizer)
 
+    # The trainer may hand this step several batches at once (train_many).
+    trains_many = True
+
     def __call__(self, batch: Batch, sums: EpochSums) -> None:
         loss, correct = self.kernel(batch.ids, batch.labels)
         sums.add_floats(loss, correct, len(batch.labels))
+
+    def train_many(self, train: Tensors, batches: list[np.ndarray], rates: list[float], sums: EpochSums) -> None:
+        """Train on each index batch of ``train`` in turn, at its own learning rate, in one kernel call."""
+        losses, corrects = self.kernel.train_many(train.ids, train.labels, batches, rates)
+        for loss, correct, batch in zip(losses.tolist(), corrects.tolist(), batches):
+            sums.add_floats(loss, correct, len(batch))
 
 
 def sparse_embedding_applies(config: RunConfig, world: World | None = None) -> bool:
