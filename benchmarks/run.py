@@ -4,11 +4,11 @@ Sections (each case runs in its own process; runs alternate so that machine nois
   seed       the seed recipe, 10 epochs: wall time, per epoch, tokens/s, peak memory, test accuracy
   inference  25,000 raw test reviews -> probabilities: Python API, `rnnsent predict --file`, naive
   large      a bidirectional GRU of 128 units at maxlen 400 (padding not computed by rnnsent)
-  startup    each command's start-up: `rnnsent --help`, `summary`, `predict MODEL "text"` against
-             `python -c "import torch"`, alternated in one run
+  startup    each command's start-up: `rnnsent --help`, `summary`, `predict MODEL "text"` (the
+             seed and the best model) against `python -c "import torch"`, alternated in one run
   whole      `rnnsent train --preset seed --out DIR` against `python benchmarks/reference.py`, each
              a whole process (start-up, data from the cache, training, saving), alternated
-  busy       `rnnsent predict MODEL --file` on a few thousand reviews with one busy loop per core
+  busy       `rnnsent predict BEST --file` on a few thousand reviews with one busy loop per core
              running: the default threads against --threads 1 and --threads 2
   accurate   the accurate presets (best, bigru), float32 and int8, through the Python API on the
              25,000 raw test reviews, beside fastText with word bigrams in the same process:
@@ -21,6 +21,7 @@ Results go to benchmarks/results/latest.json and a Markdown table on stdout. Med
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -32,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+SECTIONS = ("seed", "inference", "large", "startup", "whole", "busy", "accurate")
 
 
 def run_case(name: str, options: dict) -> dict:
@@ -134,22 +136,25 @@ def busy_loops(count: int, seconds: float) -> list[subprocess.Popen]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", default="seed,inference,large,accurate", help="comma-separated: seed, inference, large, startup, whole, busy, accurate")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
     parser.add_argument("--repeats", type=int, default=3, help="runs of each seed/inference case (median quoted)")
     parser.add_argument("--large-epochs", type=int, default=2)
     parser.add_argument("--large-limit", type=int, default=0, help="train/test reviews for the large model (0: all)")
     parser.add_argument("--large-repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads for every case (0: torch's default)")
     parser.add_argument("--model", type=Path, help="seed model directory for inference (default: train one)")
-    parser.add_argument("--busy-model", type=Path, help="model for the busy section (default: the seed model)")
+    parser.add_argument("--busy-model", type=Path, help="model for the busy section (default: the best model)")
     parser.add_argument("--busy-reviews", type=int, default=3000, help="reviews scored in the busy section")
-    parser.add_argument("--best-model", type=Path, help="best model for the accurate section (default: train one)")
+    parser.add_argument("--best-model", type=Path, help="best model for the startup, busy and accurate sections (default: train one)")
     parser.add_argument("--bigru-model", type=Path, help="bigru model for the accurate section (default: train one)")
     parser.add_argument("--accurate-limit", type=int, default=0,
                         help="accurate section: every k-th of N train and N test reviews (0: all)")
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
     RESULTS.mkdir(parents=True, exist_ok=True)
+    # The package's bytecode, as pip writes it when installing (an editable checkout has none
+    # until a first run writes it, and never where PYTHONDONTWRITEBYTECODE is set).
+    compileall.compile_dir(str(ROOT / "src" / "rnnsent"), quiet=1)
     report: dict = {"threads": args.threads, "load_average_at_start": os.getloadavg(), "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                                 "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")}}
     lines = ["| benchmark | rnnsent | plain PyTorch | ratio |", "|---|---|---|---|"]
@@ -202,12 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     if "startup" in sections:
         print("start-up of each command", file=sys.stderr)
         model = str(ensure_model(args.model or RESULTS / "seed-model", "seed"))
+        best_model = str(args.best_model or ensure_model(RESULTS / "best-model", "best"))
         rnnsent = [sys.executable, "-m", "rnnsent"]
         startup = side_by_side({
             "import torch": [sys.executable, "-c", "import torch"],
             "rnnsent --help": [*rnnsent, "--help"],
             "rnnsent summary": [*rnnsent, "summary"],
-            "rnnsent predict MODEL text": [*rnnsent, "predict", model, "A wonderful film."],
+            "rnnsent predict SEED text": [*rnnsent, "predict", model, "A wonderful film."],
+            "rnnsent predict BEST text": [*rnnsent, "predict", best_model, "A wonderful film."],
         }, args.repeats)
         report["startup"] = startup
         torch_import = startup["import torch"]["median"]
@@ -233,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     if "busy" in sections:
         cores = os.cpu_count() or 1
         print(f"predict --file under {cores} busy loops", file=sys.stderr)
-        model = str(args.busy_model or ensure_model(args.model or RESULTS / "seed-model", "seed"))
+        model = str(args.busy_model or args.best_model or ensure_model(RESULTS / "best-model", "best"))
         reviews = _review_file(RESULTS / "busy-reviews.txt", args.busy_reviews)
         base = [sys.executable, "-m", "rnnsent", "predict", model, "--file", str(reviews), "--quiet"]
         commands = {"default": base, "--threads 1": [*base, "--threads", "1"]}

@@ -141,7 +141,12 @@ def test_scoring_takes_the_compiled_forward_and_it_agrees_with_torch(nonlinearit
     monkeypatch.setattr("rnnsent.model.scoring.compiled_logits",
                         lambda *args: calls.append(len(args[1])) or original(*args))
     fast = predict_logits(model, ids, batch_size=100)
-    assert calls == [100, 100]
+    # The compiled forward takes up to COMPILED_BATCH_TOKENS tokens a call, whatever batch_size
+    # says, and each row's logit does not depend on the rows beside it, bit for bit.
+    assert calls == [200]
+    monkeypatch.setattr("rnnsent.model.scoring.COMPILED_BATCH_TOKENS", 100 * 12)
+    assert np.array_equal(predict_logits(model, ids, batch_size=100), fast)
+    assert calls == [200, 100, 100]
     with torch.inference_mode():
         plain = model(ids)[0].numpy()  # forward is always the torch computation
     np.testing.assert_allclose(fast, plain, rtol=0, atol=1e-5)

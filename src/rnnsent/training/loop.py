@@ -165,9 +165,10 @@ class Trainer:
     def _steps_at_once(self, global_step: int, remaining: int) -> int:
         """How many steps to take before the loop looks up again: one, or for a step that trains
         several batches in one call (the compiled step), all of them up to the next report,
-        checkpoint or ``max_steps``, which therefore fall where they would one step at a time."""
-        if not getattr(self.step, "trains_many", False):
-            return 1
+        checkpoint or ``max_steps``, which therefore fall where they would one step at a time.
+        A stop asked for during such a call (Ctrl-C) takes effect when the call returns."""
+        if not getattr(self.step, "trains_many", False) or self._stop_requested:
+            return 1  # a stop asked for before the call takes effect after one step, as without it
         count = min(remaining, REPORT_EVERY - global_step % REPORT_EVERY)
         if self.options.checkpoint_every:
             count = min(count, self.options.checkpoint_every - global_step % self.options.checkpoint_every)
@@ -271,7 +272,7 @@ class Trainer:
                     leave=False, unit="batch", file=sys.stderr)
 
     def _stop_signals(self):
-        """On SIGINT/SIGTERM, finish the current step, checkpoint and stop."""
+        """On SIGINT/SIGTERM, finish the current step (or the compiled step's run of them), checkpoint and stop."""
         return stop_signals(self._request_stop)
 
     def _request_stop(self) -> None:
