@@ -178,8 +178,16 @@ class TrainConfig:
     entropy_weight: float = setting(0.0, "weight of the mean prediction entropy (unlabelled rows, else the labelled "
                                          "ones), which minimising makes predictions confident (0: off)",
                                     low=0.0, high=1000.0)
-    unlabelled_batch_size: int = setting(0, "unlabelled texts drawn with each batch for the virtual adversarial and "
-                                            "entropy losses (0: they use the labelled batch)", low=0, high=1_000_000)
+    distill_weight: float = setting(0.0, "weight of the divergence of the network's predictions on the unlabelled "
+                                         "texts from the stacked n-gram regression's, which teaches the network "
+                                         "what the regression knows (needs --unlabelled-batch-size; 0: off)",
+                                    low=0.0, high=1000.0)
+    distill_temperature: float = setting(1.0, "the n-gram regression's logits are divided by this before they "
+                                              "teach the network (above 1: softer targets)",
+                                         low=0.0, high=100.0, low_inclusive=False)
+    unlabelled_batch_size: int = setting(0, "unlabelled texts drawn with each batch for the virtual adversarial, "
+                                            "entropy and distillation losses (0: they use the labelled batch)",
+                                         low=0, high=1_000_000)
     seed: int = setting(0, "seed of initialisation, batch order and dropout: same seed, same run")
     lm_steps: int = setting(0, "first train the embedding and recurrent layers as next-word language models (one per "
                                "direction) for this many steps on the training and unlabelled texts (0: off)",
@@ -194,9 +202,14 @@ class TrainConfig:
         check_fields(self)
         if self.early_stopping and not self.validation_split:
             raise ConfigError("--early-stopping needs a validation split: add --validation-split 0.1")
-        if self.unlabelled_batch_size and not (self.virtual_adversarial_weight or self.entropy_weight):
-            raise ConfigError("--unlabelled-batch-size feeds the virtual adversarial and entropy losses: add "
-                              "--virtual-adversarial-weight or --entropy-weight")
+        if self.unlabelled_batch_size and not (self.virtual_adversarial_weight or self.entropy_weight
+                                               or self.distill_weight):
+            raise ConfigError("--unlabelled-batch-size feeds the virtual adversarial, entropy and distillation "
+                              "losses: add --virtual-adversarial-weight, --entropy-weight or --distill-weight")
+        if self.distill_weight and not self.unlabelled_batch_size:
+            # On the training reviews the regression is nearly always right (it was fitted to
+            # them), so only texts it has not seen carry anything to learn.
+            raise ConfigError("--distill-weight teaches the network on unlabelled texts: add --unlabelled-batch-size 64")
 
 
 # The n-gram fits that fit a regression before the network trains and blend the two on the
@@ -241,6 +254,9 @@ class RunConfig:
         if self.model.ngram_buckets and self.model.ngram_fit in STACKED_FITS and not self.train.validation_split:
             raise ConfigError(f"--ngram-fit {self.model.ngram_fit} blends the two parts on a validation split: "
                               "add --validation-split 0.1")
+        if self.train.distill_weight and not (self.model.ngram_buckets and self.model.ngram_fit in ("stacked", "auto")):
+            raise ConfigError("--distill-weight learns from the stacked n-gram regression: add --ngram-buckets "
+                              "16000000 --ngram-fit stacked (or use --preset best)")
         if self.model.encoder and self.train.lm_steps:
             raise ConfigError("--encoder loads a pretrained language model and --lm-steps trains one: choose one")
         return self

@@ -82,6 +82,11 @@ VARIANTS = {
     "objectives": ({"optimizer": "adam", "cell": "gru", "padding": "post", "use_lengths": True,
                     "adversarial_weight": 1.0, "adversarial_norm": 0.5, "virtual_adversarial_weight": 1.0,
                     "entropy_weight": 0.3, "unlabelled_batch_size": 7}, 89),
+    # Distillation from a stacked model's n-gram branch (left at zero here: every text's target
+    # is one half) on 7 unlabelled texts per step, each rank's share weighted by its size.
+    "distillation": ({"optimizer": "adam", "cell": "gru", "padding": "post", "use_lengths": True,
+                      "ngram_buckets": 31, "ngram_fit": "stacked", "validation_split": 0.1,
+                      "distill_weight": 2.0, "unlabelled_batch_size": 7}, 89),
     # The same on the labelled rows, with RMSprop's sparse embedding gradients (all-reduced by gloo).
     "objectives-on-labelled-rows": ({"adversarial_weight": 0.5, "adversarial_norm": 0.3,
                                      "virtual_adversarial_weight": 1.0, "entropy_weight": 0.3}, 96),

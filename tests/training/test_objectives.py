@@ -24,6 +24,7 @@ from rnnsent.training import checkpoint as checkpoints
 from rnnsent.training import loop
 from rnnsent.training.distributed import World
 from rnnsent.training.objectives import (
+    TrainingObjective,
     adversarial_perturbation,
     direction_noise,
     prediction_divergence,
@@ -231,6 +232,69 @@ def test_entropy_minimisation_lowers_the_entropy_of_predictions_on_unlabelled_ro
     assert minimised < 0.7 * plain
 
 
+STACKED = {"ngram_buckets": 31, "ngram_fit": "stacked", "ngram_order": 2, "validation_split": 0.1}
+
+
+def teach_word_five(model: torch.nn.Module) -> None:
+    """Give a stacked model's n-gram regression a rule of its own: a text with word 5 is
+    positive (logit +2.5), any other negative (-2.5); words 5 and 6 as they are in ``targets``."""
+    with torch.no_grad():
+        model.ngrams.weight.weight.zero_()
+        model.ngrams.weight.weight[5] = 5.0  # unigram 5's feature row
+        model.ngrams.bias.fill_(-2.5)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_the_distillation_loss_is_the_divergence_from_the_regression_on_unlabelled_rows(task):
+    model, _ = tiny_model(task, **STACKED)
+    with torch.no_grad():  # a teacher with logits of every size, positive and negative
+        generator = torch.Generator().manual_seed(4)
+        model.ngrams.weight.weight.copy_(torch.randn(model.ngrams.weight.weight.shape, generator=generator))
+    ids, lengths = rows(10)
+    labels = targets(ids, task)
+    unlabelled_ids, unlabelled_lengths = rows(6, seed=9)
+    weight, temperature = 2.5, 3.0
+    objective = TrainingObjective(model, tiny_config(**STACKED, distill_weight=weight, distill_temperature=temperature,
+                                                     unlabelled_batch_size=6).train)
+    _, supervised, total = objective(ids, lengths, labels, unlabelled_ids, unlabelled_lengths)
+    # By hand: KL(q || p) with q from the regression's logits over the temperature, p the network's.
+    teacher = model.ngrams(unlabelled_ids) / temperature
+    student = model.network(unlabelled_ids, unlabelled_lengths)[0]
+    if task == "binary":
+        q, p = torch.sigmoid(teacher), torch.sigmoid(student)
+        by_hand = (q * (q / p).log() + (1 - q) * ((1 - q) / (1 - p)).log()).mean()
+    else:
+        q, p = torch.softmax(teacher, -1), torch.softmax(student, -1)
+        by_hand = (q * (q / p).log()).sum(-1).mean()
+    assert by_hand > 0.01
+    torch.testing.assert_close(total - supervised, weight * by_hand, rtol=1e-5, atol=1e-6)
+    total.backward()
+    # The regression only teaches: its frozen weights get no gradient, the network's do.
+    assert model.ngrams.weight.weight.grad is None
+    assert recurrent_network(model).embedding.weight.grad is not None
+
+
+def agreement_with_word_five(distill_weight: float, tmp_path: Path) -> float:
+    """Train a stacked model's network on 16 texts whose labels say nothing (alternating), with
+    unlabelled texts and the regression of :func:`teach_word_five`; how often it then agrees with
+    the regression on 200 unseen texts."""
+    ids, lengths = rows(16)
+    labels = (torch.arange(16) % 2).float()
+    config = tiny_config(**STACKED, distill_weight=distill_weight, unlabelled_batch_size=16 if distill_weight else 0,
+                         epochs=40, batch_size=8)
+    data = TrainingData(Tensors(ids, lengths, labels), None, None, unlabelled=unlabelled_split(64, seed=2))
+    model = train_tensors(config, RunOptions(threads=1), data, tmp_path / str(distill_weight),
+                          initialise=teach_word_five).model
+    unseen, unseen_lengths = rows(200, seed=11)
+    network_says = predict_logits(model.network, unseen.numpy(), unseen_lengths.numpy()) > 0
+    return float(np.mean(network_says == (unseen == 5).any(dim=1).numpy()))
+
+
+def test_distillation_teaches_the_network_what_only_the_regression_knows(tmp_path):
+    assert agreement_with_word_five(0.0, tmp_path) < 0.75
+    assert agreement_with_word_five(3.0, tmp_path) > 0.85
+
+
 def test_defaults_take_the_plain_steps_and_objectives_take_the_objective_step():
     world = World()
     for config, expected in ((tiny_config(), AutogradStep), (tiny_config(adversarial_weight=1.0), ObjectiveStep),
@@ -239,12 +303,16 @@ def test_defaults_take_the_plain_steps_and_objectives_take_the_objective_step():
         optimizer = build_optimizer(config.train, model.parameters())
         assert type(choose_step(config, RunOptions(), model, model, optimizer, world)) is expected
     seed = build_config("seed", {"num_words": VOCAB, "adversarial_weight": 1.0})
-    assert "an adversarial, virtual adversarial or entropy loss" in compiled_step_blockers(
+    assert "an adversarial, virtual adversarial, entropy or distillation loss" in compiled_step_blockers(
         seed, RunOptions(), build_model(seed.model, VOCAB), world)
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"unlabelled_batch_size": 8}, "--unlabelled-batch-size feeds the virtual adversarial and entropy losses"),
+    ({"unlabelled_batch_size": 8}, "--unlabelled-batch-size feeds the virtual adversarial, entropy and distillation"),
+    ({"distill_weight": 1.0}, "--distill-weight teaches the network on unlabelled texts: add --unlabelled-batch-size"),
+    ({"distill_weight": 1.0, "unlabelled_batch_size": 8}, "--distill-weight learns from the stacked n-gram regression"),
+    ({"distill_weight": 1.0, "unlabelled_batch_size": 8, "ngram_buckets": 64, "ngram_fit": "joint"},
+     "--distill-weight learns from the stacked n-gram regression"),
     ({"unlabelled_data": "u.txt"}, "--unlabelled-data is read in batches"),
     ({"adversarial_weight": 1.0, "adversarial_norm": 0.0}, "adversarial_norm must be in (0.0"),
 ])
@@ -297,7 +365,11 @@ OBJECTIVES = {
     "virtual-adversarial": ["--virtual-adversarial-weight", "1", "--adversarial-norm", "0.5",
                             "--unlabelled-batch-size", "12", "--normalize-embeddings"],
     "entropy": ["--entropy-weight", "0.5", "--unlabelled-batch-size", "12"],
+    "distillation": ["--distill-weight", "1", "--unlabelled-batch-size", "12", "--ngram-buckets", "64",
+                     "--ngram-fit", "stacked"],
 }
+# Flags of the objectives above that change the model rather than the loss: the plain run keeps them.
+MODEL_FLAGS = {"--normalize-embeddings": 0, "--ngram-buckets": 1, "--ngram-fit": 1}
 
 
 class Killed(BaseException):
@@ -329,8 +401,9 @@ def test_a_run_killed_mid_epoch_resumes_to_identical_weights(tmp_path, monkeypat
     reference = (tmp_path / "reference" / "model.safetensors").read_bytes()
     assert (tmp_path / "killed" / "model.safetensors").read_bytes() == reference
     # Without the objective the same run learns other weights, so the comparison above could fail.
-    assert main([*plain, *[flag for flag in flags if flag == "--normalize-embeddings"],
-                 "--out", str(tmp_path / "plain")]) == 0
+    kept = [item for index, flag in enumerate(flags) if flag in MODEL_FLAGS
+            for item in flags[index:index + 1 + MODEL_FLAGS[flag]]]
+    assert main([*plain, *kept, "--out", str(tmp_path / "plain")]) == 0
     assert (tmp_path / "plain" / "model.safetensors").read_bytes() != reference
 
 

@@ -61,6 +61,22 @@ def test_same_seed_same_run_and_another_seed_another_run(corpus, tmp_path):
     assert has_checkpoint(tmp_path / "a")
 
 
+def test_a_failed_checkpoint_write_does_not_hide_the_runs_own_error(corpus, tmp_path, monkeypatch):
+    from rnnsent.training import checkpoint, loop
+
+    def interrupted(self, progress, best_state):
+        raise TrainingInterrupted("training stopped at step 3")
+
+    def failed_write(self):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(loop.Trainer, "_train_epoch", interrupted)
+    monkeypatch.setattr(checkpoint.CheckpointWriter, "wait", failed_write)
+    with pytest.raises(TrainingInterrupted, match="stopped at step 3") as raised:
+        fit(corpus, tmp_path)
+    assert raised.value.__notes__ == ["also, the last checkpoint was not written: No space left on device"]
+
+
 def test_max_steps(corpus, tmp_path):
     result, _ = fit(corpus, tmp_path, {"max_steps": 4})
     assert result.steps == 4 and len(result.history) == 1

@@ -100,9 +100,14 @@ class Trainer:
                     self._save(progress, best_state)
                     if self.on_epoch is not None:
                         self.on_epoch(progress.history[-1], self._validation_logits)
-        except BaseException:
+        except BaseException as failure:
             curves.cancel()  # no directory will be saved from this run
-            self.writer.wait()
+            try:
+                self.writer.wait()
+            except Exception as write_error:
+                # The run's own error is the one to report; a checkpoint that failed to write
+                # at the same time goes beside it rather than in its place.
+                failure.add_note(f"also, the last checkpoint was not written: {write_error}")
             raise
         self.writer.wait()
         if best_state is not None:

@@ -9,9 +9,16 @@
   iteration from random noise scaled to ``XI``; it needs no labels.
 - **Entropy minimisation** (Grandvalet and Bengio 2005; Sachan et al. 2019): the mean entropy
   of the predictions, which pushes the decision boundary away from the data.
+- **Distillation from the n-gram regression** (Hinton, Vinyals and Dean 2015): ``KL(q || p)``
+  on unlabelled rows, ``q`` the prediction of a stacked model's n-gram regression (fitted
+  before the network trains, frozen; its logits divided by ``distill_temperature``) and ``p``
+  the network's. The regression fits the training reviews almost perfectly, so on them it
+  would teach nothing beyond the labels; on texts it has not seen it passes on what its
+  millions of n-gram weights know.
 
-The last two read the unlabelled rows drawn with each batch (``unlabelled_batch_size``), or the
-labelled batch's rows when there are none. Binary (one sigmoid), multiclass (softmax) and
+Virtual adversarial training and entropy minimisation read the unlabelled rows drawn with each
+batch (``unlabelled_batch_size``), or the labelled batch's rows when there are none;
+distillation reads only unlabelled rows. Binary (one sigmoid), multiclass (softmax) and
 multilabel (one sigmoid per label, averaged over the labels, as the loss is) are all handled.
 
 :class:`TrainingObjective` computes the whole weighted objective in one ``forward`` so that
@@ -42,7 +49,8 @@ LABELLED_STREAM, UNLABELLED_STREAM = 0, 1
 
 def objectives_on(train: TrainConfig) -> bool:
     """Whether the recipe asks for any objective beyond the supervised loss."""
-    return bool(train.adversarial_weight or train.virtual_adversarial_weight or train.entropy_weight)
+    return bool(train.adversarial_weight or train.virtual_adversarial_weight or train.entropy_weight
+                or train.distill_weight)
 
 
 def scale_to_norm(directions: torch.Tensor, norm: float) -> torch.Tensor:
@@ -98,14 +106,17 @@ def direction_noise(seed: int, step: int, stream: int, rows: np.ndarray, lengths
 
 
 class TrainingObjective(nn.Module):
-    """The supervised loss plus the weighted adversarial, virtual adversarial and entropy losses of
-    ``model`` (any classifier :func:`rnnsent.model.build.build_model` makes)."""
+    """The supervised loss plus the weighted adversarial, virtual adversarial, entropy and
+    distillation losses of ``model`` (any classifier :func:`rnnsent.model.build.build_model` makes;
+    distillation needs a stacked one)."""
 
     def __init__(self, model: nn.Module, train: TrainConfig) -> None:
         super().__init__()
         self.model, self.task = model, model.task
         self.adversarial_weight, self.norm = train.adversarial_weight, train.adversarial_norm
         self.virtual_adversarial_weight, self.entropy_weight = train.virtual_adversarial_weight, train.entropy_weight
+        self.distill_weight, self.distill_temperature = train.distill_weight, train.distill_temperature
+        assert not self.distill_weight or hasattr(model, "ngrams"), "distillation reads a stacked model's n-gram regression"
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
                 unlabelled_ids: torch.Tensor | None = None, unlabelled_lengths: torch.Tensor | None = None,
@@ -131,9 +142,17 @@ class TrainingObjective(nn.Module):
             adversarial_logits = self.model(ids, lengths, embedded=perturbed)[0]
             adversarial = classification_loss(adversarial_logits, labels, self.task, network.loss_weight)
             objective = objective + self.adversarial_weight * adversarial * labelled_scale
-        if self.virtual_adversarial_weight or self.entropy_weight:
+        if self.virtual_adversarial_weight or self.entropy_weight or self.distill_weight:
             if unlabelled_ids is None:
                 rows, row_lengths, row_embedded, row_logits = ids, lengths, embedded, logits
+            elif self.distill_weight:
+                rows, row_lengths = unlabelled_ids, unlabelled_lengths
+                row_embedded = network.embed(rows)
+                # One pass gives the network's logits and the frozen regression's (the teacher):
+                # (u,) or (u, K) each. While the network trains the blend is (1, 0, 0), so the
+                # model's logit is the network's.
+                parts = self.model.part_logits(rows, row_lengths, embedded=row_embedded)
+                row_logits, teacher = self.model.combine(parts), parts["ngrams"].detach() / self.distill_temperature
             else:
                 rows, row_lengths = unlabelled_ids, unlabelled_lengths
                 row_embedded = network.embed(rows)
@@ -141,6 +160,10 @@ class TrainingObjective(nn.Module):
             if self.entropy_weight:
                 entropy = prediction_entropy(row_logits, self.task).mean()
                 objective = objective + self.entropy_weight * entropy * unlabelled_scale
+            if self.distill_weight:
+                assert unlabelled_ids is not None, "distillation reads unlabelled rows"
+                divergence = prediction_divergence(teacher, row_logits, self.task).mean()
+                objective = objective + self.distill_weight * divergence * unlabelled_scale
             if self.virtual_adversarial_weight:
                 assert noise is not None, "the virtual adversarial loss starts its power iteration from noise"
                 divergence = self.virtual_adversarial_loss(rows, row_lengths, row_embedded, row_logits, noise)

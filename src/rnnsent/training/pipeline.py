@@ -172,6 +172,9 @@ def fit_to_labels(config: RunConfig, labels: LabelSpace) -> RunConfig:
     if config.model.ngram_buckets and fit == "ordinal" and not labels.is_ordinal:
         raise ConfigError(f"--ngram-fit ordinal needs three or more ordered labels (integer names such as star "
                           f"ratings), not {labels.describe()}; use --ngram-fit stacked")
+    if config.train.distill_weight and fit == "ordinal":
+        raise ConfigError("--distill-weight learns from the stacked n-gram regression, and ordered labels get the "
+                          "ordinal one; add --ngram-fit stacked")
     if fit == config.model.ngram_fit:
         return config
     resolved = copy.deepcopy(config)

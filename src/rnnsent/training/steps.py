@@ -3,7 +3,7 @@
 The training loop does not know which it runs: it hands each :class:`Batch` to a step, and
 the step adds the batch's loss and correct predictions to the epoch's :class:`EpochSums`.
 :func:`choose_step` is the one place that decides between them; a recipe with adversarial,
-virtual adversarial or entropy losses takes the autograd step's variant, :class:`ObjectiveStep`.
+virtual adversarial, entropy or distillation losses takes the autograd step's variant, :class:`ObjectiveStep`.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def compiled_step_blockers(config: RunConfig, options: RunOptions, model: nn.Mod
         "dense embedding gradients": not sparse_embedding_applies(config, world),
         "gradient clipping": bool(train.clip_norm),
         "normalised embeddings": recipe.normalize_embeddings,
-        "an adversarial, virtual adversarial or entropy loss": objectives_on(train),
+        "an adversarial, virtual adversarial, entropy or distillation loss": objectives_on(train),
         "not on the CPU": world.device.type != "cpu",
         "distributed": world.distributed,
     }
