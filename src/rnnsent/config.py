@@ -254,9 +254,9 @@ class RunConfig:
         if self.model.ngram_buckets and self.model.ngram_fit in STACKED_FITS and not self.train.validation_split:
             raise ConfigError(f"--ngram-fit {self.model.ngram_fit} blends the two parts on a validation split: "
                               "add --validation-split 0.1")
-        if self.train.distill_weight and not (self.model.ngram_buckets and self.model.ngram_fit in ("stacked", "auto")):
+        if self.train.distill_weight and not (self.model.ngram_buckets and self.model.ngram_fit in STACKED_FITS):
             raise ConfigError("--distill-weight learns from the stacked n-gram regression: add --ngram-buckets "
-                              "16000000 --ngram-fit stacked (or use --preset best)")
+                              "16000000 --ngram-fit auto (or use --preset best)")
         if self.model.encoder and self.train.lm_steps:
             raise ConfigError("--encoder loads a pretrained language model and --lm-steps trains one: choose one")
         return self

@@ -232,3 +232,42 @@ def test_a_one_output_fit_over_folded_ratios_is_the_binary_fit():
                                      above.double(), 1.0, scale=ratios)
     torch.testing.assert_close((ratios * weights).float(), binary.weight.weight[seen, 0], atol=1e-4, rtol=1e-4)
     assert abs(float(bias) - float(binary.bias)) < 1e-4
+
+
+class Killed(BaseException):
+    """Stands for the process dying just after a checkpoint is committed."""
+
+
+def test_the_readout_is_fitted_before_the_network_and_a_distilled_run_resumes_exactly(tmp_path, monkeypatch):
+    from rnnsent.artifact.files import read_tensors
+    from rnnsent.training import checkpoint as checkpoints
+    from rnnsent.training import loop
+
+    data = write_jsonl(tmp_path / "stars.jsonl", rating_rows(30, seed=2))
+    unlabelled = tmp_path / "unlabelled.txt"
+    unlabelled.write_text("".join(text + "\n" for text, _ in rating_rows(12, seed=3)), encoding="utf-8")
+    settings = {"epochs": 2, "pretrain_window": 0, "batch_size": 16, "checkpoint_every": 3, "distill_weight": 1.0,
+                "unlabelled_batch_size": 16, "unlabelled_data": str(unlabelled), **QUIET}
+    rnnsent.train("best", data=data, out=tmp_path / "reference", **settings)
+    # The distillation's teacher is the whole K-class branch: its readout is in the first checkpoint.
+    first = {}
+    save = checkpoints.save_checkpoint
+
+    def save_then_die(run_dir, progress, *args):
+        save(run_dir, progress, *args)
+        if not first:
+            args[-1].wait()  # the writer: checkpoints are committed in the background
+            first.update(checkpoints.load_checkpoint(run_dir)[1])
+        if progress.epoch == 1 and progress.step_in_epoch > 0:
+            raise Killed
+
+    monkeypatch.setattr(loop.checkpoints, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        rnnsent.train("best", data=data, out=tmp_path / "killed", **settings)
+    monkeypatch.setattr(loop.checkpoints, "save_checkpoint", save)
+    final = read_tensors(tmp_path / "reference" / "model.safetensors")
+    torch.testing.assert_close(first["model.ngrams.readout"], final["ngrams.readout"], rtol=0, atol=0)
+    assert not torch.equal(final["ngrams.readout"], torch.ones(4, 5).triu(diagonal=1))  # fitted, not the start
+    rnnsent.train(resume=tmp_path / "killed", **QUIET)
+    assert ((tmp_path / "killed" / "model.safetensors").read_bytes()
+            == (tmp_path / "reference" / "model.safetensors").read_bytes())

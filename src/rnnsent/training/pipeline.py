@@ -172,9 +172,6 @@ def fit_to_labels(config: RunConfig, labels: LabelSpace) -> RunConfig:
     if config.model.ngram_buckets and fit == "ordinal" and not labels.is_ordinal:
         raise ConfigError(f"--ngram-fit ordinal needs three or more ordered labels (integer names such as star "
                           f"ratings), not {labels.describe()}; use --ngram-fit stacked")
-    if config.train.distill_weight and fit == "ordinal":
-        raise ConfigError("--distill-weight learns from the stacked n-gram regression, and ordered labels get the "
-                          "ordinal one; add --ngram-fit stacked")
     if fit == config.model.ngram_fit:
         return config
     resolved = copy.deepcopy(config)
@@ -318,6 +315,17 @@ def fit_ngram_regression_stage(model: nn.Module, config: RunConfig, data: Traini
             f"{available / 2**30:.1f} GB; fewer texts (--limit), a shorter --maxlen or --ngram-order 2 need less")
     stats = fit_ngram_regression(model.ngrams, data.train.ids, data.train.labels, config.model.ngram_c, log=log,
                                  task=data.labels.task)
+    if branch.ordinal:
+        # On its own training texts the regression is nearly always right, so the readout of
+        # its cut logits is fitted on the validation split. It needs nothing of the network, so
+        # it is fitted now, and the branch is a whole K-class model (distillation's teacher)
+        # while the network trains.
+        from rnnsent.training.ngram_regression import fit_ordinal_readout
+
+        cuts = predict_cut_logits(branch, data.validation.ids)
+        readout = fit_ordinal_readout(branch, cuts, data.validation.labels)
+        log(f"ordinal readout on {len(cuts)} validation texts: n-gram accuracy "
+            f"{readout['readout_accuracy_before']:.4f} -> {readout['readout_accuracy']:.4f}")
     return {"ngram_regression": {key: round(value, 4) for key, value in stats.items()}}
 
 
@@ -380,15 +388,10 @@ def train_network(model: nn.Module, config: RunConfig, options: RunOptions, data
 
 def fit_blend_stage(model: nn.Module, config: RunConfig, data: TrainingData, log: Log) -> dict[str, float]:
     """Fit a stacked model's blend of its two parts on the validation split (an ordinal n-gram
-    branch's readout first, on the same split)."""
-    from rnnsent.training.ngram_regression import fit_blend, fit_ordinal_readout
+    branch's readout was fitted on the same split before the network trained)."""
+    from rnnsent.training.ngram_regression import fit_blend
 
     validation = data.validation
-    if model.ngrams.ordinal:
-        cuts = predict_cut_logits(model.ngrams, validation.ids)
-        stats = fit_ordinal_readout(model.ngrams, cuts, validation.labels)
-        log(f"ordinal readout on {len(cuts)} validation texts: n-gram accuracy {stats['readout_accuracy_before']:.4f} "
-            f"-> {stats['readout_accuracy']:.4f}")
     parts = predict_part_logits(model, validation.ids, validation.lengths)
     return fit_blend(model, parts, validation.labels.numpy(), log=log)
 
