@@ -257,7 +257,9 @@ def task_metrics(labels: LabelSpace, targets: np.ndarray, logits: np.ndarray,
         (tn, fp), (fn, tp) = metrics["confusion_matrix"]
         scores = per_class_scores(np.array([[tn, fp], [fn, tp]]), labels.names)
         macro, weighted = _averaged_f1(scores)
-        probability = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+        # The logistic function as 0.5 (1 + tanh(z / 2)): the same value, without exp(-z)
+        # overflowing for very negative logits.
+        probability = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float64)))
         predicted = probability > 0.5
         metrics.update({"macro_f1": macro, "weighted_f1": weighted, "log_loss": metrics["loss"],
                         "ece": expected_calibration_error(np.where(predicted, probability, 1 - probability),

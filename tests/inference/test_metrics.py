@@ -116,3 +116,16 @@ def test_against_scikit_learn():
     assert mine["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(targets, guessed, average="macro"))
     assert mine["hamming_loss"] == pytest.approx(sklearn_metrics.hamming_loss(targets, guessed))
     assert mine["subset_accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(targets, guessed))
+
+
+def test_binary_metrics_of_saturated_logits_are_finite_and_warn_of_nothing():
+    import warnings
+
+    from rnnsent.metrics import task_metrics
+
+    targets = np.array([0.0, 1.0, 0.0, 1.0])
+    logits = np.array([-1000.0, 1000.0, -40.0, 3.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exp(1000) overflowed here once
+        metrics = task_metrics(LabelSpace(), targets, logits)
+    assert metrics["accuracy"] == 1.0 and np.isfinite(metrics["ece"]) and metrics["ece"] < 0.02

@@ -244,7 +244,7 @@ def teach_word_five(model: torch.nn.Module) -> None:
         model.ngrams.bias.fill_(-2.5)
 
 
-@pytest.mark.parametrize("task", ["binary", "multiclass"])
+@pytest.mark.parametrize("task", list(TASKS))
 def test_the_distillation_loss_is_the_divergence_from_the_regression_on_unlabelled_rows(task):
     model, _ = tiny_model(task, **STACKED)
     with torch.no_grad():  # a teacher with logits of every size, positive and negative
@@ -260,7 +260,7 @@ def test_the_distillation_loss_is_the_divergence_from_the_regression_on_unlabell
     # By hand: KL(q || p) with q from the regression's logits over the temperature, p the network's.
     teacher = model.ngrams(unlabelled_ids) / temperature
     student = model.network(unlabelled_ids, unlabelled_lengths)[0]
-    if task == "binary":
+    if task != "multiclass":  # a Bernoulli per output, averaged over the labels for multilabel
         q, p = torch.sigmoid(teacher), torch.sigmoid(student)
         by_hand = (q * (q / p).log() + (1 - q) * ((1 - q) / (1 - p)).log()).mean()
     else:
@@ -310,9 +310,6 @@ def test_defaults_take_the_plain_steps_and_objectives_take_the_objective_step():
 @pytest.mark.parametrize("settings, message", [
     ({"unlabelled_batch_size": 8}, "--unlabelled-batch-size feeds the virtual adversarial, entropy and distillation"),
     ({"distill_weight": 1.0}, "--distill-weight teaches the network on unlabelled texts: add --unlabelled-batch-size"),
-    ({"distill_weight": 1.0, "unlabelled_batch_size": 8}, "--distill-weight learns from the stacked n-gram regression"),
-    ({"distill_weight": 1.0, "unlabelled_batch_size": 8, "ngram_buckets": 64, "ngram_fit": "joint"},
-     "--distill-weight learns from the stacked n-gram regression"),
     ({"unlabelled_data": "u.txt"}, "--unlabelled-data is read in batches"),
     ({"adversarial_weight": 1.0, "adversarial_norm": 0.0}, "adversarial_norm must be in (0.0"),
 ])
@@ -414,6 +411,23 @@ def test_user_data_without_unlabelled_texts_is_refused_in_one_line(tmp_path, cap
     error = capsys.readouterr().err.splitlines()[-1]  # after the note that the file is read and cached
     assert code == 2 and error.startswith("error: ") and "--unlabelled-data PATH" in error, error
     assert not (tmp_path / "model" / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("case, flags, note", [
+    # best on a person's own file: no unlabelled texts to distil on.
+    ("no-texts", ["--ngram-buckets", "64"], "has no unlabelled texts, so the network learns without distillation"),
+    # best --ngram-buckets 0: no regression to learn from.
+    ("no-teacher", ["--ngram-buckets", "0"], "distillation is off: it learns from a stacked n-gram regression"),
+])
+def test_best_goes_on_without_distillation_it_cannot_do_and_says_so(tmp_path, capsys, case, flags, note):
+    labelled, _ = write_run_files(tmp_path)
+    small = ["--num-words", "50", "--maxlen", "12", "--embedding-dim", "8", "--hidden-size", "4", "--epochs", "1",
+             "--pretrain-window", "0", "--threads", "1", "--batch-size", "16"]
+    code = main(["train", "--data", str(labelled), "--preset", "best", *small, *flags, "--out", str(tmp_path / "m")])
+    output = capsys.readouterr().out
+    assert code == 0 and note in output, output
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["config"]["train"]
+    assert saved["distill_weight"] == 0 and saved["unlabelled_batch_size"] == 0  # the saved recipe says what ran
 
 
 def test_unlabelled_texts_come_from_train_unsup_never_from_the_test_split(tmp_path):

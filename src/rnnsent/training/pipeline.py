@@ -90,11 +90,12 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
     log = log if world.is_main else (lambda message: None)
     corpus = read_data(source, config, world)
     config = fit_to_labels(config, corpus.labels)
+    config = without_a_missing_teacher(config, log)
     if not resume:  # a checkpoint's recipe was sized when its run began
         # Sized to the texts this run trains on: the --limit subset when there is one.
         config = size_to_data(config, dataclasses.replace(corpus, train=limit_split(corpus.train, options.limit)), log)
     data = prepare_data(corpus, config, options.limit)
-    data.unlabelled = unlabelled_pool(config, source, corpus.vocabulary, log)
+    config, data.unlabelled = unlabelled_pool(config, source, corpus.vocabulary, log)
     if not resume and checkpoints.has_checkpoint(out):
         log(f"note: starting afresh in {out} (its previous checkpoint is replaced)")
     validation = f", {len(data.validation)} validation" if data.validation is not None else ""
@@ -176,6 +177,22 @@ def fit_to_labels(config: RunConfig, labels: LabelSpace) -> RunConfig:
         return config
     resolved = copy.deepcopy(config)
     resolved.model.ngram_fit = fit
+    return resolved.validate()
+
+
+def without_a_missing_teacher(config: RunConfig, log: Log) -> RunConfig:
+    """The recipe with distillation off (a copy, and a note logged) when it has no stacked n-gram
+    regression to learn from: ``best --ngram-buckets 0``, the network alone, or a joint fit.
+    Distillation's unlabelled batches go with it unless another loss reads them."""
+    train, model = config.train, config.model
+    if not train.distill_weight or (model.ngram_buckets and model.ngram_fit in STACKED_FITS):
+        return config
+    resolved = copy.deepcopy(config)
+    resolved.train.distill_weight = 0.0
+    if not (train.virtual_adversarial_weight or train.entropy_weight):
+        resolved.train.unlabelled_batch_size = 0
+    log("note: distillation is off: it learns from a stacked n-gram regression, which this recipe has not "
+        f"(--ngram-buckets {model.ngram_buckets}, --ngram-fit {model.ngram_fit})")
     return resolved.validate()
 
 

@@ -14,6 +14,7 @@ texts, as with the labelled batches.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,22 +49,33 @@ class UnlabelledRows:
 
 
 def unlabelled_pool(config: RunConfig, source: Path, vocabulary: Vocabulary,
-                    log: Callable[[str], None] = lambda message: None) -> EncodedSplit | None:
-    """The unlabelled texts a run draws from, encoded with its vocabulary (None when it draws none).
+                    log: Callable[[str], None] = lambda message: None) -> tuple[RunConfig, EncodedSplit | None]:
+    """The recipe and the unlabelled texts a run draws from, encoded with its vocabulary (None
+    when it draws none).
 
-    Raises :class:`DataError` when the recipe asks for unlabelled batches and neither
-    ``--unlabelled-data`` nor the source (aclImdb's ``train/unsup``) has any texts.
+    When distillation is the only loss that reads unlabelled texts and there are none (``best``
+    on a person's own file), the run goes on without it: the recipe comes back with
+    ``distill_weight`` and ``unlabelled_batch_size`` 0 (a copy; the saved recipe says so) and a
+    note is logged. Raises :class:`DataError` when another loss asks for unlabelled batches and
+    neither ``--unlabelled-data`` nor the source (aclImdb's ``train/unsup``) has any texts.
     """
-    if not config.train.unlabelled_batch_size:
-        return None
+    train = config.train
+    if not train.unlabelled_batch_size:
+        return config, None
     started = time.perf_counter()
     texts, where = read_unlabelled_texts(source, config.data)
+    if not texts and train.distill_weight and not (train.virtual_adversarial_weight or train.entropy_weight):
+        log(f"note: {source} has no unlabelled texts, so the network learns without distillation from the n-gram "
+            "regression (name some with --unlabelled-data PATH)")
+        resolved = copy.deepcopy(config)
+        resolved.train.distill_weight, resolved.train.unlabelled_batch_size = 0.0, 0
+        return resolved.validate(), None
     if not texts:
         raise DataError(f"{source} has no unlabelled texts for --unlabelled-batch-size; name some with "
                         "--unlabelled-data PATH (a .txt file of one text a line, a .jsonl/.csv file or a folder)")
     flat, offsets = encode_corpus(texts, vocabulary)
     log(f"{len(texts):,} unlabelled texts from {where}, read and encoded in {time.perf_counter() - started:.1f}s")
-    return EncodedSplit(flat, offsets, np.zeros(len(texts), dtype=np.int64))
+    return config, EncodedSplit(flat, offsets, np.zeros(len(texts), dtype=np.int64))
 
 
 class UnlabelledSampler:
