@@ -85,7 +85,7 @@ def test_config_vocabulary_and_records_are_stored(saved):
     assert artifact.metrics == {"accuracy": 0.5}
     assert artifact.history == HISTORY
     header = json.loads((directory / "config.json").read_text())
-    assert header["format"] == "rnnsent-model" and header["format_version"] == 2
+    assert header["format"] == "rnnsent-model" and header["format_version"] == 3
     assert header["rnnsent_version"] == rnnsent.__version__
     assert header["parameters"] == 40 * 50 + 280 + 6
     assert json.loads((directory / "vocabulary.json").read_text())["words"] == list(vocabulary.words)

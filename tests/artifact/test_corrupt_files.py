@@ -87,7 +87,7 @@ ARTIFACT_DAMAGE = {
     "binary manifest": (lambda d: (d / "manifest.json").write_bytes(b"\xff\xfe\x00garbage"), "manifest.json"),
     "foreign manifest": (lambda d: (d / "manifest.json").write_text('{"name": "left-pad", "version": "1.0.0"}'), "manifest.json"),
     "manifest is a list": (lambda d: (d / "manifest.json").write_text("[1, 2]"), "manifest.json"),
-    "manifest version 3": (lambda d: edit_json(d, "manifest.json", lambda m: m.update(format_version=3)), "manifest.json"),
+    "manifest version 4": (lambda d: edit_json(d, "manifest.json", lambda m: m.update(format_version=4)), "manifest.json"),
     "manifest and config versions differ": (lambda d: edit_json(d, "manifest.json", lambda m: m.update(format_version=1)),
                                             "manifest.json"),
     "manifest without weights": (lambda d: edit_json(d, "manifest.json", lambda m: m["files"].pop("model.safetensors")),

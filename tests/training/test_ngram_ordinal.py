@@ -198,7 +198,7 @@ def test_best_learns_star_ratings_with_the_ordinal_fit_and_saves_it(tmp_path):
 
 
 def test_checkpoint_writes_the_frozen_table_once_and_resume_restores_it(tmp_path):
-    from rnnsent.artifact.files import read_tensors
+    from rnnsent.artifact.directory import load_artifact
     from rnnsent.training import checkpoint as checkpoints
 
     data = write_jsonl(tmp_path / "stars.jsonl", rating_rows(30, seed=2))
@@ -214,7 +214,7 @@ def test_checkpoint_writes_the_frozen_table_once_and_resume_restores_it(tmp_path
     _, best = checkpoints.restore(meta, tensors, model, optimizer)
     assert set(best) == set(model.state_dict())
     assert best["ngrams.weight.weight"].data_ptr() == model.ngrams.weight.weight.data_ptr()
-    saved = read_tensors(tmp_path / "model" / "model.safetensors")
+    saved = load_artifact(tmp_path / "model").model.state_dict()
     torch.testing.assert_close(best["ngrams.weight.weight"], saved["ngrams.weight.weight"])
 
 
@@ -239,7 +239,7 @@ class Killed(BaseException):
 
 
 def test_the_readout_is_fitted_before_the_network_and_a_distilled_run_resumes_exactly(tmp_path, monkeypatch):
-    from rnnsent.artifact.files import read_tensors
+    from rnnsent.artifact.directory import load_artifact
     from rnnsent.training import checkpoint as checkpoints
     from rnnsent.training import loop
 
@@ -265,7 +265,7 @@ def test_the_readout_is_fitted_before_the_network_and_a_distilled_run_resumes_ex
     with pytest.raises(Killed):
         rnnsent.train("best", data=data, out=tmp_path / "killed", **settings)
     monkeypatch.setattr(loop.checkpoints, "save_checkpoint", save)
-    final = read_tensors(tmp_path / "reference" / "model.safetensors")
+    final = load_artifact(tmp_path / "reference").model.state_dict()
     torch.testing.assert_close(first["model.ngrams.readout"], final["ngrams.readout"], rtol=0, atol=0)
     assert not torch.equal(final["ngrams.readout"], torch.ones(4, 5).triu(diagonal=1))  # fitted, not the start
     rnnsent.train(resume=tmp_path / "killed", **QUIET)
