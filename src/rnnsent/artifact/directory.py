@@ -37,12 +37,14 @@ from rnnsent import __version__
 from rnnsent.artifact.curves import learning_curves_png
 from rnnsent.artifact.files import (
     MAX_JSON_BYTES,
+    compact_table,
     one_line,
     read_json,
     read_regular_file,
     read_tensors,
     sha256_bytes,
     tensors_to_bytes,
+    whole_table,
     write_bytes_atomic,
     write_json_atomic,
 )
@@ -306,38 +308,17 @@ def _read_labels(directory: Path, checksums: dict[str, str]) -> tuple[LabelSpace
 def _stored_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The tensors ``model.safetensors`` holds: ``state`` with its n-gram table as the rows that
     hold a weight (:data:`NGRAM_TABLE`), when that is at most half of them."""
-    table = state.get(NGRAM_TABLE)
-    if table is None or table.dim() != 2:
-        return state
-    present = torch.nonzero(table.ne(0).any(dim=1)).squeeze(1)  # (rows with a weight,), ascending
-    if 2 * len(present) > len(table):
-        return state
-    index_type = torch.int32 if len(table) < 2**31 else torch.int64
-    stored = {name: tensor for name, tensor in state.items() if name != NGRAM_TABLE}
-    stored[NGRAM_TABLE + ".rows"] = present.to(index_type)
-    stored[NGRAM_TABLE + ".values"] = table[present]  # (rows with a weight, columns)
-    return stored
+    return compact_table(state, NGRAM_TABLE)
 
 
 def _dense_table(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]],
                  path: Path) -> dict[str, torch.Tensor]:
     """``tensors`` with an n-gram table stored as its rows (:func:`_stored_weights`) made whole
     again, of the shape the config gives it; raises :class:`ArtifactError` when they do not fit."""
-    rows = tensors.pop(NGRAM_TABLE + ".rows", None)
-    values = tensors.pop(NGRAM_TABLE + ".values", None)
-    if rows is None and values is None:
-        return tensors
-    shape = expected.get(NGRAM_TABLE)
-    fits = (rows is not None and values is not None and shape is not None and rows.dim() == 1
-            and rows.dtype in (torch.int32, torch.int64) and tuple(values.shape) == (len(rows), shape[1])
-            and NGRAM_TABLE not in tensors)
-    if fits and len(rows):
-        fits = int(rows.min()) >= 0 and int(rows.max()) < shape[0] and bool((rows[1:] > rows[:-1]).all())
-    if not fits:
-        raise ArtifactError(f"{path}: the n-gram table's stored rows do not fit the config; retrain the model")
-    table = torch.zeros(shape, dtype=values.dtype)
-    table[rows.long()] = values
-    return {**tensors, NGRAM_TABLE: table}
+    try:
+        return whole_table(tensors, NGRAM_TABLE, expected.get(NGRAM_TABLE))
+    except ValueError:
+        raise ArtifactError(f"{path}: the n-gram table's stored rows do not fit the config; retrain the model") from None
 
 
 def _version_1_weights(tensors: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:

@@ -92,6 +92,46 @@ def _sorted_metadata(data: bytes) -> bytes:
     return data[:8] + text + b" " * (size - len(text)) + data[8 + size:]
 
 
+def compact_table(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """``tensors`` with the 2-d table ``name`` replaced by the rows that hold a weight, when
+    those are at most half of its rows: ``name.rows``, their ascending indices (int32, or
+    int64 for 2**31 rows or more), and ``name.values`` ``(rows, columns)``. Otherwise (or
+    without such a table) ``tensors`` as they are. :func:`whole_table` undoes it exactly."""
+    table = tensors.get(name)
+    if table is None or table.dim() != 2:
+        return tensors
+    present = torch.nonzero(table.ne(0).any(dim=1)).squeeze(1)  # (rows with a weight,), ascending
+    if 2 * len(present) > len(table):
+        return tensors
+    index_type = torch.int32 if len(table) < 2**31 else torch.int64
+    compact = {key: tensor for key, tensor in tensors.items() if key != name}
+    compact[name + ".rows"] = present.to(index_type)
+    compact[name + ".values"] = table[present]  # (rows with a weight, columns)
+    return compact
+
+
+def whole_table(tensors: dict[str, torch.Tensor], name: str, shape: tuple[int, ...] | None) -> dict[str, torch.Tensor]:
+    """``tensors`` with a table that :func:`compact_table` stored as its rows made whole again,
+    of ``shape`` (the shape the model gives it); as they are when it was stored whole. Raises
+    ``ValueError`` when the stored rows do not fit ``shape`` (indices out of range or out of
+    order, values of another width, one of the pair missing)."""
+    rows, values = tensors.get(name + ".rows"), tensors.get(name + ".values")
+    if rows is None and values is None:
+        return tensors
+    fits = (rows is not None and values is not None and shape is not None and len(shape) == 2 and rows.dim() == 1
+            and rows.dtype in (torch.int32, torch.int64) and tuple(values.shape) == (len(rows), shape[1])
+            and name not in tensors)
+    if fits and len(rows):
+        fits = int(rows.min()) >= 0 and int(rows.max()) < shape[0] and bool((rows[1:] > rows[:-1]).all())
+    if not fits:
+        raise ValueError(f"the stored rows of {name} do not fit a table of shape {shape}")
+    table = torch.zeros(shape, dtype=values.dtype)
+    table[rows.long()] = values
+    whole = {key: tensor for key, tensor in tensors.items() if key not in (name + ".rows", name + ".values")}
+    whole[name] = table
+    return whole
+
+
 def read_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file, checked against a checksum when one is given."""
     data = read_regular_file(path)
