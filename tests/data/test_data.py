@@ -69,6 +69,18 @@ def test_imdb_archive_reads_the_same_as_the_folder(tmp_path):
     assert data_module.read_unlabelled(tree) == ["no label here"]
 
 
+def test_an_archive_cut_anywhere_is_a_clear_error(tmp_path):
+    # A cut that falls between two entries once read as a shorter archive (about 1 cut in 14):
+    # a missing split, or no error at all.
+    tree = write_imdb_tree(tmp_path / "tree", per_label=20)
+    data = make_archive(tree, tmp_path / "aclImdb.tar.gz").read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    for length in range(1, len(data), max(1, len(data) // 120)):
+        cut.write_bytes(data[:length])
+        with pytest.raises(DataError, match="truncated or corrupt"):
+            read_corpus(cut)
+
+
 def test_truncated_archive_is_a_clear_error(tmp_path):
     tree = write_imdb_tree(tmp_path / "tree", per_label=20)
     archive = make_archive(tree, tmp_path / "aclImdb.tar.gz")
@@ -573,10 +585,16 @@ def test_aclimdb_urls_give_each_review_its_film_and_a_validation_split_by_film(t
         train, validation = training_splits(encoded.train, 1 / 3, by="movie")
         assert set(train.groups.tolist()).isdisjoint(validation.groups.tolist()) and len(validation) == 4
         encoded = load_encoded(tree, TextConfig(num_words=30), cache_dir=tmp_path / "cache", quiet=True)
+    # auto: by film where the data names the films, as best asks.
+    by_film = training_splits(encoded.train, 1 / 3, by="movie")
+    assert all(np.array_equal(a.flat, b.flat) for a, b in zip(training_splits(encoded.train, 1 / 3, by="auto"), by_film))
+    csv_split = load_encoded(write_csv(tmp_path / "r.csv", make_reviews(30)), TextConfig(num_words=30),
+                             cache_dir=tmp_path / "cache", quiet=True).train
     with pytest.raises(DataError, match="--validation-by movie needs the film of each review"):
-        csv_source = write_csv(tmp_path / "r.csv", make_reviews(30))
-        training_splits(load_encoded(csv_source, TextConfig(num_words=30), cache_dir=tmp_path / "cache", quiet=True).train,
-                        0.2, by="movie")
+        training_splits(csv_split, 0.2, by="movie")
+    # ... and random reviews where it does not.
+    assert all(np.array_equal(a.flat, b.flat)
+               for a, b in zip(training_splits(csv_split, 0.2, by="auto"), training_splits(csv_split, 0.2)))
 
 
 def test_ratings_are_read_from_the_file_names_of_a_folder_and_an_archive(tmp_path):
@@ -588,3 +606,33 @@ def test_ratings_are_read_from_the_file_names_of_a_folder_and_an_archive(tmp_pat
         corpus = load_encoded(source, TextConfig(num_words=30), cache_dir=tmp_path / "cache", quiet=True,
                               data=DataConfig(labels="rating"))
         assert (corpus.labels.task, corpus.labels.names, corpus.labels.ordered) == ("multiclass", ("2", "8", "10"), True)
+
+
+def test_best_holds_out_whole_films_of_aclimdb_and_says_so(tmp_path, capsys):
+    import json
+
+    from rnnsent.cli.main import main
+
+    tree = write_imdb_tree(tmp_path, per_label=20)
+    for label in ("neg", "pos"):
+        lines = [f"http://www.imdb.com/title/tt{1 + i // 4}/usercomments" for i in range(20)]  # 5 films, 4 reviews each
+        (tree / "train" / f"urls_{label}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code = main(["train", "--data", str(tree), "--preset", "best", "--num-words", "60", "--maxlen", "20",
+                 "--embedding-dim", "4", "--hidden-size", "3", "--epochs", "1", "--pretrain-window", "0",
+                 "--ngram-buckets", "64", "--threads", "1", "--quiet", "--out", str(tmp_path / "model")])
+    output = capsys.readouterr().out
+    assert code == 0 and "validation (whole films)" in output, output
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())["config"]["train"]
+    assert saved["validation_by"] == "auto"
+
+
+def test_a_validation_split_by_film_holds_out_at_least_one_film():
+    from rnnsent.data.splits import grouped_held_out_split
+
+    # 4 films of 10 reviews: a tenth is less than one film, which once left the validation split empty.
+    groups = np.repeat(["tt1", "tt2", "tt3", "tt4"], 10)
+    kept, held = grouped_held_out_split(groups, 0.1)
+    assert len(held) == 10 and len(set(groups[held])) == 1 and len(kept) == 30
+    assert set(groups[kept]).isdisjoint(groups[held])
+    with pytest.raises(DataError, match="all 6 training reviews are of one film"):
+        grouped_held_out_split(np.repeat(["tt1"], 6), 0.1)

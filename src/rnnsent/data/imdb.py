@@ -9,6 +9,7 @@ ordered by label, then by the numeric id that starts each file name.
 
 from __future__ import annotations
 
+import gzip
 import sys
 import tarfile
 from pathlib import Path
@@ -26,13 +27,20 @@ Buckets = dict[tuple[str, str], list[tuple[str, str]]]
 Urls = dict[tuple[str, str], list[str]]
 
 
+def _open_archive_stream(path: Path):
+    """The archive's bytes as a stream, uncompressed when it is gzipped (``.tar.gz``, ``.tgz``)."""
+    if path.name.lower().endswith((".gz", ".tgz")):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
 def read_imdb_archive(path: Path, include_unlabelled: bool = False, labels: str = "sentiment") -> Corpus:
     """aclImdb from its ``.tar.gz``, read as a stream in one pass."""
     buckets: Buckets = {}
     urls: Urls = {}
     official = False  # the archive holds aclImdb's own files beside the reviews
     try:
-        with tarfile.open(path, mode="r|*") as archive:
+        with _open_archive_stream(path) as raw, tarfile.open(fileobj=raw, mode="r|") as archive:
             for member in archive:
                 parts = member.name.split("/")
                 official = official or member.name == "aclImdb/imdb.vocab"
@@ -56,6 +64,11 @@ def read_imdb_archive(path: Path, include_unlabelled: bool = False, labels: str 
                 assert stream is not None
                 text = decode_utf8(stream.read(), f"{path}:{member.name}")
                 buckets.setdefault((split, label), []).append((parts[3], text))
+            # tarfile ends where the entries end, and takes data that runs out cleanly between
+            # two entries for the end; reading the compressed stream to its end makes gzip check
+            # its end-of-stream marker, so a cut .tar.gz fails here instead of reading short.
+            while raw.read(1 << 20):
+                pass
     except (tarfile.TarError, EOFError, OSError, ValueError) as error:
         if isinstance(error, DataError):
             raise

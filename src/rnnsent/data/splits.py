@@ -60,9 +60,23 @@ def grouped_held_out_split(groups: np.ndarray, fraction: float) -> tuple[np.ndar
     unique, counts = np.unique(groups, return_counts=True)
     order = np.random.default_rng(HELD_OUT_SEED).permutation(len(unique))
     taken = np.cumsum(counts[order]) <= int(round(len(groups) * fraction))
+    # At least one film, even when it alone is more than the fraction: an empty validation
+    # split would leave every choice made on it undefined.
+    taken[0] = taken[0] or fraction > 0
     held_groups = unique[order[taken]]
     held = np.isin(groups, held_groups)
+    if held.all():
+        raise DataError(f"--validation-by movie: all {len(groups)} training reviews are of one film, so none would "
+                        "be left to train on; use --validation-by random")
     return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def resolve_validation_by(by: str, split: EncodedSplit) -> str:
+    """What ``by="auto"`` stands for with ``split``: ``movie`` when it says which film each review
+    is of (aclImdb), else ``random``. Any other value is itself."""
+    if by != "auto":
+        return by
+    return "movie" if split.groups is not None else "random"
 
 
 def training_splits(split: EncodedSplit, validation_fraction: float, limit: int = 0,
@@ -71,14 +85,15 @@ def training_splits(split: EncodedSplit, validation_fraction: float, limit: int 
 
     ``by="random"`` holds out a stratified random fraction of the reviews; ``by="movie"``
     whole films, so that reviews of one film never fall on both sides (aclImdb's ``urls_*.txt``
-    say which film each review is of). ``validation`` is None when the fraction is 0. Training
+    say which film each review is of); ``by="auto"`` the second where the split knows the films,
+    else the first. ``validation`` is None when the fraction is 0. Training
     and word-vector pretraining both take their reviews from here, so vectors never see a
     validation review.
     """
     limited = limit_split(split, limit)
     if not validation_fraction:
         return limited, None
-    if by == "movie":
+    if resolve_validation_by(by, limited) == "movie":
         if limited.groups is None:
             raise DataError("--validation-by movie needs the film of each review, which only aclImdb "
                             "(its urls_*.txt) tells; use --validation-by random")

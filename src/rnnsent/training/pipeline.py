@@ -30,7 +30,7 @@ from rnnsent.data.cache import load_encoded
 from rnnsent.data.corpus import EncodedCorpus, EncodedSplit
 from rnnsent.data.download import source_identity
 from rnnsent.data.sources import ARCHIVE_SUFFIXES
-from rnnsent.data.splits import limit_split
+from rnnsent.data.splits import limit_split, resolve_validation_by
 from rnnsent.errors import ConfigError
 from rnnsent.inference.evaluate import evaluate_model
 from rnnsent.labels import LabelSpace
@@ -98,7 +98,10 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
     config, data.unlabelled = unlabelled_pool(config, source, corpus.vocabulary, log)
     if not resume and checkpoints.has_checkpoint(out):
         log(f"note: starting afresh in {out} (its previous checkpoint is replaced)")
-    validation = f", {len(data.validation)} validation" if data.validation is not None else ""
+    validation = ""
+    if data.validation is not None:
+        by = resolve_validation_by(config.train.validation_by, corpus.train)
+        validation = f", {len(data.validation)} validation" + (" (whole films)" if by == "movie" else "")
     log(f"preset {config.preset}: {len(data.train)} training reviews{validation}, "
         f"maxlen {config.text.maxlen}, {config.model.cell} cell, device {world.device}")
     if not corpus.labels.is_sentiment:
