@@ -24,7 +24,7 @@ EXAMPLES = {
   rnnsent train --preset seed --out runs/seed            # the notebook's recipe on IMDB
   rnnsent train --preset seed --maxlen 100 --epochs 3 --out runs/longer
   rnnsent train --preset bigru --out runs/bigru          # a much stronger model
-  rnnsent train --preset best --out runs/best            # the most accurate (~0.919, ~8 min on 2 cores)
+  rnnsent train --preset best --out runs/best            # the most accurate (~0.920, ~8-10 min on 2 cores)
   rnnsent train --data reviews.csv --cell gru --hidden-size 32 --out runs/mine
   rnnsent train --resume runs/seed                       # continue an interrupted run
   rnnsent train --config runs/tune/best.json --data reviews.csv --out runs/tuned   # a saved recipe
