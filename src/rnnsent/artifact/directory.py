@@ -124,7 +124,7 @@ def save_artifact(
         }),
         "vocabulary.json": _json_bytes({"index_from": vocabulary.index_from, "words": list(vocabulary.words)}),
         "labels.json": _json_bytes({**labels.to_dict(), "temperature": temperature, "thresholds": thresholds}),
-        "model.safetensors": tensors_to_bytes(_stored_weights(model.state_dict()),
+        "model.safetensors": tensors_to_bytes(compact_table(model.state_dict(), NGRAM_TABLE),
                                               {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}),
         "metrics.json": _json_bytes(metrics or {}),
         "history.json": _json_bytes(history or []),
@@ -305,15 +305,9 @@ def _read_labels(directory: Path, checksums: dict[str, str]) -> tuple[LabelSpace
     return labels, temperature, thresholds
 
 
-def _stored_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The tensors ``model.safetensors`` holds: ``state`` with its n-gram table as the rows that
-    hold a weight (:data:`NGRAM_TABLE`), when that is at most half of them."""
-    return compact_table(state, NGRAM_TABLE)
-
-
 def _dense_table(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]],
                  path: Path) -> dict[str, torch.Tensor]:
-    """``tensors`` with an n-gram table stored as its rows (:func:`_stored_weights`) made whole
+    """``tensors`` with an n-gram table stored as its rows (:func:`compact_table`) made whole
     again, of the shape the config gives it; raises :class:`ArtifactError` when they do not fit."""
     try:
         return whole_table(tensors, NGRAM_TABLE, expected.get(NGRAM_TABLE))

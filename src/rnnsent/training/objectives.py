@@ -30,12 +30,14 @@ The noise of the power iteration is a pure function of ``(seed, step, row)``
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnsent.config import TrainConfig
+from rnnsent.config import RunConfig, TrainConfig
 from rnnsent.model.build import recurrent_network
 from rnnsent.model.loss import classification_loss
 
@@ -145,23 +147,23 @@ class TrainingObjective(nn.Module):
         if self.virtual_adversarial_weight or self.entropy_weight or self.distill_weight:
             if unlabelled_ids is None:
                 rows, row_lengths, row_embedded, row_logits = ids, lengths, embedded, logits
-            elif self.distill_weight:
+            else:
                 rows, row_lengths = unlabelled_ids, unlabelled_lengths
                 row_embedded = network.embed(rows)
                 # One pass gives the network's logits and the frozen regression's (the teacher):
                 # (u,) or (u, K) each. While the network trains the blend is (1, 0, 0), so the
                 # model's logit is the network's.
-                parts = self.model.part_logits(rows, row_lengths, embedded=row_embedded)
-                row_logits, teacher = self.model.combine(parts), parts["ngrams"].detach() / self.distill_temperature
-            else:
-                rows, row_lengths = unlabelled_ids, unlabelled_lengths
-                row_embedded = network.embed(rows)
-                row_logits = self.model(rows, row_lengths, embedded=row_embedded)[0]
+                if self.distill_weight:
+                    parts = self.model.part_logits(rows, row_lengths, embedded=row_embedded)
+                    row_logits = self.model.combine(parts)
+                else:
+                    row_logits = self.model(rows, row_lengths, embedded=row_embedded)[0]
             if self.entropy_weight:
                 entropy = prediction_entropy(row_logits, self.task).mean()
                 objective = objective + self.entropy_weight * entropy * unlabelled_scale
             if self.distill_weight:
                 assert unlabelled_ids is not None, "distillation reads unlabelled rows"
+                teacher = parts["ngrams"].detach() / self.distill_temperature  # (u,) or (u, K)
                 divergence = prediction_divergence(teacher, row_logits, self.task).mean()
                 objective = objective + self.distill_weight * divergence * unlabelled_scale
             if self.virtual_adversarial_weight:
@@ -194,6 +196,16 @@ def virtual_adversarial_perturbation(model: nn.Module, ids: torch.Tensor, length
     nudged = model(ids, lengths, embedded=embedded.detach() + step)[0]
     gradient, = torch.autograd.grad(prediction_divergence(reference, nudged, model.task).sum(), step)
     return scale_to_norm(gradient.detach(), norm)
+
+
+def without_distillation(config: RunConfig) -> RunConfig:
+    """A copy of ``config`` with distillation off, and its unlabelled batches too unless the
+    virtual adversarial or entropy loss reads them; validated."""
+    resolved = copy.deepcopy(config)
+    resolved.train.distill_weight = 0.0
+    if not (config.train.virtual_adversarial_weight or config.train.entropy_weight):
+        resolved.train.unlabelled_batch_size = 0
+    return resolved.validate()
 
 
 def training_objective(model: nn.Module, train: TrainConfig) -> TrainingObjective | None:

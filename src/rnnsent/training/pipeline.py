@@ -42,7 +42,7 @@ from rnnsent.model.summary import count_parameters
 from rnnsent.training import checkpoint as checkpoints
 from rnnsent.training.distributed import World, barrier, setup, teardown
 from rnnsent.training.loop import Trainer, TrainResult
-from rnnsent.training.objectives import training_objective
+from rnnsent.training.objectives import training_objective, without_distillation
 from rnnsent.training.optim import build_optimizer
 from rnnsent.training.steps import choose_step, sparse_embedding_applies
 from rnnsent.training.tensors import Tensors, TrainingData, prepare_data
@@ -190,13 +190,9 @@ def without_a_missing_teacher(config: RunConfig, log: Log) -> RunConfig:
     train, model = config.train, config.model
     if not train.distill_weight or (model.ngram_buckets and model.ngram_fit in STACKED_FITS):
         return config
-    resolved = copy.deepcopy(config)
-    resolved.train.distill_weight = 0.0
-    if not (train.virtual_adversarial_weight or train.entropy_weight):
-        resolved.train.unlabelled_batch_size = 0
     log("note: distillation is off: it learns from a stacked n-gram regression, which this recipe has not "
         f"(--ngram-buckets {model.ngram_buckets}, --ngram-fit {model.ngram_fit})")
-    return resolved.validate()
+    return without_distillation(config)
 
 
 def next_power_of_two(value: int) -> int:

@@ -14,7 +14,6 @@ texts, as with the labelled batches.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from rnnsent.errors import ConfigError, DataError
 from rnnsent.text.encoder import encode_corpus
 from rnnsent.text.vocabulary import Vocabulary
 from rnnsent.training.distributed import World
+from rnnsent.training.objectives import without_distillation
 
 # The stream number of the unlabelled batches' order (see epoch_batches), so that it is not the
 # training reviews'.
@@ -67,9 +67,7 @@ def unlabelled_pool(config: RunConfig, source: Path, vocabulary: Vocabulary,
     if not texts and train.distill_weight and not (train.virtual_adversarial_weight or train.entropy_weight):
         log(f"note: {source} has no unlabelled texts, so the network learns without distillation from the n-gram "
             "regression (name some with --unlabelled-data PATH)")
-        resolved = copy.deepcopy(config)
-        resolved.train.distill_weight, resolved.train.unlabelled_batch_size = 0.0, 0
-        return resolved.validate(), None
+        return without_distillation(config), None
     if not texts:
         raise DataError(f"{source} has no unlabelled texts for --unlabelled-batch-size; name some with "
                         "--unlabelled-data PATH (a .txt file of one text a line, a .jsonl/.csv file or a folder)")
