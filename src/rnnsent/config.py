@@ -191,7 +191,8 @@ class TrainConfig:
                                          low=0, high=1_000_000)
     seed: int = setting(0, "seed of initialisation, batch order and dropout: same seed, same run")
     lm_steps: int = setting(0, "first train the embedding and recurrent layers as next-word language models (one per "
-                               "direction) for this many steps on the training and unlabelled texts (0: off)",
+                               "direction) for this many steps on the training and unlabelled texts (0: off; in "
+                               "train, at most one pass over them)",
                             low=0, high=10**9)
     lm_batch_size: int = setting(128, "language model: parallel token streams per step", low=1, high=100_000)
     lm_bptt: int = setting(25, "language model: tokens per truncated back-propagation segment", low=1, high=100_000)

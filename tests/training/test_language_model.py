@@ -341,3 +341,17 @@ def test_train_with_lm_steps_pretrains_first_and_counts_it_as_training(imdb, tmp
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["language_model"]["steps"] == 5
     assert 0 < metrics["language_model"]["seconds"] <= metrics["train_seconds"]
+
+
+def test_train_pretrains_for_at_most_one_pass_over_its_texts(imdb, tmp_path, capsys):
+    # A preset's step count is sized for IMDB; on a small data set it would read the same few
+    # texts hundreds of times, so inside train the pretraining stops after one pass.
+    root, flags = imdb
+    out = tmp_path / "model"
+    assert main(["train", "--preset", "bigru", *flags, *LM_FLAGS, "--lm-steps", "100000", "--epochs", "1", "--quiet",
+                 "--no-report-test", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    figures = json.loads((out / "metrics.json").read_text())["language_model"]
+    assert 0 < figures["steps"] < 100000
+    assert figures["passes"] == 1.0
+    assert f"one pass over these texts is {figures['steps']:,} steps, fewer than --lm-steps 100,000" in printed

@@ -295,8 +295,14 @@ def language_model_stage(network: RecurrentClassifier, config: RunConfig, option
                                   config.train.validation_by)
     device = network.embedding.weight.device
     trainer = LanguageModelTrainer(config, starting_model(config, network), _streams(config, reviews, log), device, log)
+    # Inside a training run the pretraining reads the texts at most once: more passes over a
+    # small data set cost minutes and teach the encoder little the fine-tuning will not.
+    steps = min(config.train.lm_steps, trainer.steps_per_pass)
+    if steps < config.train.lm_steps:
+        log(f"language model: one pass over these texts is {steps:,} steps, fewer than --lm-steps "
+            f"{config.train.lm_steps:,}; running one pass (rnnsent pretrain --language-model runs more)")
     progress = checkpoints.Progress()
-    trainer.fit(progress, config.train.lm_steps)
+    trainer.fit(progress, steps)
     copy_into_classifier(network, trainer.model)
     figures = trainer.figures(progress)
     log(f"language model: {figures['steps']:,} steps, {figures['tokens']:,} tokens per direction in "
