@@ -12,6 +12,7 @@ from rnnsent.config import (
     RunConfig,
     TextConfig,
     TrainConfig,
+    apply_overrides,
     build_config,
 )
 
@@ -46,6 +47,23 @@ def test_overrides_win_over_the_preset_and_are_coerced():
     assert config.model.bidirectional is False
     # Untouched preset values stay.
     assert config.model.pooling == "maxmean"
+
+
+@pytest.mark.parametrize("loaded, stage, value", [
+    ("embeddings", "pretrain_window", "vectors.safetensors"),
+    ("encoder", "lm_steps", "runs/encoder"),
+])
+def test_a_file_to_load_turns_off_the_preset_stage_that_would_build_it(loaded, stage, value):
+    # A recipe that builds the thing (as best builds its word vectors), then the file named on
+    # top, as the command line does with a preset or a saved recipe: the file is the start instead.
+    config = build_config("best", {stage: 7})
+    assert {**vars(config.model), **vars(config.train)}[stage] == 7
+    apply_overrides(config, {loaded: value}).validate()
+    flat = {**vars(config.model), **vars(config.train)}
+    assert (flat[loaded], flat[stage]) == (value, 0)
+    # Both named by the user: a contradiction, refused with a one-line hint.
+    with pytest.raises(ValueError, match="choose one"):
+        build_config("best", {stage: 7, loaded: value})
 
 
 def test_defaults_are_not_shared_between_configs():

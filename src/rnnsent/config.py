@@ -448,8 +448,19 @@ def build_options(overrides: dict[str, Any] | None = None) -> RunOptions:
     return _section_from(RunOptions, overrides or {}, "run option").validate()
 
 
+# Settings that load what a stage of the recipe would otherwise build, and that stage's
+# setting: naming the file turns the stage off, so that ``--preset best --embeddings FILE``
+# starts from the file rather than refusing because best builds its own vectors. Naming both
+# in the same overrides is still refused by validate ("choose one").
+LOADED_INSTEAD_OF: dict[str, str] = {"embeddings": "pretrain_window", "encoder": "lm_steps"}
+
+
 def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    """Set flat ``name: value`` recipe overrides on the right sections, with type checks."""
+    """Set flat ``name: value`` recipe overrides on the right sections, with type checks.
+
+    A file to load (``embeddings``, ``encoder``) turns off the stage that would build it
+    (``pretrain_window``, ``lm_steps``) unless the overrides set that stage too.
+    """
     owner = field_owner()
     types = {f.name: f.type for fs in section_fields().values() for f in fs}
     for name, value in overrides.items():
@@ -458,6 +469,9 @@ def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
                 raise ConfigError(f"{name} says how a run executes, not what it learns: pass it as a run option")
             raise ConfigError(f"unknown setting {name!r}; run 'rnnsent train --help' for the list")
         setattr(getattr(config, owner[name]), name, _coerce(name, value, types[name]))
+    for loaded, stage in LOADED_INSTEAD_OF.items():
+        if overrides.get(loaded) and stage not in overrides:
+            setattr(getattr(config, owner[stage]), stage, 0)
     return config
 
 
