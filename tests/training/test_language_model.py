@@ -321,7 +321,9 @@ def test_pretrain_command_errors(imdb, tmp_path, capsys):
     root, flags = imdb
     cases = [
         (["pretrain", "--language-model", *flags], "say where to write the encoder"),
-        (["pretrain", "--language-model", *flags, "--out", str(tmp_path / "e")], "say how long to pretrain"),
+        # bigru's recipe has no --lm-steps of its own (best's has 2,500).
+        (["pretrain", "--language-model", "--preset", "bigru", *flags, "--out", str(tmp_path / "e")],
+         "say how long to pretrain"),
         (["pretrain", *flags, "--max-minutes", "1", "--out", str(tmp_path / "v.safetensors")], "go with --language-model"),
         (["pretrain", "--language-model", "--resume", str(tmp_path / "none")], "no checkpoint to resume from"),
         (["pretrain", "--language-model", "--resume", str(tmp_path), "--hidden-size", "3"], "drop --out and the setting flags"),
@@ -355,3 +357,19 @@ def test_train_pretrains_for_at_most_one_pass_over_its_texts(imdb, tmp_path, cap
     assert 0 < figures["steps"] < 100000
     assert figures["passes"] == 1.0
     assert f"one pass over these texts is {figures['steps']:,} steps, fewer than --lm-steps 100,000" in printed
+
+
+def test_train_on_too_little_text_for_one_step_goes_on_without_pretraining(imdb, tmp_path, capsys):
+    # best's 128 rows of 25 tokens need 3,200 tokens for one step; a few hundred short texts
+    # have fewer, and the run trains from the word vectors instead of failing.
+    root, flags = imdb
+    out = tmp_path / "model"
+    assert main(["train", "--preset", "bigru", *flags, "--lm-steps", "5", "--lm-batch-size", "128", "--lm-bptt", "25",
+                 "--epochs", "1", "--quiet", "--no-report-test", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fewer than --lm-batch-size 128 rows; the network trains without language-model pretraining" in printed
+    assert "language_model" not in json.loads((out / "metrics.json").read_text())
+    # With rows the text fills, the same run pretrains.
+    assert main(["train", "--preset", "bigru", *flags, "--lm-steps", "5", "--lm-batch-size", "4", "--lm-bptt", "25",
+                 "--epochs", "1", "--quiet", "--no-report-test", "--out", str(tmp_path / "filled")]) == 0
+    assert json.loads((tmp_path / "filled" / "metrics.json").read_text())["language_model"]["steps"] == 5

@@ -24,7 +24,7 @@ EXAMPLES = {
   rnnsent train --preset seed --out runs/seed            # the notebook's recipe on IMDB
   rnnsent train --preset seed --maxlen 100 --epochs 3 --out runs/longer
   rnnsent train --preset bigru --out runs/bigru          # a much stronger model
-  rnnsent train --preset best --out runs/best            # the most accurate (~0.920, ~8-10 min on 2 cores)
+  rnnsent train --preset best --out runs/best            # the most accurate (~0.922, ~14 min on 2 cores)
   rnnsent train --data reviews.csv --cell gru --hidden-size 32 --out runs/mine
   rnnsent train --resume runs/seed                       # continue an interrupted run
   rnnsent train --config runs/tune/best.json --data reviews.csv --out runs/tuned   # a saved recipe
@@ -106,9 +106,10 @@ The settings (--num-words, --embedding-dim, --pretrain-window, --validation-spli
 training recipe's, from --preset (default: best) and the flags.
 
 language model (--language-model):
-  rnnsent pretrain --language-model --out runs/encoder --max-minutes 10     # best's BiGRU encoder
-  rnnsent pretrain --language-model --resume runs/encoder --max-minutes 10  # ten minutes more
-  rnnsent train --preset best --encoder runs/encoder --out runs/best-lm
+  rnnsent pretrain --language-model --out runs/encoder    # best's BiGRU encoder: its 2,500 steps
+  rnnsent pretrain --language-model --lm-steps 20000 --max-minutes 10 --out runs/long   # longer
+  rnnsent pretrain --language-model --resume runs/long --max-minutes 10   # ten minutes more
+  rnnsent train --preset best --encoder runs/long --out runs/best-long    # instead of best's own
 
 The recipe's embedding and recurrent layers learn to predict the next word (and, for a
 bidirectional recipe, a backward model the previous word) over the training and unlabelled

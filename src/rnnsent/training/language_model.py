@@ -49,6 +49,7 @@ from rnnsent.training.token_streams import (
     SegmentRows,
     TokenStreams,
     direction_rows,
+    segment_count,
     token_streams,
 )
 
@@ -293,8 +294,16 @@ def language_model_stage(network: RecurrentClassifier, config: RunConfig, option
         return {}
     reviews = pretraining_reviews(corpus, source, config.train.validation_split, options.limit,
                                   config.train.validation_by)
+    streams = _streams(config, reviews, log)
+    segments, rows = segment_count(streams.train, config.train.lm_bptt), config.train.lm_batch_size
+    if segments < rows:
+        # Too little text for one step (a few hundred short texts): the network starts from its
+        # word vectors instead, as it would without the stage, rather than the run failing.
+        log(f"language model: these texts fill {segments:,} segments of --lm-bptt {config.train.lm_bptt}, fewer "
+            f"than --lm-batch-size {rows:,} rows; the network trains without language-model pretraining")
+        return {}
     device = network.embedding.weight.device
-    trainer = LanguageModelTrainer(config, starting_model(config, network), _streams(config, reviews, log), device, log)
+    trainer = LanguageModelTrainer(config, starting_model(config, network), streams, device, log)
     # Inside a training run the pretraining reads the texts at most once: more passes over a
     # small data set cost minutes and teach the encoder little the fine-tuning will not.
     steps = min(config.train.lm_steps, trainer.steps_per_pass)

@@ -115,6 +115,12 @@ def direction_rows(reviews: list[np.ndarray], directions: list[str], batch: int,
     return rows
 
 
+def segment_count(reviews: list[np.ndarray], bptt: int) -> int:
+    """How many segments of ``bptt`` tokens ``reviews`` fill, each review starting a new one
+    (a review of fewer than 2 tokens has nothing to predict and fills none)."""
+    return sum(-(-(len(review) - 1) // bptt) for review in reviews if len(review) >= 2)
+
+
 def review_rows(reviews: list[np.ndarray], batch: int, bptt: int, whole: bool = False) -> SegmentRows:
     """Lay ``reviews`` into ``batch`` rows of segments of ``bptt`` tokens (see the module docstring).
 
@@ -134,7 +140,7 @@ def review_rows(reviews: list[np.ndarray], batch: int, bptt: int, whole: bool = 
         targets = np.full(size, PAD_ID, dtype=np.int64)
         inputs[:len(review) - 1], targets[:len(review) - 1] = review[:-1], review[1:]
         blocks.append((inputs, targets))
-    total = sum(len(inputs) // bptt for inputs, _ in blocks)
+    total = segment_count(reviews, bptt)
     per_row = total // batch
     if per_row < 1:
         raise DataError(f"the language model's text ({total:,} segments of --lm-bptt {bptt}) does not fill "
