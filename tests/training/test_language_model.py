@@ -25,7 +25,7 @@ from rnnsent.training.language_model import (
     PretrainingInterrupted,
     held_out_loss,
 )
-from rnnsent.training.pipeline import initialise_encoder
+from rnnsent.training.pipeline import initialise_encoder, pretraining_reader
 from rnnsent.training.token_streams import (
     TokenStreams,
     direction_rows,
@@ -250,7 +250,8 @@ def test_an_encoder_initialises_exactly_its_weights(imdb, tmp_path):
     config.model.encoder = str(folder)
     model = build_model(config.model, 40)
     before = {name: value.clone() for name, value in model.state_dict().items()}
-    initialise_encoder(model, config, RunOptions(), corpus, root, log=lambda message: None)
+    initialise_encoder(model, config, corpus, pretraining_reader(config, RunOptions(), corpus, root),
+                       log=lambda message: None)
     network, after = recurrent_network(model), model.state_dict()
     assert torch.equal(network.embedding.weight, pretrained.embedding.weight)
     hidden = 5

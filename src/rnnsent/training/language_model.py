@@ -283,18 +283,15 @@ def _streams(config: RunConfig, reviews, log: Log) -> TokenStreams:
     return streams
 
 
-def language_model_stage(network: RecurrentClassifier, config: RunConfig, options: RunOptions, corpus, source: Path,
-                         log: Log) -> dict[str, Any]:
+def language_model_stage(network: RecurrentClassifier, config: RunConfig,
+                         reviews: Callable[[], list], log: Log) -> dict[str, Any]:
     """Pretrain ``network``'s embedding and recurrent layers as language models for ``lm_steps``
-    steps on the texts the run trains on and the unlabelled ones, then put them back into it.
+    steps on ``reviews()`` (the texts the run trains on and the unlabelled ones, as
+    :func:`rnnsent.training.vectors.pretraining_reviews` gives them), then put them back into it.
     Returns the figures for the run's metrics (nothing when ``lm_steps`` is 0)."""
-    from rnnsent.training.vectors import pretraining_reviews
-
     if not config.train.lm_steps:
         return {}
-    reviews = pretraining_reviews(corpus, source, config.train.validation_split, options.limit,
-                                  config.train.validation_by)
-    streams = _streams(config, reviews, log)
+    streams = _streams(config, reviews(), log)
     segments, rows = segment_count(streams.train, config.train.lm_bptt), config.train.lm_batch_size
     if segments < rows:
         # Too little text for one step (a few hundred short texts): the network starts from its

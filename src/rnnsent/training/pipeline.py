@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import time
 from contextlib import nullcontext
@@ -111,8 +112,9 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
     figures: dict[str, Any] = {"pretrain_seconds": 0.0}
 
     def initialise(model: nn.Module) -> None:
-        figures.update(initialise_word_vectors(model, config, options, corpus, source, log))
-        figures.update(initialise_encoder(model, config, options, corpus, source, log))
+        reviews = pretraining_reader(config, options, corpus, source)
+        figures.update(initialise_word_vectors(model, config, corpus, reviews, log))
+        figures.update(initialise_encoder(model, config, corpus, reviews, log))
         figures.update(fit_ngram_regression_stage(model, config, data, log))
 
     result = train_tensors(config, options, data, out, world=world, resume=resume, log=log,
@@ -262,16 +264,23 @@ def _padded_rows(split: EncodedSplit, config: RunConfig) -> Callable[[int, int],
     return rows
 
 
-def initialise_word_vectors(model: nn.Module, config: RunConfig, options: RunOptions, corpus: EncodedCorpus,
-                            source: Path, log: Log) -> dict[str, float]:
+def pretraining_reader(config: RunConfig, options: RunOptions, corpus: EncodedCorpus,
+                       source: Path) -> Callable[[], list]:
+    """``reviews()``: the training and unlabelled reviews (never validation or test) that word
+    vectors and the language model are built from, read on the first call only: both stages
+    read the same ones, and reading aclImdb's unlabelled reviews takes about 10 s."""
+    from rnnsent.training.vectors import pretraining_reviews
+
+    return functools.cache(lambda: pretraining_reviews(corpus, source, config.train.validation_split, options.limit,
+                                                       config.train.validation_by))
+
+
+def initialise_word_vectors(model: nn.Module, config: RunConfig, corpus: EncodedCorpus,
+                            reviews: Callable[[], list], log: Log) -> dict[str, float]:
     """Put pretrained word vectors into the network's embedding: loaded from ``--embeddings``, or
-    built from the training and unlabelled reviews (never validation or test) with
-    ``--pretrain-window``. Returns the seconds spent building them."""
-    from rnnsent.training.vectors import (
-        build_vectors,
-        load_vectors,
-        pretraining_reviews,
-    )
+    built from ``reviews()`` (:func:`pretraining_reader`) with ``--pretrain-window``. Returns the
+    seconds spent building them."""
+    from rnnsent.training.vectors import build_vectors, load_vectors
 
     recipe, vocab_size = config.model, config.text.num_words
     if recipe.encoder:
@@ -283,11 +292,10 @@ def initialise_word_vectors(model: nn.Module, config: RunConfig, options: RunOpt
         seconds = 0.0
     elif recipe.pretrain_window:
         started = time.perf_counter()
-        reviews = pretraining_reviews(corpus, source, config.train.validation_split, options.limit,
-                                      config.train.validation_by)
-        vectors = build_vectors(reviews, vocab_size, recipe.embedding_dim, recipe.pretrain_window, log=log)
+        texts = reviews()
+        vectors = build_vectors(texts, vocab_size, recipe.embedding_dim, recipe.pretrain_window, log=log)
         seconds = round(time.perf_counter() - started, 2)
-        log(f"word vectors built from {sum(len(r[1]) - 1 for r in reviews)} reviews in {seconds:.1f}s")
+        log(f"word vectors built from {sum(len(r[1]) - 1 for r in texts)} reviews in {seconds:.1f}s")
     else:
         return {}
     with torch.no_grad():
@@ -295,11 +303,11 @@ def initialise_word_vectors(model: nn.Module, config: RunConfig, options: RunOpt
     return {"pretrain_seconds": seconds}
 
 
-def initialise_encoder(model: nn.Module, config: RunConfig, options: RunOptions, corpus: EncodedCorpus,
-                       source: Path, log: Log) -> dict[str, Any]:
+def initialise_encoder(model: nn.Module, config: RunConfig, corpus: EncodedCorpus, reviews: Callable[[], list],
+                       log: Log) -> dict[str, Any]:
     """Put a pretrained language model's embedding and recurrent layers into the network: loaded
-    from ``--encoder``, or trained first for ``--lm-steps`` steps on the training and unlabelled
-    reviews (never validation or test). Returns the pretraining's figures."""
+    from ``--encoder``, or trained first for ``--lm-steps`` steps on ``reviews()``
+    (:func:`pretraining_reader`). Returns the pretraining's figures."""
     from rnnsent.model.language_model import copy_into_classifier
     from rnnsent.training.encoder_file import load_encoder
     from rnnsent.training.language_model import language_model_stage
@@ -310,7 +318,7 @@ def initialise_encoder(model: nn.Module, config: RunConfig, options: RunOptions,
         copy_into_classifier(network, pretrained.to(network.embedding.weight.device))
         log(f"embedding and recurrent layers from the language model in {config.model.encoder}")
         return {}
-    return language_model_stage(network, config, options, corpus, source, log)
+    return language_model_stage(network, config, reviews, log)
 
 
 def fit_ngram_regression_stage(model: nn.Module, config: RunConfig, data: TrainingData, log: Log) -> dict[str, Any]:

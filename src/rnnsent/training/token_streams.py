@@ -115,10 +115,15 @@ def direction_rows(reviews: list[np.ndarray], directions: list[str], batch: int,
     return rows
 
 
+def review_segments(review: np.ndarray, bptt: int) -> int:
+    """How many segments of ``bptt`` tokens one review fills: its ``len - 1`` next-token
+    predictions, rounded up (none for a review of fewer than 2 tokens)."""
+    return -(-(len(review) - 1) // bptt) if len(review) >= 2 else 0
+
+
 def segment_count(reviews: list[np.ndarray], bptt: int) -> int:
-    """How many segments of ``bptt`` tokens ``reviews`` fill, each review starting a new one
-    (a review of fewer than 2 tokens has nothing to predict and fills none)."""
-    return sum(-(-(len(review) - 1) // bptt) for review in reviews if len(review) >= 2)
+    """How many segments of ``bptt`` tokens ``reviews`` fill, each review starting a new one."""
+    return sum(review_segments(review, bptt) for review in reviews)
 
 
 def review_rows(reviews: list[np.ndarray], batch: int, bptt: int, whole: bool = False) -> SegmentRows:
@@ -133,9 +138,9 @@ def review_rows(reviews: list[np.ndarray], batch: int, bptt: int, whole: bool = 
     """
     blocks = []  # per review: (inputs, targets) padded to whole segments
     for review in reviews:
-        if len(review) < 2:
+        size = review_segments(review, bptt) * bptt
+        if not size:
             continue  # nothing to predict
-        size = -(-(len(review) - 1) // bptt) * bptt
         inputs = np.full(size, PAD_ID, dtype=np.int64)
         targets = np.full(size, PAD_ID, dtype=np.int64)
         inputs[:len(review) - 1], targets[:len(review) - 1] = review[:-1], review[1:]
