@@ -322,7 +322,7 @@ def test_pretrain_command_errors(imdb, tmp_path, capsys):
     root, flags = imdb
     cases = [
         (["pretrain", "--language-model", *flags], "say where to write the encoder"),
-        # bigru's recipe has no --lm-steps of its own (best's has 2,500).
+        # bigru's recipe has no --lm-steps of its own (best's has 4,000).
         (["pretrain", "--language-model", "--preset", "bigru", *flags, "--out", str(tmp_path / "e")],
          "say how long to pretrain"),
         (["pretrain", *flags, "--max-minutes", "1", "--out", str(tmp_path / "v.safetensors")], "go with --language-model"),

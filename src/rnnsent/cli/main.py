@@ -106,7 +106,7 @@ The settings (--num-words, --embedding-dim, --pretrain-window, --validation-spli
 training recipe's, from --preset (default: best) and the flags.
 
 language model (--language-model):
-  rnnsent pretrain --language-model --out runs/encoder    # best's BiGRU encoder: its 2,500 steps
+  rnnsent pretrain --language-model --out runs/encoder    # best's BiGRU encoder: its 4,000 steps
   rnnsent pretrain --language-model --lm-steps 20000 --max-minutes 10 --out runs/long   # longer
   rnnsent pretrain --language-model --resume runs/long --max-minutes 10   # ten minutes more
   rnnsent train --preset best --encoder runs/long --out runs/best-long    # instead of best's own
