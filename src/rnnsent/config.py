@@ -78,7 +78,8 @@ class DataConfig:
     text_field: str = setting("text", "CSV column or JSONL field holding the text")
     label_field: str = setting("label", "CSV column or JSONL field holding the label (a list in JSONL for multilabel)")
     label_separator: str = setting("", "CSV only: split each label cell on this string into several labels (multilabel)")
-    unlabelled_data: str = setting("", "unlabelled texts for --unlabelled-batch-size: a .txt file (one text a line), a "
+    unlabelled_data: str = setting("", "unlabelled texts for --unlabelled-batch-size, the word vectors and the language "
+                                       "model: a .txt file (one text a line), a "
                                        ".jsonl or .csv file (its text field) or a folder of .txt files (default: "
                                        "aclImdb's train/unsup; other sources have none)")
 
@@ -148,6 +149,10 @@ class TrainConfig:
     batch_size: int = setting(32, "reviews per optimiser step (over all processes)", low=1, high=1_000_000)
     optimizer: str = setting("rmsprop", "rmsprop (Keras semantics), adam or adamw", choices=("rmsprop", "adam", "adamw"))
     lr: float = setting(1e-4, "peak learning rate", low=0.0, high=100.0, low_inclusive=False)
+    encoder_lr_scale: float = setting(1.0, "the embedding's and recurrent layers' learning rate as a multiple of "
+                                           "--lr, the head's staying --lr (below 1: a pretrained encoder changes "
+                                           "more slowly than the new head)",
+                                      low=0.0, high=100.0, low_inclusive=False)
     rho: float = setting(0.9, "RMSprop's decay of the squared-gradient average", low=0.0, high=1.0, high_inclusive=False)
     beta2: float = setting(0.999, "Adam's decay of the squared-gradient average", low=0.0, high=1.0, high_inclusive=False)
     eps: float = setting(1e-7, "RMSprop: inside the square root, as Keras does", low=0.0, high=1.0, low_inclusive=False)
@@ -252,8 +257,11 @@ class RunConfig:
             raise ConfigError("--use-lengths reads each review up to its true length: add --padding post")
         if self.train.calibrate and not self.train.validation_split:
             raise ConfigError("--calibrate fits a temperature on a validation split: add --validation-split 0.1")
-        if self.data.unlabelled_data and not self.train.unlabelled_batch_size:
-            raise ConfigError("--unlabelled-data is read in batches: add --unlabelled-batch-size 64")
+        if self.data.unlabelled_data and not (self.train.unlabelled_batch_size or self.model.pretrain_window
+                                              or self.train.lm_steps):
+            raise ConfigError("--unlabelled-data is read by the unlabelled batches, the word vectors and the "
+                              "language model, and this recipe has none: add --unlabelled-batch-size 64, "
+                              "--pretrain-window 5 or --lm-steps 1000")
         if self.model.ngram_buckets and self.model.ngram_fit in STACKED_FITS and not self.train.validation_split:
             raise ConfigError(f"--ngram-fit {self.model.ngram_fit} blends the two parts on a validation split: "
                               "add --validation-split 0.1")

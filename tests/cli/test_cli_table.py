@@ -73,3 +73,15 @@ def test_command_line(arguments, code, out, err, tiny_model_dir, capsys, monkeyp
     if "--json" in arguments and code == OK and "--explain" not in arguments:
         for line in captured.out.strip().splitlines():
             json.loads(line)
+
+
+def test_pretrain_help_quotes_best_as_it_is(capsys):
+    # The help once spelled best's figures out by hand and kept them after the preset changed.
+    from rnnsent.config import BEST, build_config
+
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    best = build_config("best")
+    assert f"its {BEST['lm_steps']:,} steps" in text
+    assert f"{best.text.num_words:,} words x {best.model.embedding_dim} dims, window {best.model.pretrain_window}" in text

@@ -310,7 +310,7 @@ def test_defaults_take_the_plain_steps_and_objectives_take_the_objective_step():
 @pytest.mark.parametrize("settings, message", [
     ({"unlabelled_batch_size": 8}, "--unlabelled-batch-size feeds the virtual adversarial, entropy and distillation"),
     ({"distill_weight": 1.0}, "--distill-weight teaches the network on unlabelled texts: add --unlabelled-batch-size"),
-    ({"unlabelled_data": "u.txt"}, "--unlabelled-data is read in batches"),
+    ({"unlabelled_data": "u.txt"}, "--unlabelled-data is read by the unlabelled batches"),
     ({"adversarial_weight": 1.0, "adversarial_norm": 0.0}, "adversarial_norm must be in (0.0"),
 ])
 def test_settings_that_do_not_go_together_are_one_line_errors(settings, message):
@@ -459,3 +459,9 @@ def test_a_model_with_normalised_embeddings_keeps_its_word_frequencies(tmp_path)
     # Scored again from the saved files, the test split gives the training run's figures.
     again = rnnsent.evaluate(out, labelled)
     assert again["loss"] == pytest.approx(saved["loss"], rel=1e-6) and again["accuracy"] == saved["accuracy"]
+
+
+@pytest.mark.parametrize("reader", [{"lm_steps": 10}, {"pretrain_window": 2}, {"unlabelled_batch_size": 8,
+                                                                                "entropy_weight": 0.1}])
+def test_unlabelled_data_is_accepted_by_whatever_reads_it(reader):
+    assert build_config("bigru", {"unlabelled_data": "u.txt", **reader}).data.unlabelled_data == "u.txt"

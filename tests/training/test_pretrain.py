@@ -155,7 +155,7 @@ def test_pretraining_reads_exactly_the_training_reviews_minus_validation(tmp_pat
     data = prepare_data(corpus, config, limit)
     source = tmp_path / "reviews.csv"  # a CSV source has no unlabelled reviews
     source.write_text("text,label\ngood,1\nbad,0\n")
-    (pretraining,) = pretraining_reviews(corpus, source, validation_split, limit)
+    (pretraining,) = pretraining_reviews(corpus, source, config, limit)
 
     def reviews(ids) -> list[int]:
         return [int(row[1]) - 3 for row in ids]
@@ -168,3 +168,31 @@ def test_pretraining_reads_exactly_the_training_reviews_minus_validation(tmp_pat
     assert not set(trained) & set(validation)
     assert len(trained) + len(validation) == (limit or count)
     assert (data.validation is None) == (validation_split == 0)
+
+
+def test_a_run_reads_its_unlabelled_texts_once(imdb_folder, tmp_path, monkeypatch, capsys):
+    # The word vectors and the unlabelled batches once read and encoded train/unsup each.
+    import rnnsent.data.unlabelled
+    import rnnsent.training.unlabelled
+
+    monkeypatch.setenv("RNNSENT_CACHE", str(tmp_path / "cache"))
+    reads = []
+    original = rnnsent.data.unlabelled.read_unlabelled_texts
+    for module in (rnnsent.data.unlabelled, rnnsent.training.unlabelled):  # the reader and the one who imports it
+        monkeypatch.setattr(module, "read_unlabelled_texts", lambda *args: reads.append(args) or original(*args))
+    settings = ["--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "3", "--hidden-size", "3",
+                "--epochs", "1", "--batch-size", "4", "--threads", "1", "--quiet", "--pretrain-window", "2",
+                "--entropy-weight", "0.1", "--unlabelled-batch-size", "4"]
+    assert main(["train", *settings, "--out", str(tmp_path / "model")]) == 0
+    assert "word vectors built from 20 reviews" in capsys.readouterr().out
+    assert len(reads) == 1
+
+
+def test_pretraining_reads_the_named_unlabelled_texts(imdb_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RNNSENT_CACHE", str(tmp_path / "cache"))
+    extra = tmp_path / "more.txt"
+    extra.write_text("\n".join(UNLABELLED[:5]) + "\n")
+    assert main(["pretrain", "--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "4",
+                 "--pretrain-window", "2", "--threads", "1", "--unlabelled-data", str(extra),
+                 "--out", str(tmp_path / "vectors.safetensors")]) == 0
+    assert "8 training and 5 unlabelled reviews" in capsys.readouterr().out

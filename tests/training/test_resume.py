@@ -42,8 +42,10 @@ ADAM_DROPOUT = COMMON + [
     "--optimizer", "adam", "--cell", "gru", "--dropout", "0.3", "--embedding-dropout", "0.2", "--validation-split", "0.2",
 ]
 # A stacked model: its n-gram regression is fitted before the first checkpoint and must come
-# back from it (not be refitted), and the blend is fitted after the resumed training.
-STACKED = ADAM_DROPOUT + ["--padding", "post", "--use-lengths", "--ngram-buckets", "101", "--ngram-fit", "stacked"]
+# back from it (not be refitted), and the blend is fitted after the resumed training. Its
+# embedding and GRU step at twice the head's rate: two optimiser groups, each with its scale.
+STACKED = ADAM_DROPOUT + ["--padding", "post", "--use-lengths", "--ngram-buckets", "101", "--ngram-fit", "stacked",
+                          "--encoder-lr-scale", "2"]
 # Three classes (the data's "stars" field), a softmax head and its cross-entropy.
 THREE_CLASSES = ADAM_DROPOUT + ["--label-field", "stars"]
 VARIANTS = {

@@ -127,3 +127,34 @@ def test_best_preset_selects_on_validation_only():
     assert config.train.validation_split > 0 and config.train.early_stopping > 0
     assert not config.train.report_test
     assert config.model.use_lengths and config.text.padding == "post"
+
+
+def test_one_group_at_lr_unless_the_encoder_is_scaled():
+    from rnnsent.training.optim import parameter_groups
+
+    config = tiny_config()
+    model = build_model(config.model, VOCAB)
+    # The scale's default keeps the single list of parameters every run had before it existed.
+    assert parameter_groups(model, config.train) == list(model.parameters())
+    scaled = tiny_config(encoder_lr_scale=0.25)
+    encoder, rest = parameter_groups(model, scaled.train)
+    named = {id(parameter): name for name, parameter in model.named_parameters()}
+    assert encoder["lr_scale"] == 0.25 and rest["lr_scale"] == 1.0
+    assert {named[id(p)].split(".")[0] for p in encoder["params"]} == {"embedding", "rnn"}
+    assert {named[id(p)].split(".")[0] for p in rest["params"]} == {"head"}
+    assert len(encoder["params"]) + len(rest["params"]) == len(list(model.parameters()))
+
+
+def test_encoder_lr_scale_slows_the_encoders_first_adam_step(tmp_path):
+    # Adam's first step moves every parameter with a non-zero gradient by its group's rate
+    # (m / sqrt(v) = sign(g) after bias correction, eps aside): 0.01 for the head and
+    # 0.25 * 0.01 for the embedding and recurrent layers.
+    config = tiny_config(encoder_lr_scale=0.25, lr=0.01, schedule="constant")
+    start = {}
+    result = train_tensors(config, RunOptions(max_steps=1), TrainingData(tiny_data(), None, None), tmp_path,
+                           initialise=lambda model: start.update({k: v.clone() for k, v in model.state_dict().items()}))
+    moved = {name: (value - start[name]).abs().max().item() for name, value in result.model.state_dict().items()}
+    assert moved["head.weight"] == pytest.approx(0.01, rel=1e-3)
+    assert moved["rnn.weight_hh_l0"] == pytest.approx(0.0025, rel=1e-3)
+    assert moved["embedding.weight"] == pytest.approx(0.0025, rel=1e-3)
+    assert result.history[0]["lr"] == pytest.approx(0.01)

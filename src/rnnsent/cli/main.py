@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from rnnsent import __version__
+from rnnsent.config import BEST, TextConfig
 from rnnsent.errors import TrainingInterrupted
 from rnnsent.threads import configure_process
 
@@ -94,8 +95,9 @@ FILE.json holds what a deployment computes to make the ids from raw text: the to
 the vocabulary, maxlen, padding and truncation, and the label names (docs/cli.md#export).
 Before writing, onnxruntime scores 64 check rows and the largest difference from rnnsent's
 probabilities is printed. Needs the export extra: pip install 'rnnsent[export]'.""",
-    "pretrain": """examples:
-  rnnsent pretrain --out runs/vectors.safetensors                 # best's recipe: 20,000 words x 64 dims, window 5
+    "pretrain": f"""examples:
+  rnnsent pretrain --out runs/vectors.safetensors                 # best's recipe: {TextConfig.num_words:,} words x \
+{BEST["embedding_dim"]} dims, window {BEST["pretrain_window"]}
   rnnsent pretrain --embedding-dim 100 --out runs/vectors100.safetensors
   rnnsent train --preset bigru --embeddings runs/vectors.safetensors --out runs/bigru-vectors
 
@@ -106,7 +108,7 @@ The settings (--num-words, --embedding-dim, --pretrain-window, --validation-spli
 training recipe's, from --preset (default: best) and the flags.
 
 language model (--language-model):
-  rnnsent pretrain --language-model --out runs/encoder    # best's BiGRU encoder: its 4,000 steps
+  rnnsent pretrain --language-model --out runs/encoder    # best's BiGRU encoder: its {BEST["lm_steps"]:,} steps
   rnnsent pretrain --language-model --lm-steps 20000 --max-minutes 10 --out runs/long   # longer
   rnnsent pretrain --language-model --resume runs/long --max-minutes 10   # ten minutes more
   rnnsent train --preset best --encoder runs/long --out runs/best-long    # instead of best's own
@@ -300,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "validation_split", "validation_by", "cell", "hidden_size", "num_layers",
                                                "bidirectional", "nonlinearity", "recurrent_init", "input_init_std",
                                                "lm_steps", "lm_batch_size", "lm_bptt", "lm_lr", "lm_embedding", "clip_norm",
-                                               "seed"))
+                                               "seed", "unlabelled_data"))
     group = pretrain.add_argument_group("run options (with --language-model)")
     for name in ("device", "max_steps", "limit"):
         _add_field(group, options[name])

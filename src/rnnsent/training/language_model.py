@@ -338,8 +338,7 @@ def pretrain_language_model(config: RunConfig, options: RunOptions, source: Path
         torch.set_num_threads(options.threads)
     with run_lock(out):
         corpus = load_encoded(source, config.text, data=config.data)
-        reviews = pretraining_reviews(corpus, source, config.train.validation_split, options.limit,
-                                      config.train.validation_by)
+        reviews = pretraining_reviews(corpus, source, config, options.limit)
         streams = _streams(config, reviews, log)
         torch.manual_seed(config.train.seed)
         network = RecurrentClassifier(config.model, config.text.num_words)

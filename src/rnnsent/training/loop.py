@@ -27,7 +27,7 @@ from rnnsent.metrics import loss_and_accuracy
 from rnnsent.model.scoring import predict_logits
 from rnnsent.training import checkpoint as checkpoints
 from rnnsent.training.distributed import World, all_reduce_sum, any_rank
-from rnnsent.training.optim import RMSprop, learning_rate
+from rnnsent.training.optim import RMSprop, learning_rate, set_learning_rate
 from rnnsent.training.signals import stop_signals
 from rnnsent.training.steps import AutogradStep, Batch, CompiledStep, EpochSums
 from rnnsent.training.tensors import Tensors, TrainingData
@@ -134,8 +134,7 @@ class Trainer:
             while index < len(batches):
                 count = self._steps_at_once(progress.global_step, len(batches) - index)
                 rates = [learning_rate(self.config.train, progress.global_step + k, self.total_steps) for k in range(count)]
-                for group in self.optimizer.param_groups:
-                    group["lr"] = rates[-1]
+                set_learning_rate(self.optimizer, rates[-1])
                 if count == 1:
                     self.step(self._batch(batches[index], scales[index], progress.global_step), sums)
                 else:
@@ -147,7 +146,7 @@ class Trainer:
                     totals = sums.flush()
                     self._report(totals, progress, bar)
                     if self.tracker is not None:
-                        self.tracker.steps(progress.global_step, totals, self.optimizer.param_groups[0]["lr"])
+                        self.tracker.steps(progress.global_step, totals, rates[-1])
                 reached_max = bool(self.options.max_steps) and progress.global_step >= self.options.max_steps
                 every = self.options.checkpoint_every
                 checkpoint_due = bool(every) and progress.global_step % every == 0 and not reached_max

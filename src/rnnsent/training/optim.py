@@ -23,6 +23,7 @@ import math
 import torch
 
 from rnnsent.config import TrainConfig
+from rnnsent.model.build import recurrent_network
 from rnnsent.model.torch_private import unwrapped_optimizer_method as _unwrapped
 
 
@@ -188,8 +189,33 @@ class LBFGS(EagerOptimizer, torch.optim.LBFGS):
     """``torch.optim.LBFGS`` without importing TorchDynamo (its ``step`` never did)."""
 
 
+def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list:
+    """The trainable parameters of ``model`` as the optimiser takes them.
+
+    With ``encoder_lr_scale`` 1 they are one list (one group at ``--lr``). Otherwise two groups:
+    the embedding and recurrent layers, stepped at ``encoder_lr_scale`` times the rate, then
+    the rest (pooling and head) at the rate itself (Howard and Ruder 2018's discriminative
+    fine-tuning, for an encoder pretrained as a language model). Each group's ``lr_scale`` is
+    what :func:`set_learning_rate` multiplies the schedule's rate by. Frozen tensors (a stacked
+    model's n-gram weights) are left out: they are not the optimiser's to update.
+    """
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    if config.encoder_lr_scale == 1.0:
+        return trainable
+    network = recurrent_network(model)
+    encoder = {id(parameter) for module in (network.embedding, network.rnn) for parameter in module.parameters()}
+    return [{"params": [p for p in trainable if id(p) in encoder], "lr_scale": config.encoder_lr_scale},
+            {"params": [p for p in trainable if id(p) not in encoder], "lr_scale": 1.0}]
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, rate: float) -> None:
+    """Step every group of ``optimizer`` at ``rate`` times its ``lr_scale`` (1 when it has none)."""
+    for group in optimizer.param_groups:
+        group["lr"] = rate * group.get("lr_scale", 1.0)
+
+
 def build_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
-    """The optimiser the config names, over ``parameters``."""
+    """The optimiser the config names, over ``parameters`` (a list, or :func:`parameter_groups`' groups)."""
     if config.optimizer == "rmsprop":
         if config.weight_decay:
             raise ValueError("weight decay is available with --optimizer adamw")

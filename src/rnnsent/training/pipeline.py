@@ -44,7 +44,7 @@ from rnnsent.training import checkpoint as checkpoints
 from rnnsent.training.distributed import World, barrier, setup, teardown
 from rnnsent.training.loop import Trainer, TrainResult
 from rnnsent.training.objectives import training_objective, without_distillation
-from rnnsent.training.optim import build_optimizer
+from rnnsent.training.optim import build_optimizer, parameter_groups
 from rnnsent.training.steps import choose_step, sparse_embedding_applies
 from rnnsent.training.tensors import Tensors, TrainingData, prepare_data
 from rnnsent.training.unlabelled import unlabelled_pool
@@ -112,7 +112,7 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
     figures: dict[str, Any] = {"pretrain_seconds": 0.0}
 
     def initialise(model: nn.Module) -> None:
-        reviews = pretraining_reader(config, options, corpus, source)
+        reviews = pretraining_reader(config, options, corpus, source, data.unlabelled)
         figures.update(initialise_word_vectors(model, config, corpus, reviews, log))
         figures.update(initialise_encoder(model, config, corpus, reviews, log))
         figures.update(fit_ngram_regression_stage(model, config, data, log))
@@ -264,15 +264,16 @@ def _padded_rows(split: EncodedSplit, config: RunConfig) -> Callable[[int, int],
     return rows
 
 
-def pretraining_reader(config: RunConfig, options: RunOptions, corpus: EncodedCorpus,
-                       source: Path) -> Callable[[], list]:
+def pretraining_reader(config: RunConfig, options: RunOptions, corpus: EncodedCorpus, source: Path,
+                       unlabelled: EncodedSplit | None = None) -> Callable[[], list]:
     """``reviews()``: the training and unlabelled reviews (never validation or test) that word
-    vectors and the language model are built from, read on the first call only: both stages
-    read the same ones, and reading aclImdb's unlabelled reviews takes about 10 s."""
+    vectors and the language model are built from, gathered on the first call only: both stages
+    read the same ones. ``unlabelled`` is the run's pool of unlabelled texts when it has one
+    (its unlabelled batches draw from it), so they are not read and encoded a second time;
+    reading aclImdb's takes about 6-10 s."""
     from rnnsent.training.vectors import pretraining_reviews
 
-    return functools.cache(lambda: pretraining_reviews(corpus, source, config.train.validation_split, options.limit,
-                                                       config.train.validation_by))
+    return functools.cache(lambda: pretraining_reviews(corpus, source, config, options.limit, unlabelled))
 
 
 def initialise_word_vectors(model: nn.Module, config: RunConfig, corpus: EncodedCorpus,
@@ -386,8 +387,7 @@ def train_network(model: nn.Module, config: RunConfig, options: RunOptions, data
                   world: World, resume: bool, log: Log, progress_bar: bool, checkpoint_fields: dict,
                   on_epoch: EpochHook | None = None) -> TrainResult:
     """The network's training: optimiser, checkpoint restore, the step, the loop."""
-    # Frozen tensors (a stacked model's n-gram weights) are not the optimiser's to update.
-    optimizer = build_optimizer(config.train, [p for p in model.parameters() if p.requires_grad])
+    optimizer = build_optimizer(config.train, parameter_groups(model, config.train))
     progress, best_state = checkpoints.Progress(), None
     if resume:
         meta, tensors = checkpoints.load_checkpoint(out)

@@ -200,6 +200,7 @@ def compiled_step_blockers(config: RunConfig, options: RunOptions, model: nn.Mod
         "more than one output (not a binary task)": getattr(model, "outputs", 1) != 1,
         "class weights": train.class_weights != "none",
         "optimizer is not rmsprop": train.optimizer != "rmsprop",
+        "an encoder learning-rate scale": train.encoder_lr_scale != 1.0,
         "dense embedding gradients": not sparse_embedding_applies(config, world),
         "gradient clipping": bool(train.clip_norm),
         "normalised embeddings": recipe.normalize_embeddings,

@@ -113,23 +113,29 @@ def build_vectors(
     return ppmi_svd_vectors(counts, dim)
 
 
-def pretraining_reviews(corpus, source: Path, validation_split: float, limit: int = 0,
-                        validation_by: str = "random") -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(flat, offsets)`` id arrays of the reviews word vectors are built from.
+def pretraining_reviews(corpus, source: Path, config, limit: int = 0,
+                        unlabelled=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(flat, offsets)`` id arrays of the reviews word vectors and the language model are built from.
 
-    These are the training reviews a run trains on (the same ``limit`` subset, minus the
-    held-out validation split, so a model selected on that split never saw its text) and
-    the source's unlabelled reviews. Test reviews are never used.
+    These are the training reviews a run of ``config`` trains on (the same ``limit`` subset,
+    minus the held-out validation split, so a model selected on that split never saw its
+    text) and the run's unlabelled texts: ``unlabelled`` (an :class:`EncodedSplit`) when the
+    run has already read them for its unlabelled batches, else those of ``--unlabelled-data``
+    or the source (:func:`rnnsent.data.unlabelled.read_unlabelled_texts`), read and encoded
+    here. Test reviews are never used.
     """
-    from rnnsent.data.sources import read_unlabelled
     from rnnsent.data.splits import training_splits
+    from rnnsent.data.unlabelled import read_unlabelled_texts
     from rnnsent.text.encoder import encode_corpus
 
-    train, _ = training_splits(corpus.train, validation_split, limit, validation_by)
+    train, _ = training_splits(corpus.train, config.train.validation_split, limit, config.train.validation_by)
     reviews = [(train.flat, train.offsets)]
-    unlabelled = read_unlabelled(source)
-    if unlabelled:
-        reviews.append(encode_corpus(unlabelled, corpus.vocabulary))
+    if unlabelled is None:
+        texts, _ = read_unlabelled_texts(source, config.data)
+        if texts:
+            reviews.append(encode_corpus(texts, corpus.vocabulary))
+    elif len(unlabelled):
+        reviews.append((unlabelled.flat, unlabelled.offsets))
     return reviews
 
 
@@ -167,7 +173,7 @@ def pretrain_vectors(config, source: Path, out: Path, log: Callable[[str], None]
 
     started = time.perf_counter()
     corpus = load_encoded(source, config.text, data=config.data)
-    reviews = pretraining_reviews(corpus, source, config.train.validation_split, 0, config.train.validation_by)
+    reviews = pretraining_reviews(corpus, source, config)
     counts = [len(offsets) - 1 for _, offsets in reviews]
     log(f"{counts[0]} training and {sum(counts[1:])} unlabelled reviews (validation and test reviews are not used)")
     vectors = build_vectors(reviews, config.text.num_words, config.model.embedding_dim, config.model.pretrain_window, log=log)
