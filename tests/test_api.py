@@ -93,6 +93,26 @@ def test_evaluate_returns_metrics_that_print_as_the_report(reviews, tmp_path):
     assert rnnsent.evaluate(model, reviews, limit=10)["count"] == 10
 
 
+def test_evaluate_without_data_scores_the_data_the_model_was_trained_on(reviews, tmp_path, capsys, monkeypatch):
+    # It once fell back to $RNNSENT_DATA or a download of aclImdb, which a model trained on
+    # a person's CSV file cannot be scored on (and offline the download fails).
+    model = rnnsent.train(data=reviews, out=tmp_path / "model", progress=False, verbose=False, **TINY)
+    assert model.metrics["training_data"] == str(reviews.resolve())
+    metrics = rnnsent.evaluate(tmp_path / "model")
+    assert metrics["count"] == 60 and metrics["accuracy"] == model.metrics["accuracy"]
+    assert main(["evaluate", str(tmp_path / "model"), "--threads", "1"]) == 0
+    assert f"{reviews.resolve()} (test split)" in capsys.readouterr().out
+    # When the source has moved, evaluate looks where train would: here $RNNSENT_DATA.
+    monkeypatch.setenv("RNNSENT_DATA", str(tmp_path / "elsewhere.csv"))
+    moved = reviews.with_name("moved.csv")
+    reviews.rename(moved)
+    try:
+        with pytest.raises(ValueError, match="elsewhere.csv .from RNNSENT_DATA. does not exist"):
+            rnnsent.evaluate(tmp_path / "model")
+    finally:
+        moved.rename(reviews)
+
+
 def test_the_docs_python_example_runs(reviews, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RNNSENT_EXAMPLE_DATA", str(reviews))
     monkeypatch.setenv("RNNSENT_EXAMPLE_OUT", str(tmp_path / "example"))

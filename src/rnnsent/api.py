@@ -245,7 +245,10 @@ def _resumed_data(meta: dict[str, Any], data: PathLike | None) -> str:
 
 def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: int = 0, threads: int = 0,
              verbose: bool = False, fields: dict[str, str] | None = None) -> Metrics:
-    """Score a model on the test split of ``data`` (default: as for :func:`train`) and return its metrics.
+    """Score a model on the test split of ``data`` and return its metrics.
+
+    Without ``data``, the source the model was trained on (its ``metrics.json`` names it) while
+    that path exists, else as for :func:`train` (``$RNNSENT_DATA``, the cache, a download).
 
     ``model`` is a :class:`Model` or a model directory. On the training source's full test split
     the model directory's ``metrics.json`` is refreshed; other data or a ``limit`` subset of N
@@ -263,6 +266,9 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
     set_threads(threads)
     model = model if isinstance(model, Model) else load(model)
     artifact, config = model.artifact, model.config
+    trained_on = artifact.metrics.get("training_data")
+    if data is None and isinstance(trained_on, str) and Path(trained_on).exists():
+        data = trained_on
     source = resolve_source(data)
     data_config = dataclasses.replace(config.data, **{k: v for k, v in (fields or {}).items() if v is not None})
     corpus = load_encoded(source, config.text, quiet=not verbose, data=data_config)

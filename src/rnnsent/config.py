@@ -79,9 +79,9 @@ class DataConfig:
     label_field: str = setting("label", "CSV column or JSONL field holding the label (a list in JSONL for multilabel)")
     label_separator: str = setting("", "CSV only: split each label cell on this string into several labels (multilabel)")
     unlabelled_data: str = setting("", "unlabelled texts for --unlabelled-batch-size, the word vectors and the language "
-                                       "model: a .txt file (one text a line), a "
-                                       ".jsonl or .csv file (its text field) or a folder of .txt files (default: "
-                                       "aclImdb's train/unsup; other sources have none)")
+                                       "model: a .txt file (one text a line), a .jsonl or .csv file (its text field) "
+                                       "or a folder of .txt files; empty: aclImdb's train/unsup, and none for other "
+                                       "sources")
 
     def validate(self) -> None:
         check_fields(self)

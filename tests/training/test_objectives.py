@@ -465,3 +465,28 @@ def test_a_model_with_normalised_embeddings_keeps_its_word_frequencies(tmp_path)
                                                                                 "entropy_weight": 0.1}])
 def test_unlabelled_data_is_accepted_by_whatever_reads_it(reader):
     assert build_config("bigru", {"unlabelled_data": "u.txt", **reader}).data.unlabelled_data == "u.txt"
+
+
+@pytest.mark.parametrize("contents", ["", "\n  \n\n", None, "folder of empty files"])
+def test_named_unlabelled_data_without_texts_is_a_one_line_error(tmp_path, contents, capsys):
+    # An empty file once let a run go on without the texts it was told to read.
+    from rnnsent.errors import DataError
+
+    path = tmp_path / "nothing.txt"
+    if contents is None:
+        path = tmp_path / "empty-folder"
+        path.mkdir()
+    elif contents == "folder of empty files":
+        path = tmp_path / "empty-files"
+        path.mkdir()
+        (path / "a.txt").write_text("")
+    else:
+        path.write_text(contents)
+    config = build_config("bigru", {"unlabelled_data": str(path), "lm_steps": 10})
+    with pytest.raises(DataError, match=f"--unlabelled-data {path} holds no texts"):
+        read_unlabelled_texts(tmp_path, config.data)
+    labelled, _ = write_run_files(tmp_path)
+    assert main(["train", "--data", str(labelled), *FLAGS, "--lm-steps", "5", "--unlabelled-data", str(path),
+                 "--out", str(tmp_path / "model")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("error: --unlabelled-data") and "Traceback" not in err

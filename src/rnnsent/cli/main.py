@@ -105,7 +105,9 @@ The vectors are an SVD of word co-occurrence statistics (PPMI) over the training
 and the 50,000 unlabelled ones (aclImdb's train/unsup); test reviews are never read.
 Use the same --num-words (and data) for pretrain and train: the file is tied to the vocabulary.
 The settings (--num-words, --embedding-dim, --pretrain-window, --validation-split) are the
-training recipe's, from --preset (default: best) and the flags.
+training recipe's, from --preset (default: best) and the flags: give train the same --preset
+(on a person's own data train's default is small, 32-wide, which best's 64-wide vectors do not fit).
+Another source than aclImdb has no unlabelled texts of its own: name them with --unlabelled-data.
 
 language model (--language-model):
   rnnsent pretrain --language-model --out runs/encoder    # best's BiGRU encoder: its {BEST["lm_steps"]:,} steps

@@ -24,10 +24,22 @@ from rnnsent.errors import DataError
 
 def read_unlabelled_texts(source: Path, data: DataConfig) -> tuple[list[str], str]:
     """``(texts, where they came from)``: those of ``data.unlabelled_data`` when it names a file or
-    folder, else the unlabelled reviews of ``source`` (aclImdb's ``train/unsup``), else none."""
+    folder, else the unlabelled reviews of ``source`` (aclImdb's ``train/unsup``), else none.
+
+    Raises :class:`DataError` when ``data.unlabelled_data`` is missing or holds no texts: a run
+    that was told where its unlabelled texts are should not go on without them."""
     if not data.unlabelled_data:
         return read_unlabelled(Path(source)), f"{source} (train/unsup)"
     path = Path(data.unlabelled_data).expanduser()
+    texts, where = _named_texts(path, data)
+    if not any(text.strip() for text in texts):
+        raise DataError(f"--unlabelled-data {path} holds no texts; name a file of one text a line, a .jsonl/.csv "
+                        "file or a folder of .txt files")
+    return texts, where
+
+
+def _named_texts(path: Path, data: DataConfig) -> tuple[list[str], str]:
+    """The texts of the file or folder ``--unlabelled-data`` names (see the module docstring)."""
     if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
         return read_unlabelled(path), f"{path} (train/unsup)"
     if path.is_dir():

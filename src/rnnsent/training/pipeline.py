@@ -129,7 +129,8 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
     metrics: dict[str, Any] = {}
     if world.is_main:
         metrics = evaluate_on_test(result, config, options, corpus, decision) if score_test else {}
-        metrics.update({"train_seconds": round(seconds, 2), **figures})
+        # Where the texts came from, so that `rnnsent evaluate MODEL` scores the same test split.
+        metrics.update({"train_seconds": round(seconds, 2), **figures, "training_data": str(Path(source).resolve())})
         if decision.figures:
             metrics["calibration"] = decision.figures
         save_artifact(out, config, corpus.vocabulary, result.model.cpu(), metrics, result.history, corpus.labels,
