@@ -200,6 +200,7 @@ def test_best_learns_star_ratings_with_the_ordinal_fit_and_saves_it(tmp_path):
 def test_checkpoint_writes_the_frozen_table_once_and_resume_restores_it(tmp_path):
     from rnnsent.artifact.directory import load_artifact
     from rnnsent.training import checkpoint as checkpoints
+    from rnnsent.training.optim import parameter_groups
 
     data = write_jsonl(tmp_path / "stars.jsonl", rating_rows(30, seed=2))
     rnnsent.train("best", data=data, out=tmp_path / "model", epochs=2, pretrain_window=0, **QUIET)
@@ -217,7 +218,7 @@ def test_checkpoint_writes_the_frozen_table_once_and_resume_restores_it(tmp_path
     for stored in (tensors, whole):
         model = build_model(config.model, config.text.num_words,
                             labels=LabelSpace("multiclass", ("1", "2", "3", "4", "5"), ordered=True))
-        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad])
+        optimizer = torch.optim.Adam(parameter_groups(model, config.train))
         _, best = checkpoints.restore(meta, stored, model, optimizer)
         assert set(best) == set(model.state_dict())
         assert best["ngrams.weight.weight"].data_ptr() == model.ngrams.weight.weight.data_ptr()

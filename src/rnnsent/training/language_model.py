@@ -305,7 +305,7 @@ def language_model_stage(network: RecurrentClassifier, config: RunConfig,
     # small data set cost minutes and teach the encoder little the fine-tuning will not.
     steps = min(config.train.lm_steps, trainer.steps_per_pass)
     if steps < config.train.lm_steps:
-        log(f"language model: one pass over these texts is {steps:,} steps, fewer than --lm-steps "
+        log(f"language model: one pass over these texts is {steps:,} step{'' if steps == 1 else 's'}, fewer than --lm-steps "
             f"{config.train.lm_steps:,}; running one pass (rnnsent pretrain --language-model runs more)")
     progress = checkpoints.Progress()
     trainer.fit(progress, steps)
