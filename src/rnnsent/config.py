@@ -150,8 +150,8 @@ class TrainConfig:
     optimizer: str = setting("rmsprop", "rmsprop (Keras semantics), adam or adamw", choices=("rmsprop", "adam", "adamw"))
     lr: float = setting(1e-4, "peak learning rate", low=0.0, high=100.0, low_inclusive=False)
     encoder_lr_scale: float = setting(1.0, "the embedding's and recurrent layers' learning rate as a multiple of "
-                                           "--lr, the head's staying --lr (below 1: a pretrained encoder changes "
-                                           "more slowly than the new head)",
+                                           "--lr, the head's staying --lr (above 1: a pretrained encoder adapts "
+                                           "faster to the task; best: 3)",
                                       low=0.0, high=100.0, low_inclusive=False)
     rho: float = setting(0.9, "RMSprop's decay of the squared-gradient average", low=0.0, high=1.0, high_inclusive=False)
     beta2: float = setting(0.999, "Adam's decay of the squared-gradient average", low=0.0, high=1.0, high_inclusive=False)
