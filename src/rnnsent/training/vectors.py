@@ -126,15 +126,13 @@ def pretraining_reviews(corpus, source: Path, config, limit: int = 0,
     """
     from rnnsent.data.splits import training_splits
     from rnnsent.data.unlabelled import read_unlabelled_texts
-    from rnnsent.text.encoder import encode_corpus
+    from rnnsent.training.unlabelled import encode_unlabelled
 
     train, _ = training_splits(corpus.train, config.train.validation_split, limit, config.train.validation_by)
     reviews = [(train.flat, train.offsets)]
     if unlabelled is None:
-        texts, _ = read_unlabelled_texts(source, config.data)
-        if texts:
-            reviews.append(encode_corpus(texts, corpus.vocabulary))
-    elif len(unlabelled):
+        unlabelled = encode_unlabelled(read_unlabelled_texts(source, config.data)[0], corpus.vocabulary)
+    if len(unlabelled):
         reviews.append((unlabelled.flat, unlabelled.offsets))
     return reviews
 
