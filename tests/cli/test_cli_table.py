@@ -85,3 +85,24 @@ def test_pretrain_help_quotes_best_as_it_is(capsys):
     best = build_config("best")
     assert f"its {BEST['lm_steps']:,} steps" in text
     assert f"{best.text.num_words:,} words x {best.model.embedding_dim} dims, window {best.model.pretrain_window}" in text
+
+
+def test_preset_values_group_presets_with_equal_values():
+    from rnnsent.cli.main import preset_values
+
+    presets = {"seed": {}, "bigru": {"maxlen": 1000}, "best": {"maxlen": 1000, "epochs": 3}, "small": {"maxlen": 400}}
+    assert preset_values("maxlen", 30, presets) == "seed 30; bigru, best 1000; small 400"
+    assert preset_values("epochs", 10, presets) == "seed, bigru, small 10; best 3"
+    assert preset_values("num_words", 20000, presets) == "default: 20000"
+
+
+def test_train_help_shows_each_presets_value(capsys):
+    from rnnsent.cli.main import preset_values
+    from rnnsent.config import PRESETS, TextConfig, TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert preset_values("maxlen", TextConfig().maxlen, PRESETS) in text
+    assert preset_values("epochs", TrainConfig().epochs, PRESETS) in text
+    assert "best 1000" in text and "seed 30" in text

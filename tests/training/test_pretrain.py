@@ -13,6 +13,7 @@ from rnnsent.config import build_config
 from rnnsent.data.cache import load_encoded
 from rnnsent.text.vocabulary import Vocabulary
 from rnnsent.training.vectors import (
+    build_vectors,
     cooccurrence,
     load_vectors,
     ppmi_svd_vectors,
@@ -53,8 +54,24 @@ def test_ppmi_svd_vectors_are_deterministic_and_skip_unseen_words():
     torch.testing.assert_close(first, second)
     assert torch.count_nonzero(first[:3]) == 0
     assert float(first[3:].std()) == pytest.approx(0.05 / 3 ** 0.5, rel=0.3)
-    with pytest.raises(ValueError, match="embedding-dim"):
-        ppmi_svd_vectors(counts.clone(), 9)
+    # More dimensions than words: the five seen words span at most five of them, the rest are zero.
+    wide = ppmi_svd_vectors(counts.clone(), 9)
+    assert wide.shape == (8, 9) and torch.count_nonzero(wide[:, 8:]) == 0
+    assert torch.count_nonzero(wide[:3]) == 0 and torch.linalg.matrix_rank(wide) <= 5
+
+
+def test_vectors_of_a_small_vocabulary_cover_only_the_ids_in_the_text():
+    # Ids 3-6 occur; a 20,000-id table must not cost a 20,000 x 20,000 co-occurrence matrix.
+    flat = np.array([1, 3, 4, 5, 6, 3, 1, 4, 6, 5, 3], dtype=np.int32)
+    splits = [(flat, np.array([0, 6, 11]))]
+    notes = []
+    vectors = build_vectors(splits, vocab_size=20_000, dim=8, window=2, log=notes.append)
+    assert vectors.shape == (20_000, 8)
+    assert torch.count_nonzero(vectors[7:]) == 0 and torch.count_nonzero(vectors[:3]) == 0
+    assert torch.count_nonzero(vectors[3:7]) > 0
+    assert any("4 distinct words span only 4 of the 8" in note for note in notes)
+    # The same as the vectors of a table sized to the text.
+    torch.testing.assert_close(vectors[:7], build_vectors(splits, vocab_size=7, dim=8, window=2))
 
 
 def test_vectors_file_round_trip_and_checks(tmp_path):
@@ -196,3 +213,14 @@ def test_pretraining_reads_the_named_unlabelled_texts(imdb_folder, tmp_path, mon
                  "--pretrain-window", "2", "--threads", "1", "--unlabelled-data", str(extra),
                  "--out", str(tmp_path / "vectors.safetensors")]) == 0
     assert "8 training and 5 unlabelled reviews" in capsys.readouterr().out
+
+
+def test_a_wide_embedding_on_a_few_words_trains_with_word_vectors(imdb_folder, tmp_path, monkeypatch, capsys):
+    # bigru's 64-wide embedding over a vocabulary of about 30 words: before, the vectors'
+    # SVD refused ("--embedding-dim 64 is larger than the vocabulary") after counting.
+    monkeypatch.setenv("RNNSENT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(imdb_folder), "--preset", "bigru", "--pretrain-window", "2", "--epochs", "1",
+                 "--threads", "1", "--out", str(out)]) == 0
+    output = capsys.readouterr().out
+    assert "embedding dimensions; the rest start at zero" in output and "Test accuracy" in output

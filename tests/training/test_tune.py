@@ -169,3 +169,20 @@ def test_without_optuna_one_line_names_the_extra(reviews, tmp_path, monkeypatch,
         rnnsent.tune(reviews, tmp_path / "study", trials=1)
     assert main(["tune", "--data", str(reviews), "--out", str(tmp_path / "study")]) == 2
     assert capsys.readouterr().err.strip() == "error: rnnsent tune needs optuna: pip install 'rnnsent[tune]'"
+
+
+@pytest.mark.parametrize("preset", ["seed", "best"])
+def test_the_search_space_holds_each_base_recipe_and_the_encoder_rate(preset):
+    from rnnsent.config import build_config
+
+    base = build_config(preset)
+    space = tune_module.search_space(base)
+    assert space["encoder_lr_scale"]["log"] and space["encoder_lr_scale"]["range"][0] <= 0.3
+    # Trial 0 is the base recipe itself: every searched value lies in its range or choices.
+    for name, value in tune_module.base_params(base, space).items():
+        spec = space[name]
+        if spec["kind"] == "categorical":
+            assert value in spec["choices"], name
+        else:
+            assert spec["range"][0] <= value <= spec["range"][1], name
+    assert tune_module.base_params(base, space)["encoder_lr_scale"] == base.train.encoder_lr_scale

@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import Field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from rnnsent import __version__
 from rnnsent.config import BEST, TextConfig
@@ -141,8 +141,22 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see '{self.prog} --help'\n")
 
 
-def _add_field(group, f: Field, default=None, help: str | None = None) -> None:
-    """A flag for a config field, with the field's help, choices and default in ``--help``."""
+def preset_values(name: str, default: Any, presets: dict[str, dict[str, Any]]) -> str:
+    """Each preset's value of a recipe setting, presets with equal values together:
+    ``"seed 30; bigru, best 1000; small 400"``; ``"default: 20000"`` when no preset changes it."""
+    groups: dict[str, tuple[Any, list[str]]] = {}
+    for preset, overrides in presets.items():
+        value = overrides.get(name, default)
+        groups.setdefault(repr(value), (value, []))[1].append(preset)
+    if len(groups) == 1:
+        return f"default: {default}"
+    return "; ".join(f"{', '.join(names)} {value}" for value, names in groups.values())
+
+
+def _add_field(group, f: Field, default=None, help: str | None = None,
+               presets: dict[str, dict[str, Any]] | None = None) -> None:
+    """A flag for a config field, with the field's help, choices and default in ``--help``
+    (with ``presets``: each preset's value, see :func:`preset_values`)."""
     flag = "--" + f.name.replace("_", "-")
     # Choices and ranges are shown here but checked by the config, so that a flag and the
     # same keyword in Python get the same message.
@@ -152,7 +166,8 @@ def _add_field(group, f: Field, default=None, help: str | None = None) -> None:
     if bounds is not None:
         low, high, low_inclusive, high_inclusive = bounds
         accepted = f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}; "
-    text = f"{help or f.metadata.get('help', '')} ({accepted}default: {shown})".strip()
+    values = preset_values(f.name, shown, presets) if presets else f"default: {shown}"
+    text = f"{help or f.metadata.get('help', '')} ({accepted}{values})".strip()
     if f.type in (bool, "bool"):
         group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=text)
         return
@@ -186,9 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
         for section, fields in section_fields().items():
             chosen = [f for f in fields if names is None or f.name in names]
             if chosen:
-                group = sub.add_argument_group(f"{section} settings (override the preset)")
+                group = sub.add_argument_group(f"{section} settings (override the preset; the brackets "
+                                               "end with each preset's value)")
                 for f in chosen:
-                    _add_field(group, f)
+                    _add_field(group, f, presets=PRESETS)
 
     def add_threads(sub: argparse.ArgumentParser, default: int = 0) -> None:
         _add_field(sub, options["threads"], default=default,

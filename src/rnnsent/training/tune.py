@@ -98,6 +98,9 @@ def search_space(base: RunConfig, task: str = "binary") -> dict[str, dict[str, A
         "dropout": {"kind": "float", "range": _covering(0.0, 0.5, m.dropout), "log": False},
         "optimizer": {"kind": "categorical", "choices": _choices(("rmsprop", "adam"), t.optimizer)},
         "lr": {"kind": "float", "range": _covering(1e-4, 3e-2, t.lr), "log": True},
+        # The embedding's and recurrent layers' rate as a multiple of the head's: pretrained
+        # layers need a faster one to adapt (docs/accuracy.md).
+        "encoder_lr_scale": {"kind": "float", "range": _covering(0.3, 10.0, t.encoder_lr_scale), "log": True},
         "epochs": {"kind": "int", "range": (1, max(2 * t.epochs, 4)), "log": False},
         "maxlen": {"kind": "int", "range": _covering(16, 400, x.maxlen), "log": True},
         "class_weights": {"kind": "categorical", "choices": _choices(("none", "balanced"), t.class_weights)},

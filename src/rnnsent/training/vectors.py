@@ -71,9 +71,9 @@ def ppmi_svd_vectors(counts: torch.Tensor, dim: int, seed: int = 0) -> torch.Ten
     Rows of words never seen get zero vectors. Each vector is ``U * sqrt(S)``, the
     symmetric split of the singular values that works best for similarity, then the whole
     table is scaled to the standard deviation of the embedding's default initialisation.
+    A vocabulary of fewer words than ``dim`` spans only that many dimensions: the columns
+    beyond them are zero (the embedding learns them in training).
     """
-    if dim > min(counts.shape):
-        raise ValueError(f"--embedding-dim {dim} is larger than the vocabulary ({min(counts.shape)} words)")
     total = counts.sum()
     if total <= 0:
         raise ValueError("no co-occurring words in the unlabelled text; give it more text")
@@ -84,16 +84,22 @@ def ppmi_svd_vectors(counts: torch.Tensor, dim: int, seed: int = 0) -> torch.Ten
     # PPMI = max(0, log(p(w, c) / (p(w) p_smoothed(c)))), computed in place: the table can be 1.6 GB.
     pmi = counts.div_(total).div_(row.div(total).clamp(min=1e-30)).div_(context.clamp(min=1e-30))
     pmi.clamp_(min=1.0).log_()
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        left, singular, _ = torch.svd_lowrank(pmi, q=dim + 10, niter=2)
-    finally:
-        torch.random.set_rng_state(generator_state)
-    vectors = left[:, :dim] * singular[:dim].sqrt()  # (vocab, dim)
+    rank = min(dim, pmi.shape[0])
+    if dim + 10 <= pmi.shape[0]:
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            left, singular, _ = torch.svd_lowrank(pmi, q=dim + 10, niter=2)
+        finally:
+            torch.random.set_rng_state(generator_state)
+    else:
+        # Too few words for the randomised SVD's oversampling: the exact one is cheap here.
+        left, singular, _ = torch.linalg.svd(pmi)
+    vectors = torch.zeros(pmi.shape[0], dim)
+    vectors[:, :rank] = left[:, :rank] * singular[:rank].sqrt()  # (vocab, dim)
     vectors[unseen] = 0.0
     # Match the uniform(-0.05, 0.05) embedding initialisation's scale (std 0.05 / sqrt(3)).
-    return vectors * (0.05 / math.sqrt(3.0) / vectors.std().clamp(min=1e-12))
+    return vectors * (0.05 / math.sqrt(3.0) / vectors[:, :rank].std().clamp(min=1e-12))
 
 
 def build_vectors(
@@ -106,11 +112,20 @@ def build_vectors(
     """Word vectors ``(vocab_size, dim)`` from reviews given as ``(flat, offsets)`` pairs."""
     if window < 1:
         raise ValueError(f"--window must be at least 1; got {window}")
-    counts = torch.zeros(vocab_size, vocab_size, dtype=torch.float32)
+    # Ids above the largest one in the text never occur (a small data set's vocabulary can be
+    # far below --num-words): the table covers the ids up to it, and their rows are zero.
+    seen = min(vocab_size, 1 + max((int(flat.max()) for flat, _ in splits if len(flat)), default=0))
+    counts = torch.zeros(seen, seen, dtype=torch.float32)
     for flat, offsets in splits:
-        cooccurrence(flat, offsets, vocab_size, window, counts)
+        cooccurrence(flat, offsets, seen, window, counts)
     log(f"co-occurrences counted: {int((counts > 0).sum()):,} distinct word pairs")
-    return ppmi_svd_vectors(counts, dim)
+    words = int((counts.sum(dim=1) > 0).sum())
+    if words < dim:
+        log(f"note: {words} distinct words span only {words} of the {dim} embedding dimensions; the rest start at zero")
+    vectors = ppmi_svd_vectors(counts, dim)
+    if seen == vocab_size:
+        return vectors
+    return torch.cat([vectors, torch.zeros(vocab_size - seen, dim)])
 
 
 def pretraining_reviews(corpus, source: Path, config, limit: int = 0,
