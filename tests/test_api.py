@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import runpy
 import subprocess
@@ -102,6 +103,20 @@ def test_evaluate_without_data_scores_the_data_the_model_was_trained_on(reviews,
     assert metrics["count"] == 60 and metrics["accuracy"] == model.metrics["accuracy"]
     assert main(["evaluate", str(tmp_path / "model"), "--threads", "1"]) == 0
     assert f"{reviews.resolve()} (test split)" in capsys.readouterr().out
+    # A copy of the training file elsewhere is still the training source: its test split, not every row.
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(reviews.read_bytes())
+    assert rnnsent.evaluate(tmp_path / "model", copy)["count"] == 60
+    # Rows of one label, the model never trained on: every row is scored, and the undefined
+    # ROC-AUC is said so (null in JSON), not printed as nan.
+    lines = reviews.read_text(encoding="utf-8").splitlines()
+    (tmp_path / "one.csv").write_text("\n".join([lines[0], *[line for line in lines[1:] if line.endswith(",1")][:7]]) + "\n",
+                                      encoding="utf-8")
+    assert main(["evaluate", str(tmp_path / "model"), "--data", str(tmp_path / "one.csv"), "--threads", "1"]) == 0
+    report = capsys.readouterr().out
+    assert "ROC-AUC: n/a (the texts hold one label)" in report and "Scored 7 texts" in report and "(every row)" in report
+    assert main(["evaluate", str(tmp_path / "model"), "--data", str(tmp_path / "one.csv"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["roc_auc"] is None
     # When the source has moved, evaluate looks where train would: here $RNNSENT_DATA.
     monkeypatch.setenv("RNNSENT_DATA", str(tmp_path / "elsewhere.csv"))
     moved = reviews.with_name("moved.csv")

@@ -73,7 +73,8 @@ def test_defaults_are_not_shared_between_configs():
 
 @pytest.mark.parametrize("preset, overrides, message", [
     ("nope", {}, "unknown preset"),
-    ("seed", {"max_len": 10}, "unknown setting 'max_len'"),
+    ("seed", {"max_len": 10}, "unknown setting 'max_len'; did you mean 'maxlen'?"),
+    ("seed", {"zzz": 10}, "unknown setting 'zzz'; run 'rnnsent train --help'"),
     ("seed", {"maxlen": 0}, "maxlen must be in"),
     ("seed", {"lr": 0.0}, "lr must be in (0"),
     ("seed", {"rho": 1.0}, "rho must be in"),

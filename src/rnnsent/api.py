@@ -27,7 +27,7 @@ from rnnsent.config import (
     build_options,
     split_settings,
 )
-from rnnsent.errors import UsageError
+from rnnsent.errors import DataError, UsageError
 from rnnsent.inference.predictor import Predictor
 from rnnsent.metrics import Metrics
 from rnnsent.model.size import check_fits
@@ -163,7 +163,8 @@ def train(preset: str | None = None, data: PathLike | tuple | None = None, out: 
     check_available(options.tensorboard)
     log = (lambda message: print(message, flush=True)) if verbose else (lambda message: None)
     show_bar = _interactive() if progress is None else progress
-    outcome = pipeline.run(config, options, source, run_dir, resume=resume is not None, log=log, progress_bar=show_bar)
+    outcome = pipeline.run(config, options, source, run_dir, resume=resume is not None, log=log, progress_bar=show_bar,
+                           quiet=not verbose)
     # Under torchrun only rank 0 writes the directory; every rank returns the model it trained.
     extras = {"labels": outcome.labels} if outcome.labels is not None else {}
     return Model(Artifact(run_dir, outcome.config or config, outcome.vocabulary, outcome.model.eval(), outcome.metrics,
@@ -249,6 +250,8 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
 
     Without ``data``, the source the model was trained on (its ``metrics.json`` names it) while
     that path exists, else as for :func:`train` (``$RNNSENT_DATA``, the cache, a download).
+    Data other than the training source is scored whole when it has no test split of its own
+    (a CSV or JSONL file, a folder of label folders): every row, none of them seen in training.
 
     ``model`` is a :class:`Model` or a model directory. On the training source's full test split
     the model directory's ``metrics.json`` is refreshed; other data or a ``limit`` subset of N
@@ -257,7 +260,7 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
     """
     from rnnsent.data.cache import load_encoded
     from rnnsent.data.download import resolve_source
-    from rnnsent.data.sources import read_corpus
+    from rnnsent.data.sources import read_corpus, read_every_row
     from rnnsent.data.splits import limit_indices, limit_split
     from rnnsent.inference.evaluate import evaluate_model
 
@@ -271,16 +274,29 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
         data = trained_on
     source = resolve_source(data)
     data_config = dataclasses.replace(config.data, **{k: v for k, v in (fields or {}).items() if v is not None})
-    corpus = load_encoded(source, config.text, quiet=not verbose, data=data_config)
-    training_source = corpus.vocabulary.words == artifact.vocabulary.words and corpus.labels == artifact.labels
+    same_path = isinstance(trained_on, str) and Path(trained_on).resolve() == Path(source).resolve()
+    try:
+        corpus = load_encoded(source, config.text, quiet=not verbose, data=data_config)
+    except DataError:
+        # A file of one label, or too few rows to hold out a test fifth, is no training source
+        # but may still be scored whole.
+        if same_path or read_every_row(source, data_config) is None:
+            raise
+        corpus = None
+    # The training source, at its recorded path or a copy of it (the same vocabulary and labels).
+    training_source = same_path or (corpus is not None and corpus.vocabulary.words == artifact.vocabulary.words
+                                    and corpus.labels == artifact.labels)
+    every_row = None
     if training_source:
         test = limit_split(corpus.test, limit)
         ids, lengths = test.padded(config.text)
         targets = test.labels
     else:
-        # Another source than the training one: encode its raw test texts with the model's
-        # vocabulary, and its labels with the model's label space.
-        raw = read_corpus(source, data=data_config).test
+        # Another source than the training one: encode its raw texts (every row of a file, the
+        # test split of a source that has one) with the model's vocabulary, and its labels with
+        # the model's label space.
+        every_row = read_every_row(source, data_config)
+        raw = every_row if every_row is not None else read_corpus(source, data=data_config).test
         ids, lengths = artifact.encoder.encode_batch(raw.texts)
         targets = artifact.labels.encode(raw.labels, [raw.place(i) for i in range(len(raw))])
         if limit:
@@ -288,7 +304,8 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
             ids, lengths, targets = ids[chosen], lengths[chosen], targets[chosen]
     metrics = evaluate_model(artifact.model, ids, lengths, targets, artifact.labels, artifact.thresholds,
                              artifact.temperature)
-    metrics["source"] = f"{source} (test split{f', {limit} texts' if limit else ''})"
+    part = "every row" if every_row is not None else "test split"
+    metrics["source"] = f"{source} ({part}{f', {limit} texts' if limit else ''})"
     if training_source and not limit:
         # Only the full test split of the training data may replace the model's recorded metrics.
         update_metrics(artifact.path, {**artifact.metrics, **metrics})

@@ -439,8 +439,17 @@ def split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
         elif name in options:
             run[name] = value
         else:
-            raise ConfigError(f"unknown setting {name!r}; run 'rnnsent train --help' for the list")
+            raise unknown_setting(name, [*owner, *options])
     return recipe, run
+
+
+def unknown_setting(name: str, known: list[str]) -> ConfigError:
+    """The error for a setting ``name`` that is not one of ``known``, naming the nearest."""
+    import difflib
+
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return ConfigError(f"unknown setting {name!r}; {hint}run 'rnnsent train --help' for the list")
 
 
 def build_config(preset: str = "seed", overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -483,7 +492,7 @@ def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         if name not in owner:
             if name in {f.name for f in fields(RunOptions)}:
                 raise ConfigError(f"{name} says how a run executes, not what it learns: pass it as a run option")
-            raise ConfigError(f"unknown setting {name!r}; run 'rnnsent train --help' for the list")
+            raise unknown_setting(name, list(owner))
         setattr(getattr(config, owner[name]), name, _coerce(name, value, types[name]))
     for loaded, stage in LOADED_INSTEAD_OF.items():
         if overrides.get(loaded) and stage not in overrides:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -305,7 +306,7 @@ def format_metrics(metrics: dict) -> str:
         names = metrics.get("labels", ["negative", "positive"])
         lines += [
             f"Precision: {metrics['precision']:.4f}  Recall: {metrics['recall']:.4f}  F1: {metrics['f1']:.4f}  "
-            f"ROC-AUC: {metrics['roc_auc']:.4f}",
+            f"ROC-AUC: {_score(metrics['roc_auc'], 'n/a (the texts hold one label)')}",
             f"Confusion matrix (rows: true {names[0]}/{names[1]}, columns: predicted {names[0]}/{names[1]}): "
             f"[[{tn}, {fp}], [{fn}, {tp}]]",
         ]
@@ -338,8 +339,23 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def _score(value: float, missing: str) -> str:
+    return f"{value:.4f}" if math.isfinite(value) else missing
+
+
 class Metrics(dict):
     """Test metrics as a plain mapping (``metrics["accuracy"]``) that prints as a short report."""
 
     def __str__(self) -> str:
         return format_metrics(self)
+
+
+def finite_for_json(value: Any) -> Any:
+    """``value`` with NaN and infinities (which JSON cannot carry) replaced by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_for_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_for_json(item) for item in value]
+    return value

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import rnnsent
-from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl
+from conftest import make_reviews, write_csv, write_imdb_tree, write_jsonl, write_tiny_reviews
 from rnnsent.artifact.directory import load_artifact
 from rnnsent.cli.main import main
 
@@ -129,7 +129,8 @@ def test_evaluate_text_report_and_another_source(trained, model_copy, capsys, tm
     # Scores on other data are printed, but the model's recorded test metrics stay those of its own test split.
     assert load_artifact(model_copy).metrics["count"] == load_artifact(trained[0]).metrics["count"] == 40
     assert main(["evaluate", str(model_copy), "--data", str(jsonl), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["count"] == 10  # a fifth of 50, encoded with the model's vocabulary
+    # Every row of a file the model was not trained on, encoded with the model's vocabulary.
+    assert json.loads(capsys.readouterr().out)["count"] == 50
 
 
 def test_ctrl_c_then_resume_gives_the_uninterrupted_model(trained, tmp_path, capsys, monkeypatch):
@@ -366,3 +367,21 @@ def test_predict_takes_texts_after_flags(trained, capsys):
     assert main(["predict", str(trained[0]), "--json", "a wonderful film", "a dull film"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [json.loads(line)["text"] for line in lines] == ["a wonderful film", "a dull film"]
+
+
+def test_train_piped_into_a_reader_that_leaves_still_saves_its_model(tmp_path):
+    # `rnnsent train ... | head -2` closed stdout after two lines; the next print raised
+    # BrokenPipeError and the run ended with exit 0 and no model directory.
+    data = write_tiny_reviews(tmp_path / "reviews.csv", count=200)
+    out = tmp_path / "model"
+    environment = {**os.environ, "RNNSENT_CACHE": str(tmp_path / "cache")}
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), environment.get("PYTHONPATH")]))
+    process = subprocess.Popen([sys.executable, "-m", "rnnsent", "train", "--data", str(data), "--out", str(out),
+                                "--epochs", "3", "--threads", "1", "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment)
+    process.stdout.readline()
+    process.stdout.close()  # the reader leaves, as head does
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr.decode()
+    assert (out / "model.safetensors").is_file() and (out / "manifest.json").is_file()
+    assert b"Traceback" not in stderr and b"Exception ignored" not in stderr

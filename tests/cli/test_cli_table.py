@@ -38,6 +38,10 @@ TABLE = [
     # Mistakes: one line, exit 2.
     (["train"], MISTAKE, [], ["error: say where to save the model: --out DIR"]),
     (["train", "--out", "x", "--hidden-sise", "3"], MISTAKE, [], ["error: unrecognized arguments: --hidden-sise"]),
+    # A mistyped flag names the nearest one and the command's own help (it pointed at 'rnnsent --help').
+    (["train", "--out", "x", "--epocs", "3"], MISTAKE, [],
+     ["(did you mean --epochs?); see 'rnnsent train --help'"]),
+    (["summary", "--data", "x"], MISTAKE, [], ["error: unrecognized arguments: --data; see 'rnnsent summary --help'"]),
     (["train", "--out", "x", "--cell", "transformer"], MISTAKE, [], ["error: cell must be one of simple, lstm, gru"]),
     (["train", "--out", "x", "--task", "regression"], MISTAKE, [], ["error: task must be one of auto, binary"]),
     (["train", "--out", "x", "--preset", "seed", "--calibrate"], MISTAKE, [], ["--calibrate fits a temperature on a validation split"]),

@@ -61,6 +61,10 @@ CASES = {
     "csv short row": ({"d.csv": b"text,label\ngood,1\nbad\n"}, "d.csv", "{root}/d.csv:3: row has 1 columns, the header 2"),
     "csv field over the limit": ({"d.csv": b"text,label\ngood,1\n\"" + b"x" * 140_000 + b"\",0\n"}, "d.csv",
                                  "{root}/d.csv:3: malformed CSV (field larger than field limit"),
+    # An empty file once read as "needs examples of both labels, found 0 example(s) of []".
+    "empty csv": ({"d.csv": b""}, "d.csv", "{root}/d.csv: holds no labelled texts"),
+    "csv with only its header": ({"d.csv": b"text,label\n"}, "d.csv", "{root}/d.csv: holds no labelled texts"),
+    "empty jsonl": ({"d.jsonl": b"\n"}, "d.jsonl", "{root}/d.jsonl: holds no labelled texts"),
     "too few to hold out a test fifth": ({"d/pos/1.txt": b"good", "d/maybe/2.txt": b"hm"}, "d",
                                          "{root}/d: 2 examples are too few to hold out a test fifth"),
     "label only in the test split": ({**imdb_tree(), "aclImdb/test/meh/9_5.txt": b"so so"}, "aclImdb",

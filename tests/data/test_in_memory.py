@@ -84,3 +84,11 @@ def test_malformed_pairs_are_one_line_errors(tmp_path, data, message):
     with pytest.raises(DataError, match=message) as caught:
         rnnsent.train(data=data, out=tmp_path / "model", **SETTINGS)
     assert "\n" not in str(caught.value)
+
+
+def test_verbose_false_prints_nothing(tmp_path, capsys):
+    # It printed "reading ... (first time; cached afterwards)" on standard error all the same.
+    texts, names, _, _ = pairs()
+    rnnsent.train(data=(texts, names), out=tmp_path / "quiet", **SETTINGS)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""

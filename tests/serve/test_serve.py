@@ -77,6 +77,8 @@ LONG = "a" * 20_001
     ("/predict", b'{"texts": ["unclosed"', 400, "not valid JSON"),
     ("/predict", b"[1, 2]", 422, "must be a JSON object"),
     ("/predict", b"{}", 422, "texts is required"),
+    ("/predict", b'{"text": "one"}', 422, 'texts is required: send {"texts": ["a text", ...]}'),
+    ("/explain", b'{"texts": ["one"]}', 422, 'text is required: send {"text": "a text"}'),
     ("/predict", b'{"texts": ["x"], "extra": 1}', 422, "unknown field extra"),
     ("/predict", b"", 400, "needs a JSON body"),
     ("/predict", json.dumps({"texts": [LONG]}).encode(), 422, "texts[0] has 20001 characters; the limit is 20000"),

@@ -30,7 +30,7 @@ from rnnsent.training.ngram_regression import (
     presence_matrix,
     regression_memory_estimate,
 )
-from rnnsent.training.pipeline import choose_preset, next_power_of_two, size_to_data
+from rnnsent.training.pipeline import chance_advice, choose_preset, next_power_of_two, size_to_data
 
 VOCAB = 12
 QUIET = {"progress": False, "verbose": False, "threads": 1}
@@ -328,3 +328,44 @@ def test_small_data_learns_several_labels_per_text(tmp_path):
     model = train_no_flags(tmp_path, write_jsonl(tmp_path / "tags.jsonl", rows))
     # Chance (the most frequent label set) is about 1/7 of texts exactly right.
     assert model.labels.task == "multilabel" and model.metrics["subset_accuracy"] >= 0.7
+
+
+@pytest.mark.parametrize("texts, epochs, expected", [
+    # 40 texts, a tenth held out: 36 / 128 is 1 step an epoch, 4 in all; warm-up 100 -> 1.
+    (40, 4, 1),
+    # IMDB's 25,000 with best's 3 epochs: 3 x 176 = 528 steps, more than 100: kept.
+    (25_000, 3, 100),
+    # Just past the run's length: 800 texts, 720 / 128 -> 6 steps x 16 epochs = 96 <= 100 -> 24.
+    (800, 16, 24),
+])
+def test_a_warm_up_as_long_as_the_run_is_cut_to_a_quarter_of_it(texts, epochs, expected):
+    corpus = tiny_corpus([[1, 3 + i % 5, 4] for i in range(texts)], 5)
+    config = build_config("bigru", {"epochs": epochs})
+    messages = []
+    sized = size_to_data(config, corpus, messages.append)
+    assert config.train.warmup_steps == 100 and sized.train.warmup_steps == expected
+    assert ("warmup_steps 100 -> " in " ".join(messages)) == (expected != 100)
+    assert size_to_data(sized, corpus).train.warmup_steps == expected  # sizing twice changes nothing more
+
+
+def test_chance_advice_suggests_only_what_the_recipe_lacks():
+    seed = build_config("seed")
+    assert chance_advice(seed, 300) == ["more epochs (--epochs 20)", "a larger learning rate (--optimizer adam --lr 0.003)",
+                                        "a larger model (--cell gru --hidden-size 32)",
+                                        "--preset small (made for a few hundred to a few thousand texts)"]
+    # bigru already has Adam at 0.003 and 64 GRU units: only more epochs and the preset for the data's size.
+    assert chance_advice(build_config("bigru"), 300) == [
+        "more epochs (--epochs 8)", "--preset small (made for a few hundred to a few thousand texts)"]
+    assert chance_advice(build_config("best"), 50_000) == ["more epochs (--epochs 6)"]
+    assert chance_advice(build_config("small"), 50_000)[-1] == "--preset best"
+
+
+def test_a_run_that_learns_nothing_says_so_with_advice_for_its_recipe(tmp_path, capsys):
+    import rnnsent
+
+    # Every text the same: no model can tell the labels apart, so it answers one label for all.
+    texts, labels = ["the same words every time"] * 80, ["spam", "ham"] * 40
+    rnnsent.train("seed", data=(texts, labels), out=tmp_path / "model", epochs=1, threads=1, progress=False)
+    output = capsys.readouterr().out
+    assert "warning: the model predicts '" in output and "for every test text; it has not learned" in output
+    assert "try more epochs (--epochs 2), a larger learning rate (--optimizer adam --lr 0.003)" in output

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from rnnsent import __version__
+from rnnsent.cli.streams import reader_may_leave
 from rnnsent.config import BEST, TextConfig
 from rnnsent.errors import TrainingInterrupted
 from rnnsent.threads import configure_process
@@ -135,10 +136,36 @@ TUNE_METRICS = ["accuracy", "macro_f1", "mae", "log_loss"]
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: what is wrong and where to look, not a page of usage."""
+    """argparse with one-line errors: what is wrong and where to look, not a page of usage.
+    ``commands`` holds the parser of each command (on the top-level parser)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
 
     def error(self, message: str):
         self.exit(2, f"error: {message}; see '{self.prog} --help'\n")
+
+
+def unknown_arguments(extras: Sequence[str], command: argparse.ArgumentParser) -> str:
+    """The message for arguments ``command`` does not take, with the nearest flag it does take
+    for each mistyped one (``--epocs`` -> ``--epochs``)."""
+    import difflib
+    import re
+
+    flags = sorted(set(re.findall(r"--[a-z][a-z0-9-]*", command.format_usage())))
+    hints = {}
+    for extra in extras:
+        flag = extra.split("=", 1)[0]
+        near = difflib.get_close_matches(flag, flags, n=1, cutoff=0.7) if flag.startswith("--") else []
+        if near:
+            hints[flag] = near[0]
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    if len(hints) == 1:
+        return f"{message} (did you mean {next(iter(hints.values()))}?)"
+    if hints:
+        return f"{message} (did you mean {', '.join(f'{near} for {flag}' for flag, near in hints.items())}?)"
+    return message
 
 
 def preset_values(name: str, default: Any, presets: dict[str, dict[str, Any]]) -> str:
@@ -188,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help, description=help, epilog=EXAMPLES.get(name),
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.commands[name] = commands.add_parser(name, help=help, description=help, epilog=EXAMPLES.get(name),
+                                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        return parser.commands[name]
 
     def add_recipe(sub: argparse.ArgumentParser, preset: str = "seed", names: Sequence[str] | None = None) -> None:
         names_allowed = [*PRESETS, AUTO_PRESET] if preset == AUTO_PRESET else list(PRESETS)
@@ -344,10 +372,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Texts may come after flags too: `rnnsent predict MODEL --json "text"`.
         args.texts = [*args.texts, *extras]
     elif extras:
-        parser.parse_args(argv)  # reports the unknown arguments the usual way
+        parser.commands[args.command].error(unknown_arguments(extras, parser.commands[args.command]))
     handler = {"train": cmd_train, "tune": cmd_tune, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
                "export": cmd_export, "pretrain": cmd_pretrain, "summary": cmd_summary}[args.command]
     try:
+        if args.command in ("train", "tune", "pretrain"):
+            # Their output is a log: a reader that leaves (`| head`) must not end the run unsaved.
+            with reader_may_leave():
+                return handler(args) or 0
         return handler(args) or 0
     except TrainingInterrupted as stop:
         # Under torchrun every rank stops; one message (from rank 0) is enough.
@@ -422,7 +454,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     fields = _settings(args, ("text_field", "label_field", "label_separator"))
     metrics = rnnsent.evaluate(args.model, args.data, limit=args.limit, threads=args.threads, verbose=not args.json,
                                fields=fields or None)
-    print(json.dumps(metrics) if args.json else str(metrics))
+    from rnnsent.metrics import finite_for_json
+
+    # JSON has no NaN: an undefined score (ROC-AUC over texts of one label) is null.
+    print(json.dumps(finite_for_json(metrics)) if args.json else str(metrics))
     return 0
 
 

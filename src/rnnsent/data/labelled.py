@@ -21,6 +21,11 @@ TEST_FRACTION = 0.2  # of a source without a test split, kept back for testing
 
 def read_records_file(path: Path, input_format: str, data: DataConfig = DataConfig()) -> Corpus:
     """A CSV or JSONL file of text and label records, with a fifth held out for testing."""
+    return with_held_out_test(read_labelled_records(path, input_format, data), str(path))
+
+
+def read_labelled_records(path: Path, input_format: str, data: DataConfig = DataConfig()) -> LabelledTexts:
+    """Every record of a CSV or JSONL file of text and label records, in file order."""
     texts, labels, places = [], [], []
     separator = data.label_separator or None
     with open(path, "rb") as handle:
@@ -34,11 +39,16 @@ def read_records_file(path: Path, input_format: str, data: DataConfig = DataConf
             label_set(label, record.where) if isinstance(label, (list, tuple)) else label_name(label, record.where)
             labels.append(label)
             places.append(record.where)
-    return with_held_out_test(LabelledTexts(texts, labels, places), str(path))
+    return LabelledTexts(texts, labels, places)
 
 
 def read_label_folders(path: Path) -> Corpus:
     """A folder holding one folder per label of ``.txt`` texts (any folder names), with a fifth held out for testing."""
+    return with_held_out_test(read_label_folder_texts(path), str(path))
+
+
+def read_label_folder_texts(path: Path) -> LabelledTexts:
+    """Every ``.txt`` text of a folder of label folders, folder by folder in name order."""
     label_dirs = [d for d in sorted(path.iterdir()) if d.is_dir()]
     if not label_dirs:
         raise DataError(f"{path}: no train/ and test/ folders and no label folders; see 'rnnsent train --help'")
@@ -48,11 +58,14 @@ def read_label_folders(path: Path) -> Corpus:
             texts.append(decode_utf8(file.read_bytes(), str(file)))
             labels.append(label_dir.name)
             places.append(str(label_dir))
-    return with_held_out_test(LabelledTexts(texts, labels, places), str(path))
+    return LabelledTexts(texts, labels, places)
 
 
 def with_held_out_test(data: LabelledTexts, where: str) -> Corpus:
     """A source without a test split: hold out a fixed, stratified fifth of it as the test set."""
+    if not len(data):
+        raise DataError(f"{where}: holds no labelled texts; give it rows of a text and its label "
+                        "(a CSV needs a header, such as text,label)")
     strata = data.strata()
     if len(set(strata)) < 2:
         raise DataError(f"{where}: needs examples of both labels, found {len(data)} example(s) of "

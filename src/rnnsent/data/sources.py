@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rnnsent.config import DataConfig
-from rnnsent.data.corpus import Corpus
+from rnnsent.data.corpus import Corpus, LabelledTexts
 from rnnsent.data.imdb import read_imdb_archive, read_split_folders
-from rnnsent.data.labelled import read_label_folders, read_records_file
+from rnnsent.data.labelled import read_label_folder_texts, read_label_folders, read_labelled_records, read_records_file
 from rnnsent.data.records import SUFFIX_FORMATS
 from rnnsent.errors import DataError
 
@@ -33,6 +33,19 @@ def read_corpus(source: Path, include_unlabelled: bool = False, data: DataConfig
             return read_split_folders(root, include_unlabelled, data.labels)
         return read_label_folders(source)
     raise DataError(f"{source}: unsupported data source; use an aclImdb folder or .tar.gz, a label-folder tree, .csv or .jsonl")
+
+
+def read_every_row(source: Path, data: DataConfig = DataConfig()) -> LabelledTexts | None:
+    """Every labelled text of a source without a test split of its own (a CSV or JSONL file, a
+    folder of label folders), for scoring a model on data it was not trained on; None for a
+    source with its own test split (aclImdb's layout), whose test split is the one to score."""
+    if source.is_file() and source.suffix.lower() in SUFFIX_FORMATS:
+        return read_labelled_records(source, SUFFIX_FORMATS[source.suffix.lower()], data)
+    if source.is_dir():
+        root = source / "aclImdb" if (source / "aclImdb").is_dir() else source
+        if not ((root / "train").is_dir() or (root / "test").is_dir()):
+            return read_label_folder_texts(source)
+    return None
 
 
 def read_unlabelled(source: Path) -> list[str]:

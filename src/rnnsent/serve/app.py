@@ -31,7 +31,6 @@ import ipaddress
 import itertools
 import json
 import logging
-import math
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +52,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rnnsent import __version__
 from rnnsent.inference.predictor import Prediction, Predictor
 from rnnsent.labels import LabelSpace
+from rnnsent.metrics import finite_for_json
 from rnnsent.serve.batching import ClientGone, DeadlineExceeded, MicroBatcher, SerialWorker
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -487,7 +487,7 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None,
         except DeadlineExceeded:
             raise ApiError(503, f"the explanation did not finish within {limits.explain_timeout_seconds:g} s; "
                                 "retry with a shorter text") from None
-        return JSONResponse(_finite(explanation.to_dict()))
+        return JSONResponse(finite_for_json(explanation.to_dict()))
 
     @app.get("/health", summary="Liveness and batching counters")
     async def health() -> dict:
@@ -502,7 +502,7 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None,
                 "limits": {"max_texts": limits.max_texts, "max_text_chars": limits.max_text_chars,
                            "max_body_bytes": limits.max_body_bytes, "max_explain_chars": limits.max_explain_chars},
                 "page": page_wording(space)}
-        return JSONResponse(_finite(info))
+        return JSONResponse(finite_for_json(info))
 
     index = render_page(space)
 
@@ -661,17 +661,6 @@ def _explaining_copy(predictor: Predictor) -> Predictor:
     return type(predictor)(dataclasses.replace(artifact, model=copy.deepcopy(model, memo=shared)))
 
 
-def _finite(value: Any) -> Any:
-    """Replace NaN and infinities (which JSON cannot carry) by None, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value
-
-
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -697,6 +686,11 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "internal error; the request was not processed"}, status_code=500)
 
 
+# What a body with each required field looks like, for the message when it is missing
+# ({"text": ...} sent to /predict, which reads a list).
+REQUIRED_FIELD_EXAMPLES = {"texts": '{"texts": ["a text", ...]}', "text": '{"text": "a text"}'}
+
+
 def _validation_message(errors: Sequence[dict]) -> tuple[int, str]:
     """One clear sentence (and a status) for the first problem pydantic found in a request."""
     if not errors:
@@ -712,7 +706,7 @@ def _validation_message(errors: Sequence[dict]) -> tuple[int, str]:
     if kind == "missing":
         if not location:
             return 400, "the request needs a JSON body"
-        return 422, f"{where} is required"
+        return 422, f"{where} is required" + (f": send {REQUIRED_FIELD_EXAMPLES[where]}" if where in REQUIRED_FIELD_EXAMPLES else "")
     if kind in ("model_attributes_type", "dict_type") and not location:
         return 422, "the body must be a JSON object, sent with Content-Type: application/json"
     if kind == "string_type":

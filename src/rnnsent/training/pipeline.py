@@ -69,27 +69,29 @@ class RunOutcome:
 
 def run(config: RunConfig, options: RunOptions, source: Path, out: Path, *, resume: bool = False,
         log: Log = print, progress_bar: bool = False, on_epoch: EpochHook | None = None,
-        score_test: bool = True) -> RunOutcome:
+        score_test: bool = True, quiet: bool = False) -> RunOutcome:
     """Train ``config`` on ``source`` into the model directory ``out`` (continuing its checkpoint
     when ``resume``), evaluate on the test split and save. Returns the trained model.
 
     ``on_epoch(row, validation_logits)`` is called after each epoch (see :class:`Trainer`);
-    ``score_test=False`` leaves the test split unscored (the saved metrics then hold no test figures)."""
+    ``score_test=False`` leaves the test split unscored (the saved metrics then hold no test figures);
+    ``quiet`` also silences the note on standard error that a source is read for the first time."""
     world = setup(options.device)
     try:
         # Rank 0 holds the run directory's lock: the one writer of checkpoints and the model.
         with run_lock(out) if world.is_main else nullcontext():
-            return _run(config, options, source, out, world, resume, log, progress_bar, on_epoch, score_test)
+            return _run(config, options, source, out, world, resume, log, progress_bar, on_epoch, score_test, quiet)
     finally:
         teardown(world)
 
 
 def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world: World, resume: bool, log: Log,
-         progress_bar: bool, on_epoch: EpochHook | None = None, score_test: bool = True) -> RunOutcome:
+         progress_bar: bool, on_epoch: EpochHook | None = None, score_test: bool = True,
+         quiet: bool = False) -> RunOutcome:
     if options.threads:
         torch.set_num_threads(options.threads)
     log = log if world.is_main else (lambda message: None)
-    corpus = read_data(source, config, world)
+    corpus = read_data(source, config, world, quiet)
     config = fit_to_labels(config, corpus.labels)
     config = without_a_missing_teacher(config, log)
     if not resume:  # a checkpoint's recipe was sized when its run began
@@ -138,18 +140,18 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
         log(f"trained in {seconds:.1f}s; model saved to {out}")
         if score_test:
             log(format_metrics(metrics))
-        for warning in chance_warnings(metrics, corpus, options):
+        for warning in chance_warnings(metrics, corpus, options, config):
             log(warning)
     return RunOutcome(result.model.cpu(), corpus.vocabulary, metrics, result.history, config, corpus.labels,
                       decision.temperature, decision.thresholds)
 
 
-def read_data(source: Path, config: RunConfig, world: World) -> EncodedCorpus:
+def read_data(source: Path, config: RunConfig, world: World, quiet: bool = False) -> EncodedCorpus:
     """The encoded corpus. One process per machine reads and encodes the source into the cache;
     the others wait for it and then read the cache, instead of all decoding the source at once."""
     if world.local_rank != 0:
         barrier(world)
-    corpus = load_encoded(Path(source), config.text, quiet=not world.is_main, data=config.data)
+    corpus = load_encoded(Path(source), config.text, quiet=quiet or not world.is_main, data=config.data)
     if world.local_rank == 0:
         barrier(world)
     return corpus
@@ -215,6 +217,7 @@ def size_to_data(config: RunConfig, corpus: EncodedCorpus, log: Log = lambda mes
       of 2+ words in the training texts as the model reads them (cut to ``maxlen``; the
       validation texts count too, so it errs on the large side). The bucket a hash lands in
       then collides with another n-gram's about once in 8, as the full table does on IMDB.
+    * ``warmup_steps``: a quarter of the run's steps when it is as many as the run's or more.
 
     On IMDB none of these change ``seed``, ``bigru`` or ``best`` (74,000+ distinct words against
     20,000; 4.3 million distinct 2-3-grams against 16 million buckets); the log says what changed.
@@ -251,6 +254,13 @@ def size_to_data(config: RunConfig, corpus: EncodedCorpus, log: Log = lambda mes
         else:
             log(f"n-gram table: {model.ngram_buckets:,} buckets for {distinct:,} distinct n-grams of {kind} "
                 f"(counted in {seconds:.1f}s)")
+    # A warm-up as long as the run or longer keeps the rate below --lr throughout (bigru's 100
+    # steps against 8 on 300 texts): it is cut to a quarter of the run's steps.
+    train = sized.train
+    steps = train.epochs * math.ceil(len(corpus.train) * (1 - train.validation_split) / train.batch_size)
+    if train.warmup_steps >= steps:
+        changes.append(f"warmup_steps {train.warmup_steps:,} -> {steps // 4:,} (a quarter of the run's {steps:,} steps)")
+        train.warmup_steps = steps // 4
     if changes:
         log("sized to the data: " + "; ".join(changes))
     return sized.validate()
@@ -468,8 +478,10 @@ def decision_stage(model: nn.Module, config: RunConfig, data: TrainingData, log:
     return decision
 
 
-def chance_warnings(metrics: dict[str, Any], corpus: EncodedCorpus, options: RunOptions) -> list[str]:
-    """Warnings for a model no better than always answering the most frequent label."""
+def chance_warnings(metrics: dict[str, Any], corpus: EncodedCorpus, options: RunOptions,
+                    config: RunConfig) -> list[str]:
+    """Warnings for a model no better than always answering the most frequent label, with
+    advice that fits ``config`` (it does not suggest what the recipe already does)."""
     labels = corpus.labels
     if labels.task == "multilabel" or not metrics.get("count"):
         return []
@@ -477,8 +489,7 @@ def chance_warnings(metrics: dict[str, Any], corpus: EncodedCorpus, options: Run
     majority = float(np.bincount(test.astype(np.int64)).max() / len(test))
     confusion = np.asarray(metrics["confusion_matrix"])
     columns_used = int((confusion.sum(axis=0) > 0).sum())
-    advice = ("try more epochs (--epochs), a larger learning rate (--lr 0.003 --optimizer adam), a larger model "
-              "(--cell gru --hidden-size 32), or --preset best")
+    advice = "try " + ", ".join(chance_advice(config, len(limit_split(corpus.train, options.limit))))
     if columns_used <= 1:
         return [f"warning: the model predicts '{labels.names[int(confusion.sum(axis=0).argmax())]}' for every test "
                 f"text; it has not learned from the data: {advice}"]
@@ -486,6 +497,25 @@ def chance_warnings(metrics: dict[str, Any], corpus: EncodedCorpus, options: Run
         return [f"warning: test accuracy {metrics['accuracy']:.4f} is no better than always answering the most "
                 f"frequent label ({majority:.4f}): {advice}"]
     return []
+
+
+# Below this many training texts `small` is the preset to suggest; above, `best`.
+SMALL_DATA_TEXTS = 10_000
+
+
+def chance_advice(config: RunConfig, training_texts: int) -> list[str]:
+    """What to change in ``config`` when its run learned nothing: more epochs always, and each of
+    a faster optimiser, a larger GRU and the preset for the data's size where ``config`` lacks it."""
+    model, train = config.model, config.train
+    advice = [f"more epochs (--epochs {2 * train.epochs})"]
+    if train.optimizer != "adam" or train.lr < 3e-3:
+        advice.append("a larger learning rate (--optimizer adam --lr 0.003)")
+    if model.cell != "gru" or model.hidden_size < 32:
+        advice.append("a larger model (--cell gru --hidden-size 32)")
+    preset = "small" if training_texts < SMALL_DATA_TEXTS else "best"
+    if config.preset != preset:
+        advice.append(f"--preset {preset}" + (" (made for a few hundred to a few thousand texts)" if preset == "small" else ""))
+    return advice
 
 
 def evaluate_on_test(result: TrainResult, config: RunConfig, options: RunOptions, corpus: EncodedCorpus,
