@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rnnsent.errors import DataError
-from rnnsent.labels import SENTIMENT, LabelSpace, label_name, label_set
+from rnnsent.labels import SENTIMENT, LabelSpace, label_name, label_set, labels_over_thresholds
 
 
 @pytest.mark.parametrize("values", [
@@ -83,3 +83,16 @@ def test_round_trip_through_a_dict(space):
     again = LabelSpace.from_dict(space.to_dict())
     assert again == space
     assert again.names == space.names and again.task == space.task and again.ordered == space.ordered
+
+
+@pytest.mark.parametrize("probabilities, thresholds, chosen, first", [
+    # The most probable label is under its high threshold while a less probable one is over a
+    # low one: the label named first is the one over, with its own probability.
+    ([0.4704, 0.2669, 0.1658], [0.924, 0.2, 0.5], ["python"], "python"),
+    ([0.9, 0.7, 0.1], [0.5, 0.5, 0.5], ["db", "python"], "db"),
+    ([0.6, 0.8, 0.1], [0.7, 0.5, 0.05], ["python", "web"], "python"),
+    # None over: the most probable of all, the first of equals.
+    ([0.3, 0.4, 0.4], [0.5, 0.5, 0.5], [], "python"),
+])
+def test_a_multilabel_decision_names_a_label_over_its_threshold(probabilities, thresholds, chosen, first):
+    assert labels_over_thresholds(["db", "python", "web"], probabilities, thresholds) == (chosen, first)

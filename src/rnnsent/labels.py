@@ -88,6 +88,18 @@ def sort_names(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(unique))
 
 
+def labels_over_thresholds(names: Sequence[str], probabilities: Sequence[float],
+                           thresholds: Sequence[float]) -> tuple[list[str], str]:
+    """A multi-label decision: the labels whose probability is over their own threshold, in the
+    order of ``names``, and the label to name first: the most probable of those, or the most
+    probable of all when none is over (a label may be the most probable yet under its
+    threshold, while another, less probable, is over a lower one)."""
+    chosen = [name for name, p, cut in zip(names, probabilities, thresholds) if p > cut]
+    candidates = [(p, -index, name) for index, (name, p) in enumerate(zip(names, probabilities))
+                  if not chosen or name in chosen]
+    return chosen, max(candidates)[2]
+
+
 @dataclass(frozen=True)
 class LabelSpace:
     """The labels a model predicts. ``names[i]`` is output ``i`` (binary: the single logit scores ``names[1]``)."""

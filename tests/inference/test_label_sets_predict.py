@@ -153,7 +153,8 @@ def test_multilabel_predict_sets_over_thresholds(models, capsys, tmp_path):
         probabilities = result["probabilities"]
         assert list(probabilities) == ["politics", "sports", "tech"]
         assert result["labels"] == [name for name, cut in zip(probabilities, thresholds) if probabilities[name] > cut]
-        assert result["label"] == max(probabilities, key=probabilities.get)
+        # The label named first is one of those over their thresholds when any is.
+        assert result["label"] == max(result["labels"] or probabilities, key=probabilities.get)
         assert result["probability"] == probabilities[result["label"]]
     assert [r["labels"] for r in results] == [["politics", "sports"], ["tech"], [], ["politics"]]
     lines = predict_lines(capsys, models["tags"], "--file", str(path), "--text-field", "review")
@@ -393,3 +394,17 @@ def test_k_output_occlusion_is_the_class_probability_drop():
     shortened = predictor.probabilities([" ".join(words[:i] + words[i + 1:]) for i in range(len(words))])[:, 1]
     assert explanation.influence[0] is None
     assert explanation.influence[1:] == pytest.approx((full - shortened).tolist(), abs=1e-5)
+
+
+def test_a_multilabel_prediction_names_a_label_over_its_threshold(models):
+    # The most probable label made unreachable by its threshold, every other one reachable:
+    # the label named first (and its probability) must be one of those over, in predict and explain.
+    model = rnnsent.load(models["tags"])
+    text = "the senate vote and the goal match"
+    probabilities = model.predict([text])[0].probabilities
+    top = max(probabilities, key=probabilities.get)
+    model.artifact.thresholds = [1.0 if name == top else 0.0 for name in probabilities]
+    prediction = model.predict([text])[0]
+    assert top not in prediction.labels and prediction.label in prediction.labels
+    assert prediction.probability == prediction.probabilities[prediction.label]
+    assert model.explain(text).label == prediction.label

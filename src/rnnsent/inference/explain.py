@@ -1,8 +1,9 @@
 """Why the model said what it said: per-token trajectory, occlusion and integrated gradients.
 
 Every explanation is about one class, the *target*: the class a binary model's logit scores
-(``positive`` for sentiment), the most probable class of a multi-class or multi-label model,
-or any class asked for by name. For one raw text, :func:`explain` returns
+(``positive`` for sentiment), the most probable class of a multi-class model, the label a
+multi-label model names first (the most probable of those over their thresholds), or any
+class asked for by name. For one raw text, :func:`explain` returns
 
 * the tokens exactly as the model read them (after truncation), with out-of-vocabulary
   words marked and a ``truncated`` flag;
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from rnnsent.errors import UsageError
+from rnnsent.labels import labels_over_thresholds
 from rnnsent.model.build import ngram_branch, recurrent_network
 from rnnsent.model.scoring import batch_logits
 from rnnsent.text.encoder import kept_words, pad_rows
@@ -50,7 +52,7 @@ class Explanation:
     """Everything known about one prediction; list fields run parallel to ``tokens``."""
 
     text: str
-    label: str  # the predicted label (multi-label: the most probable one)
+    label: str  # the predicted label (multi-label: the most probable one over its threshold, if any)
     probability: float  # the target's probability for the whole text
     tokens: list[str]  # as the model read them; "<start>" is the start-of-review token
     token_ids: list[int]
@@ -132,7 +134,7 @@ def explain(artifact: "Artifact", text: str, integrated_gradients: bool = False,
         over = None
         if space.task == "multilabel":
             thresholds = artifact.thresholds or [0.5] * len(space.names)
-            over = [name for name, value, cut in zip(space.names, values, thresholds) if value > cut]
+            over, predicted = labels_over_thresholds(space.names, values, thresholds)
     target = label if label is not None else (space.names[1] if space.task == "binary" else predicted)
     score = _target_score(space, space.names.index(target), temperature)
     with torch.inference_mode():

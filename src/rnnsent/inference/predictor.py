@@ -11,6 +11,7 @@ import torch
 
 from rnnsent.artifact.directory import Artifact, load_artifact
 from rnnsent.data.batches import iter_text_chunks
+from rnnsent.labels import labels_over_thresholds
 from rnnsent.model.scoring import predict_logits
 from rnnsent.text.tokenize import tokenize
 from rnnsent.threads import scoring_threads
@@ -29,7 +30,8 @@ class Prediction:
     Binary models: ``label`` and ``probability``, the probability of the second label (the
     positive one for sentiment). Multi-class: the most probable label and its probability,
     with every label's in ``probabilities``. Multi-label: ``labels``, those over their
-    thresholds (possibly none), ``label`` the most probable one, and ``probabilities``.
+    thresholds (possibly none), ``label`` the most probable of those (of all labels when none
+    is over), and ``probabilities``.
     """
 
     label: str
@@ -85,12 +87,11 @@ class Predictor:
         predictions = []
         thresholds = self.artifact.thresholds or [0.5] * len(names)
         for row, e in zip(probabilities, empty):
-            top = int(np.argmax(row))
-            chosen = None
+            chosen, label = None, names[int(np.argmax(row))]
             if self.labels.task == "multilabel":
-                chosen = [name for name, p, t in zip(names, row, thresholds) if p > t]
-            predictions.append(Prediction(names[top], float(row[top]), e,
-                                          {name: float(p) for name, p in zip(names, row)}, chosen))
+                chosen, label = labels_over_thresholds(names, row.tolist(), thresholds)
+            by_name = {name: float(p) for name, p in zip(names, row)}
+            predictions.append(Prediction(label, by_name[label], e, by_name, chosen))
         return predictions
 
     def to_probabilities(self, logits: np.ndarray) -> np.ndarray:
