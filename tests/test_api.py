@@ -15,7 +15,7 @@ import pytest
 import rnnsent
 from conftest import write_tiny_reviews
 from rnnsent.cli.main import main
-from rnnsent.errors import ArtifactError, ConfigError, UsageError
+from rnnsent.errors import ArtifactError, ConfigError, DataError, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"num_words": 40, "maxlen": 12, "embedding_dim": 8, "epochs": 2, "report_test": False, "lr": 0.005,
@@ -76,6 +76,8 @@ def test_train_without_out_uses_a_fresh_directory_and_save_writes_a_complete_one
     (lambda data: rnnsent.train(data=data, threads=-1), ConfigError, "--threads must be 0"),
     (lambda data: rnnsent.train(data=data, resume="x", maxlen=3), UsageError, "resume continues a run"),
     (lambda data: rnnsent.train(data=Path(data).parent / "missing.csv"), ValueError, "does not exist"),
+    # A mapping of columns raised a bare TypeError from pathlib.
+    (lambda data: rnnsent.train(data={"text": ["a b"], "label": ["x"]}), DataError, "data is a dict; give a path"),
     (lambda data: rnnsent.load(Path(data).parent / "no-model"), ArtifactError, "no such model directory"),
     (lambda data: rnnsent.evaluate(Path(data).parent / "no-model"), ArtifactError, "no such model directory"),
 ])
@@ -117,13 +119,16 @@ def test_evaluate_without_data_scores_the_data_the_model_was_trained_on(reviews,
     assert "ROC-AUC: n/a (the texts hold one label)" in report and "Scored 7 texts" in report and "(every row)" in report
     assert main(["evaluate", str(tmp_path / "model"), "--data", str(tmp_path / "one.csv"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["roc_auc"] is None
-    # When the source has moved, evaluate looks where train would: here $RNNSENT_DATA.
+    # When the training file has moved, evaluate says so rather than scoring other data
+    # ($RNNSENT_DATA, or a download of aclImdb whose labels the model does not have).
     monkeypatch.setenv("RNNSENT_DATA", str(tmp_path / "elsewhere.csv"))
     moved = reviews.with_name("moved.csv")
     reviews.rename(moved)
     try:
-        with pytest.raises(ValueError, match="elsewhere.csv .from RNNSENT_DATA. does not exist"):
+        with pytest.raises(DataError, match="reviews.csv, the data .* was trained on, no longer exists; say what to score"):
             rnnsent.evaluate(tmp_path / "model")
+        assert main(["evaluate", str(tmp_path / "model"), "--threads", "1"]) == 2
+        assert "no longer exists" in capsys.readouterr().err
     finally:
         moved.rename(reviews)
 
@@ -152,3 +157,21 @@ def test_train_returns_a_model_with_its_label_names(tmp_path):
     assert rnnsent.load(model.save(tmp_path / "copy")).labels.names == ("bad", "good", "meh")
     (prediction,) = model.predict(["so so average film"])
     assert prediction.label in {"bad", "good", "meh"} and set(prediction.probabilities) == {"bad", "good", "meh"}
+
+
+def test_labels_spelled_two_ways_are_warned_of(tmp_path, capsys):
+    # One row's 'Spam' made a third class beside 'spam' and 'ham' without a word.
+    texts = [f"word{i % 7} filler text {'win cash' if i % 2 else 'see you'}" for i in range(120)]
+    labels = ["spam" if i % 2 else "ham" for i in range(120)]
+    labels[1] = "Spam"
+    rnnsent.train(data=(texts, labels), out=tmp_path / "model", progress=False, **TINY)
+    assert "warning: the labels 'Spam' and 'spam' differ only in case" in capsys.readouterr().out
+
+
+def test_summary_of_a_model_directory(reviews, tmp_path):
+    # It took the directory for a preset's name: "unknown preset 'runs/...'".
+    model = rnnsent.train(data=reviews, out=tmp_path / "model", progress=False, verbose=False, **TINY)
+    assert rnnsent.summary(tmp_path / "model") == rnnsent.summary(str(tmp_path / "model")) == model.summary()
+    assert "Labels: binary task" in model.summary()
+    with pytest.raises(UsageError, match="takes no settings"):
+        rnnsent.summary(tmp_path / "model", hidden_size=3)

@@ -96,3 +96,10 @@ def test_round_trip_through_a_dict(space):
 ])
 def test_a_multilabel_decision_names_a_label_over_its_threshold(probabilities, thresholds, chosen, first):
     assert labels_over_thresholds(["db", "python", "web"], probabilities, thresholds) == (chosen, first)
+
+
+def test_names_differing_only_in_case_are_found():
+    from rnnsent.labels import names_differing_in_case
+
+    assert names_differing_in_case(["Spam", "ham", "spam", "HAM", "eggs"]) == [("Spam", "spam"), ("ham", "HAM")]
+    assert names_differing_in_case(["negative", "positive"]) == []

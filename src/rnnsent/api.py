@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from rnnsent.artifact.directory import Artifact, load_artifact, save_artifact, update_metrics
 from rnnsent.config import (
+    PRESETS,
     RunConfig,
     build_config,
     build_options,
@@ -119,7 +120,7 @@ def train(preset: str | None = None, data: PathLike | tuple | None = None, out: 
     preset: a JSON file as ``rnnsent tune`` writes (``best.json``) or as a model directory's
     ``config.json`` holds it, a mapping, or a :class:`RunConfig`; the settings still override it.
     """
-    from rnnsent.data.download import resolve_source
+    from rnnsent.data.download import check_data_argument, resolve_source
     from rnnsent.data.in_memory import in_memory_source, is_in_memory
     from rnnsent.training import checkpoint, pipeline
     from rnnsent.training.tracking import check_available
@@ -143,6 +144,7 @@ def train(preset: str | None = None, data: PathLike | tuple | None = None, out: 
         data = _resumed_data(meta, data)
         source = resolve_source(data)
     else:
+        check_data_argument(data)
         if is_in_memory(data):
             data = in_memory_source(data)  # a JSONL file in the cache, read as any other
         if config is not None:
@@ -249,7 +251,8 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
     """Score a model on the test split of ``data`` and return its metrics.
 
     Without ``data``, the source the model was trained on (its ``metrics.json`` names it) while
-    that path exists, else as for :func:`train` (``$RNNSENT_DATA``, the cache, a download).
+    that path exists; when it was a CSV or JSONL file that is gone, a :class:`DataError` says so;
+    else as for :func:`train` (``$RNNSENT_DATA``, the cache, a download).
     Data other than the training source is scored whole when it has no test split of its own
     (a CSV or JSONL file, a folder of label folders): every row, none of them seen in training.
 
@@ -260,6 +263,7 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
     """
     from rnnsent.data.cache import load_encoded
     from rnnsent.data.download import resolve_source
+    from rnnsent.data.records import SUFFIX_FORMATS
     from rnnsent.data.sources import read_corpus, read_every_row
     from rnnsent.data.splits import limit_indices, limit_split
     from rnnsent.inference.evaluate import evaluate_model
@@ -270,8 +274,13 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
     model = model if isinstance(model, Model) else load(model)
     artifact, config = model.artifact, model.config
     trained_on = artifact.metrics.get("training_data")
-    if data is None and isinstance(trained_on, str) and Path(trained_on).exists():
-        data = trained_on
+    if data is None and isinstance(trained_on, str):
+        if Path(trained_on).exists():
+            data = trained_on
+        elif Path(trained_on).suffix.lower() in SUFFIX_FORMATS:
+            # A person's own file is gone: $RNNSENT_DATA or aclImdb would be other data.
+            raise DataError(f"{trained_on}, the data {artifact.path} was trained on, no longer exists; "
+                            "say what to score: data=PATH (--data PATH)")
     source = resolve_source(data)
     data_config = dataclasses.replace(config.data, **{k: v for k, v in (fields or {}).items() if v is not None})
     same_path = isinstance(trained_on, str) and Path(trained_on).resolve() == Path(source).resolve()
@@ -288,6 +297,7 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
                                     and corpus.labels == artifact.labels)
     every_row = None
     if training_source:
+        available = len(corpus.test)
         test = limit_split(corpus.test, limit)
         ids, lengths = test.padded(config.text)
         targets = test.labels
@@ -299,14 +309,16 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
         raw = every_row if every_row is not None else read_corpus(source, data=data_config).test
         ids, lengths = artifact.encoder.encode_batch(raw.texts)
         targets = artifact.labels.encode(raw.labels, [raw.place(i) for i in range(len(raw))])
+        available = len(targets)
         if limit:
             chosen = limit_indices(raw.strata(), limit)
             ids, lengths, targets = ids[chosen], lengths[chosen], targets[chosen]
     metrics = evaluate_model(artifact.model, ids, lengths, targets, artifact.labels, artifact.thresholds,
                              artifact.temperature)
     part = "every row" if every_row is not None else "test split"
-    metrics["source"] = f"{source} ({part}{f', {limit} texts' if limit else ''})"
-    if training_source and not limit:
+    limited = bool(limit) and limit < available  # a limit of all the texts or more cuts none
+    metrics["source"] = f"{source} ({part}{f', {limit} texts' if limited else ''})"
+    if training_source and not limited:
         # Only the full test split of the training data may replace the model's recorded metrics.
         update_metrics(artifact.path, {**artifact.metrics, **metrics})
         artifact.metrics.update(metrics)
@@ -380,10 +392,18 @@ def pretrain(out: PathLike | None = None, data: PathLike | None = None, preset: 
                                    max_minutes=float(max_minutes), log=log, checkpoint_fields=fields)
 
 
-def summary(preset: str = "seed", **settings: Any) -> str:
-    """The Keras-style table of the model a recipe builds: layers, output shapes, parameter counts."""
+def summary(preset: PathLike = "seed", **settings: Any) -> str:
+    """The Keras-style table of the model a recipe builds: layers, output shapes, parameter counts.
+
+    ``preset`` may instead be a model directory (``summary("runs/spam")``): its model's table and
+    label names, as :meth:`Model.summary` gives them."""
     from rnnsent.model.build import build_model
     from rnnsent.model.summary import summary_table
+
+    if str(preset) not in PRESETS and Path(preset).is_dir():
+        if settings:
+            raise UsageError("a model directory's summary takes no settings: it is of the model as saved")
+        return load(preset).summary()
 
     config = build_config(preset, settings)
     check_fits(config, training=False)

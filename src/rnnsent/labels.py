@@ -88,6 +88,15 @@ def sort_names(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(unique))
 
 
+def names_differing_in_case(names: Iterable[str]) -> list[tuple[str, ...]]:
+    """Groups of two or more label names that are the same but for upper and lower case
+    (``Spam`` and ``spam``): most likely one label spelled two ways in the data."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.casefold(), []).append(name)
+    return [tuple(group) for group in groups.values() if len(group) > 1]
+
+
 def labels_over_thresholds(names: Sequence[str], probabilities: Sequence[float],
                            thresholds: Sequence[float]) -> tuple[list[str], str]:
     """A multi-label decision: the labels whose probability is over their own threshold, in the

@@ -78,7 +78,7 @@ def test_train_writes_a_complete_artifact(trained):
     assert (model / "checkpoint" / "state.json").exists()
     manifest = json.loads((model / "manifest.json").read_text())
     assert set(manifest["files"]) == ARTIFACT_FILES - {"manifest.json"}
-    assert "160 training reviews" in stdout
+    assert "160 training texts" in stdout
     for epoch in (1, 2, 3):
         assert f"epoch {epoch}/3  loss " in stdout
     assert "Test accuracy: " in stdout
@@ -100,7 +100,7 @@ def test_train_in_a_subprocess_from_an_imdb_archive(tmp_path):
                      "--num-words", "50", env={"RNNSENT_DATA": str(archive), "RNNSENT_CACHE": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr.decode()
     stdout = result.stdout.decode()
-    assert "24 training reviews" in stdout and "epoch 1/1" in stdout
+    assert "24 training texts" in stdout and "epoch 1/1" in stdout
     accuracy_lines = [line for line in stdout.splitlines() if line.startswith("Test accuracy: ")]
     assert len(accuracy_lines) == 1 and 0.0 <= float(accuracy_lines[0].split(": ")[1]) <= 1.0
     assert ARTIFACT_FILES <= {path.name for path in (tmp_path / "model").iterdir()}
@@ -279,13 +279,23 @@ def test_missing_model_dir(capsys, tmp_path):
 
 @pytest.mark.parametrize("name, change, fragment", [
     ("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[:-10]), "checksum mismatch"),
-    ("manifest.json", lambda p: p.unlink(), "not a complete model"),
+    ("manifest.json", lambda p: (p.unlink(), shutil.rmtree(p.parent / "checkpoint")), "not a complete model"),
     ("config.json", lambda p: p.write_text("{"), "checksum mismatch"),
 ])
 def test_corrupt_model_dir(model_copy, capsys, name, change, fragment):
     change(model_copy / name)
     assert main(["predict", str(model_copy), "hello"]) == 2
     assert_one_line_error(capsys.readouterr().err, name, fragment)
+
+
+def test_a_run_stopped_before_saving_says_to_resume_and_a_folder_of_other_files_says_what_it_is(model_copy, capsys,
+                                                                                                    tmp_path):
+    (model_copy / "manifest.json").unlink()  # its checkpoint/ is still there
+    assert main(["predict", str(model_copy), "hello"]) == 2
+    assert_one_line_error(capsys.readouterr().err, f"continue it with 'rnnsent train --resume {model_copy}'")
+    (tmp_path / "notes.txt").write_text("not a model", encoding="utf-8")
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert_one_line_error(capsys.readouterr().err, f"{tmp_path} is not a model directory")
 
 
 def test_non_utf8_file(trained, capsys, tmp_path):

@@ -34,7 +34,7 @@ TABLE = [
     (["predict", "MODEL", "--json", "great wonderful film"], OK, ['"label": "positive"', '"empty": false'], []),
     (["predict", "MODEL", "--explain", "great but dull", "--json"], OK, ['"trajectory"', '"influence"'], []),
     (["evaluate", "MODEL", "--data", "DATA", "--json"], OK, ['"accuracy"', '"confusion_matrix"', '"macro_f1"'], []),
-    (["evaluate", "MODEL", "--data", "DATA", "--limit", "20"], OK, ["Test accuracy: ", "Scored 20 texts"], []),
+    (["evaluate", "MODEL", "--data", "DATA", "--limit", "20"], OK, ["Test accuracy: ", "Scored 20 texts", ", 20 texts)"], []),
     # Mistakes: one line, exit 2.
     (["train"], MISTAKE, [], ["error: say where to save the model: --out DIR"]),
     (["train", "--out", "x", "--hidden-sise", "3"], MISTAKE, [], ["error: unrecognized arguments: --hidden-sise"]),
@@ -110,3 +110,11 @@ def test_train_help_shows_each_presets_value(capsys):
     assert preset_values("maxlen", TextConfig().maxlen, PRESETS) in text
     assert preset_values("epochs", TrainConfig().epochs, PRESETS) in text
     assert "best 1000" in text and "seed 30" in text
+
+
+def test_a_limit_larger_than_the_data_is_not_reported_as_a_cut(tiny_model_dir, capsys):
+    # It printed "Scored 60 texts of DATA (test split, 100000 texts)".
+    data = tiny_model_dir.parent / "reviews.csv"
+    assert main(["evaluate", str(tiny_model_dir), "--data", str(data), "--limit", "100000"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("Scored ") and last.endswith("(test split)") and "100000" not in last

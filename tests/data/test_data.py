@@ -558,7 +558,7 @@ def test_held_out_splits_are_the_fixed_seed_stratified_split():
 def test_an_empty_records_file_has_no_examples(tmp_path, suffix):
     path = tmp_path / f"r.{suffix}"
     path.write_bytes(b"")
-    with pytest.raises(DataError, match=rf"{path}: needs examples of both labels, found 0 example\(s\)"):
+    with pytest.raises(DataError, match=rf"{path}: holds no labelled texts; give it rows of a text and its label"):
         read_corpus(path)
 
 

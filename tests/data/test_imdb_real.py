@@ -24,7 +24,7 @@ def test_seed_model_learns_imdb_from_4000_reviews(tmp_path, capsys):
     args = ["--limit", "4000", "--epochs", "2", "--lr", "0.003", "--threads", "1", "--quiet"]
     assert main(["train", "--data", str(SHARED_ARCHIVE), "--out", str(tmp_path / "model"), *args]) == 0
     out = capsys.readouterr().out
-    assert "4000 training reviews" in out
+    assert "4000 training texts" in out
     artifact = load_artifact(tmp_path / "model")
     assert artifact.metrics["count"] == 4000
     assert artifact.metrics["accuracy"] > 0.65, artifact.metrics  # chance is 0.5 on these balanced reviews

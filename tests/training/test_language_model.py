@@ -289,7 +289,7 @@ def test_pretrain_then_train_with_the_encoder_and_its_refusals(imdb, tmp_path, c
     assert main(["pretrain", "--language-model", *flags, *LM_FLAGS, "--lm-steps", "12", "--out", str(encoder)]) == 0
     output = capsys.readouterr().out
     assert "held-out perplexity forward" in output and "backward" in output and "tokens/s" in output
-    assert "validation and test reviews are not read" in output
+    assert "validation and test texts are not read" in output
     metadata = json.loads(read_metadata(encoder / "encoder.safetensors")["pretraining"])
     # Tokens predicted: at most 4 rows x 20 a step, fewer where a review's last segment is padded.
     assert metadata["steps"] == 12 and 0.5 * 12 * 4 * 20 < metadata["tokens"] <= 12 * 4 * 20

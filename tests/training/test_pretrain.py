@@ -109,7 +109,7 @@ def test_pretrain_then_train_with_the_vectors(imdb_folder, tmp_path, monkeypatch
     assert main(["pretrain", "--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "4",
                  "--pretrain-window", "2", "--threads", "1", "--out", str(vectors)]) == 0
     output = capsys.readouterr().out
-    assert "8 training and 12 unlabelled reviews" in output and "(40, 4)" in output
+    assert "8 training and 12 unlabelled texts" in output and "(40, 4)" in output
     settings = ["--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "4", "--hidden-size", "3",
                 "--cell", "gru", "--maxlen", "12", "--padding", "post", "--use-lengths", "--epochs", "1",
                 "--batch-size", "4", "--threads", "1", "--quiet", "--no-report-test"]
@@ -146,7 +146,7 @@ def test_train_can_build_its_own_vectors_first(imdb_folder, tmp_path, monkeypatc
     settings = ["--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "3", "--hidden-size", "3",
                 "--epochs", "1", "--batch-size", "4", "--threads", "1", "--quiet"]
     assert main(["train", *settings, "--pretrain-window", "2", "--out", str(out)]) == 0
-    assert "word vectors built from 20 reviews" in capsys.readouterr().out
+    assert "word vectors built from 20 texts" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     # Building the vectors is part of the training time (on this tiny data it can round to 0.0 s).
     assert 0 <= metrics["pretrain_seconds"] <= metrics["train_seconds"]
@@ -201,7 +201,7 @@ def test_a_run_reads_its_unlabelled_texts_once(imdb_folder, tmp_path, monkeypatc
                 "--epochs", "1", "--batch-size", "4", "--threads", "1", "--quiet", "--pretrain-window", "2",
                 "--entropy-weight", "0.1", "--unlabelled-batch-size", "4"]
     assert main(["train", *settings, "--out", str(tmp_path / "model")]) == 0
-    assert "word vectors built from 20 reviews" in capsys.readouterr().out
+    assert "word vectors built from 20 texts" in capsys.readouterr().out
     assert len(reads) == 1
 
 
@@ -212,7 +212,7 @@ def test_pretraining_reads_the_named_unlabelled_texts(imdb_folder, tmp_path, mon
     assert main(["pretrain", "--data", str(imdb_folder), "--num-words", "40", "--embedding-dim", "4",
                  "--pretrain-window", "2", "--threads", "1", "--unlabelled-data", str(extra),
                  "--out", str(tmp_path / "vectors.safetensors")]) == 0
-    assert "8 training and 5 unlabelled reviews" in capsys.readouterr().out
+    assert "8 training and 5 unlabelled texts" in capsys.readouterr().out
 
 
 def test_a_wide_embedding_on_a_few_words_trains_with_word_vectors(imdb_folder, tmp_path, monkeypatch, capsys):

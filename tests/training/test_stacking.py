@@ -172,7 +172,7 @@ def test_cli_trains_a_stacked_model_end_to_end(tmp_path, capsys):
                  "--ngram-buckets", "101", "--ngram-order", "2", "--ngram-fit", "stacked"])
     assert code == 0
     output = capsys.readouterr().out
-    assert "n-gram regression:" in output and "blend on 64 validation reviews" in output
+    assert "n-gram regression:" in output and "blend on 64 validation texts" in output
     assert "Accuracy of each part alone: recurrent" in output
     metrics = json.loads((out / "metrics.json").read_text())
     # The tiny reviews' label is set by their sentiment words: the n-gram part alone learns it.
@@ -212,3 +212,28 @@ def test_summary_counts_the_fitted_ngram_weights_apart():
     assert count_parameters(model) == count_parameters(model, trainable_only=True) + ngram_weights
     assert f"Total params: {count_parameters(model):,}" in table
     assert f"Fitted by the n-gram regression: {ngram_weights:,}" in table
+
+
+def test_blend_of_parts_that_separate_the_texts_is_bounded_and_optimal():
+    # 32 validation texts that both parts classify correctly, mirrored (the texts of label 0 are
+    # those of label 1 with their logits negated): unregularised, the loss has no minimum and the
+    # coefficients grew until the optimiser stopped. With the penalty the optimum exists; by the
+    # mirror symmetry its intercept is 0, and it must match scipy's minimum of the same objective.
+    from scipy.optimize import minimize
+
+    generator = np.random.default_rng(3)
+    half = {"recurrent": generator.uniform(0.5, 3.0, 16), "ngrams": generator.uniform(0.2, 2.0, 16)}
+    parts = {name: np.concatenate([values, -values]) for name, values in half.items()}
+    labels = np.concatenate([np.ones(16), np.zeros(16)])
+    model = stacked_model()
+    fit_blend(model, parts, labels)
+    inputs = np.stack([parts["recurrent"], parts["ngrams"]], axis=1)
+
+    def objective(c: np.ndarray) -> float:
+        logits = inputs @ c[:2] + c[2]
+        return float(np.mean(np.logaddexp(0, -np.where(labels == 1, logits, -logits))) + c @ c / (2 * len(labels)))
+
+    oracle = minimize(objective, np.zeros(3), method="BFGS", options={"gtol": 1e-10}).x
+    np.testing.assert_allclose(model.blend.numpy(), oracle, atol=2e-3)
+    assert abs(float(model.blend[2])) < 1e-3
+    assert np.all(np.abs(model.blend.numpy()) < 10)

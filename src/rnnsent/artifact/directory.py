@@ -70,6 +70,9 @@ READABLE_VERSIONS = (1, 2, 3)
 # ratings: 37 MB instead of 448.
 NGRAM_TABLE = "ngrams.weight.weight"
 REQUIRED_FILES = ("config.json", "vocabulary.json", "model.safetensors")
+# Where a training run keeps the state it resumes from (rnnsent.training.checkpoint), inside
+# its model directory; its state file is written last, so its presence marks a checkpoint.
+CHECKPOINT_FOLDER, CHECKPOINT_STATE = "checkpoint", "state.json"
 
 
 @dataclass
@@ -338,6 +341,12 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         pid = owner(directory)
         if pid is not None:
             raise ArtifactError(f"{directory} is being trained (process {pid}); its model is saved when training ends")
+        if (directory / CHECKPOINT_FOLDER / CHECKPOINT_STATE).exists():
+            raise ArtifactError(f"{directory} holds a training run that stopped before its model was saved; "
+                                f"continue it with 'rnnsent train --resume {directory}'")
+        if not any((directory / name).exists() for name in REQUIRED_FILES):
+            raise ArtifactError(f"{directory} is not a model directory (it has no manifest.json); give the --out "
+                                "folder of 'rnnsent train'")
         raise ArtifactError(f"{path}: missing, so {directory} is not a complete model (interrupted while saving?); retrain it")
     manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME or not isinstance(manifest.get("files"), dict):

@@ -35,8 +35,9 @@ EXAMPLES = {
 
 data (--data, else $RNNSENT_DATA, else the cache, else a download of aclImdb):
   aclImdb as a folder or .tar.gz; a folder with train/ and test/ holding one folder per
-  label (neg/pos or 0/1); a folder of label folders; a .csv or .jsonl with 'text' and
-  'label' columns (sources without a test split keep a fixed 20% of reviews for testing)""",
+  label (any names); a folder of label folders; a .csv or .jsonl with 'text' and 'label'
+  columns (--text-field, --label-field for others; sources without a test split keep a
+  fixed 20% of texts for testing)""",
     "tune": """examples:
   rnnsent tune --data reviews.csv --out runs/tune --budget 20m
   rnnsent tune --data reviews.csv --out runs/tune --budget 2m --trials 10 --metric macro_f1

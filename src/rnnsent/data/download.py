@@ -20,11 +20,19 @@ IMDB_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 IMDB_ARCHIVE_NAME = "aclImdb_v1.tar.gz"
 
 
+def check_data_argument(data: object) -> None:
+    """Raise :class:`DataError` unless ``data`` names a source: None, a path, or ``(texts, labels)``."""
+    if data is not None and not is_in_memory(data) and not isinstance(data, (str, os.PathLike)):
+        raise DataError(f"data is a {type(data).__name__}; give a path to a data source, or texts and labels "
+                        "as data=(texts, labels)")
+
+
 def resolve_source(path: str | os.PathLike | tuple | list | None = None, download: bool = True) -> Path:
     """Where the data comes from: ``path`` (or texts and labels given in memory as ``(texts,
     labels)``, see :mod:`rnnsent.data.in_memory`), else ``$RNNSENT_DATA``, else the cache, else a download."""
     if is_in_memory(path):
         return in_memory_source(path)
+    check_data_argument(path)
     chosen = path or os.environ.get("RNNSENT_DATA")
     if chosen:
         resolved = Path(chosen).expanduser()

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from rnnsent.artifact.directory import NGRAM_TABLE
+from rnnsent.artifact.directory import CHECKPOINT_FOLDER, CHECKPOINT_STATE, NGRAM_TABLE
 from rnnsent.artifact.files import (
     compact_table,
     one_line,
@@ -54,11 +54,11 @@ class Progress:
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoint"
+    return Path(run_dir) / CHECKPOINT_FOLDER
 
 
 def has_checkpoint(run_dir: Path) -> bool:
-    return (checkpoint_dir(run_dir) / "state.json").exists()
+    return (checkpoint_dir(run_dir) / CHECKPOINT_STATE).exists()
 
 
 def save_checkpoint(
@@ -106,7 +106,7 @@ def save_checkpoint(
         if name == previous:
             name = name.replace(".safetensors", "b.safetensors")
         write_bytes_atomic(directory / name, data)
-        write_json_atomic(directory / "state.json", {
+        write_json_atomic(directory / CHECKPOINT_STATE, {
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "tensors": name, "sha256": sha256_bytes(data),
             **fields,
         })
@@ -161,7 +161,7 @@ class CheckpointWriter:
 def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The checkpoint's JSON and tensors, verified; raises :class:`ArtifactError`."""
     directory = checkpoint_dir(run_dir)
-    path = directory / "state.json"
+    path = directory / CHECKPOINT_STATE
     if not path.exists():
         raise ArtifactError(f"{path}: no checkpoint to resume from; start the run without --resume")
     meta = read_json(path)
@@ -243,7 +243,7 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor | None) -> bool:
 
 
 def _current_tensor_file(directory: Path) -> str | None:
-    path = directory / "state.json"
+    path = directory / CHECKPOINT_STATE
     if not path.exists():
         return None
     try:

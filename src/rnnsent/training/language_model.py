@@ -278,8 +278,8 @@ def _streams(config: RunConfig, reviews, log: Log) -> TokenStreams:
     streams = token_streams(reviews, config.train.seed)
     tokens = sum(len(review) for review in streams.train)
     log(f"language model: {streams.training_reviews:,} training and {streams.unlabelled_reviews:,} unlabelled "
-        f"reviews ({tokens:,} tokens); {streams.held_out_reviews:,} held out for perplexity; validation and test "
-        "reviews are not read")
+        f"texts ({tokens:,} tokens); {streams.held_out_reviews:,} held out for perplexity; validation and test "
+        "texts are not read")
     return streams
 
 
@@ -311,8 +311,8 @@ def language_model_stage(network: RecurrentClassifier, config: RunConfig,
     trainer.fit(progress, steps)
     copy_into_classifier(network, trainer.model)
     figures = trainer.figures(progress)
-    log(f"language model: {figures['steps']:,} steps, {figures['tokens']:,} tokens per direction in "
-        f"{figures['seconds']:.1f}s")
+    log(f"language model: {figures['steps']:,} step{'' if figures['steps'] == 1 else 's'}, {figures['tokens']:,} "
+        f"tokens per direction in {figures['seconds']:.1f}s")
     return {"language_model": figures}
 
 

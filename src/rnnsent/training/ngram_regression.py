@@ -399,13 +399,27 @@ def _fit_outputs(branch: NgramBranch, ids: torch.Tensor, labels: torch.Tensor, i
     return stats
 
 
+def blend_penalty(coefficients: torch.Tensor, count: int) -> torch.Tensor:
+    """``|coefficients|^2 / (2 n)``: added to the blend's mean loss over ``n`` validation texts, it
+    makes the fit an L2-regularised logistic regression with C = 1 (liblinear's default).
+
+    Where both parts classify every validation text correctly (a small data set's few
+    validation texts), the unregularised loss has no minimum: the coefficients grew until the
+    optimiser stopped (4.4 x recurrent + 3.0 x n-grams + 3.3 on 32 texts of two balanced
+    labels), and the model answered 1.0000 or 0.0000 for every text, an empty one included. On
+    IMDB's 2,471 validation reviews the penalty moves the coefficients by about 0.001.
+    """
+    return (coefficients * coefficients).sum() / (2 * max(count, 1))
+
+
 def fit_blend(
     model: StackedClassifier,
     parts: dict[str, np.ndarray],
     labels: np.ndarray,
     log: Callable[[str], None] = lambda message: None,
 ) -> dict[str, float]:
-    """Set ``model.blend`` by logistic regression of ``labels`` on the parts' validation logits.
+    """Set ``model.blend`` by logistic regression of ``labels`` on the parts' validation logits
+    (L2-regularised: see :func:`blend_penalty`).
 
     ``parts`` holds the ``recurrent`` and ``ngrams`` logits ``(n,)`` of the validation reviews.
     Returns each part's validation accuracy and the blend's.
@@ -421,7 +435,7 @@ def fit_blend(
     def objective() -> torch.Tensor:
         optimizer.zero_grad()
         logits = inputs @ coefficients[:2] + coefficients[2]
-        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        loss = F.binary_cross_entropy_with_logits(logits, targets) + blend_penalty(coefficients, len(targets))
         loss.backward()
         return loss
 
@@ -432,7 +446,7 @@ def fit_blend(
         blended = (inputs @ blend[:2] + blend[2]).numpy()
     stats = {f"{name}_accuracy": float(np.mean((parts[name] > 0) == (labels > 0.5))) for name in ("recurrent", "ngrams")}
     stats["blend_accuracy"] = float(np.mean((blended > 0) == (labels > 0.5)))
-    log(f"blend on {len(labels)} validation reviews: {blend[0]:.3f} x recurrent + {blend[1]:.3f} x n-grams "
+    log(f"blend on {len(labels)} validation texts: {blend[0]:.3f} x recurrent + {blend[1]:.3f} x n-grams "
         f"{blend[2]:+.3f}; validation accuracy {stats['recurrent_accuracy']:.4f} / {stats['ngrams_accuracy']:.4f} "
         f"/ blended {stats['blend_accuracy']:.4f}")
     return stats
@@ -442,7 +456,7 @@ def _fit_blend_outputs(model: StackedClassifier, parts: dict[str, np.ndarray], l
                        log: Callable[[str], None]) -> dict[str, float]:
     """The blend of K-output parts ``(n, K)``: ``a * recurrent + c * ngrams + b`` with ``a``, ``c``
     scalars and ``b`` ``(K,)``, fitted by the task's mean loss (softmax cross-entropy, or
-    binary cross-entropy per label) on the validation targets ``labels``."""
+    binary cross-entropy per label) on the validation targets ``labels``, plus :func:`blend_penalty`."""
     task, outputs = model.task, model.outputs
     recurrent = torch.tensor(np.asarray(parts["recurrent"]), dtype=torch.float64)  # (n, K)
     ngrams = torch.tensor(np.asarray(parts["ngrams"]), dtype=torch.float64)
@@ -460,6 +474,7 @@ def _fit_blend_outputs(model: StackedClassifier, parts: dict[str, np.ndarray], l
             loss = F.cross_entropy(logits, targets)
         else:
             loss = F.binary_cross_entropy_with_logits(logits, targets)
+        loss = loss + blend_penalty(coefficients, len(targets))
         loss.backward()
         return loss
 

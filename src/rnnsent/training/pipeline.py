@@ -34,7 +34,7 @@ from rnnsent.data.sources import ARCHIVE_SUFFIXES
 from rnnsent.data.splits import limit_split, resolve_validation_by
 from rnnsent.errors import ConfigError
 from rnnsent.inference.evaluate import evaluate_model
-from rnnsent.labels import LabelSpace
+from rnnsent.labels import LabelSpace, names_differing_in_case
 from rnnsent.metrics import format_metrics
 from rnnsent.model.build import build_model, recurrent_network
 from rnnsent.model.scoring import predict_cut_logits, predict_logits, predict_part_logits
@@ -105,10 +105,13 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
     if data.validation is not None:
         by = resolve_validation_by(config.train.validation_by, corpus.train)
         validation = f", {len(data.validation)} validation" + (" (whole films)" if by == "movie" else "")
-    log(f"preset {config.preset}: {len(data.train)} training reviews{validation}, "
+    log(f"preset {config.preset}: {len(data.train)} training texts{validation}, "
         f"maxlen {config.text.maxlen}, {config.model.cell} cell, device {world.device}")
     if not corpus.labels.is_sentiment:
         log(corpus.labels.describe())
+    for spellings in names_differing_in_case(corpus.labels.names):
+        log(f"warning: the labels {' and '.join(repr(name) for name in spellings)} differ only in case, so they are "
+            "trained as different labels; spell them one way in the data if they are one")
     check_fits(config, corpus.labels.num_outputs)
     started = time.perf_counter()
     figures: dict[str, Any] = {"pretrain_seconds": 0.0}
@@ -307,7 +310,7 @@ def initialise_word_vectors(model: nn.Module, config: RunConfig, corpus: Encoded
         texts = reviews()
         vectors = build_vectors(texts, vocab_size, recipe.embedding_dim, recipe.pretrain_window, log=log)
         seconds = round(time.perf_counter() - started, 2)
-        log(f"word vectors built from {sum(len(r[1]) - 1 for r in texts)} reviews in {seconds:.1f}s")
+        log(f"word vectors built from {sum(len(r[1]) - 1 for r in texts)} texts in {seconds:.1f}s")
     else:
         return {}
     with torch.no_grad():

@@ -188,7 +188,7 @@ def pretrain_vectors(config, source: Path, out: Path, log: Callable[[str], None]
     corpus = load_encoded(source, config.text, data=config.data)
     reviews = pretraining_reviews(corpus, source, config)
     counts = [len(offsets) - 1 for _, offsets in reviews]
-    log(f"{counts[0]} training and {sum(counts[1:])} unlabelled reviews (validation and test reviews are not used)")
+    log(f"{counts[0]} training and {sum(counts[1:])} unlabelled texts (validation and test texts are not used)")
     vectors = build_vectors(reviews, config.text.num_words, config.model.embedding_dim, config.model.pretrain_window, log=log)
     save_vectors(out, vectors, corpus.vocabulary)
     log(f"word vectors {tuple(vectors.shape)} written to {out} in {time.perf_counter() - started:.1f}s")
