@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import rnnsent
-from conftest import write_tiny_reviews
+from conftest import write_csv, write_tiny_reviews
 from rnnsent.cli.main import main
 from rnnsent.errors import ArtifactError, ConfigError, DataError, UsageError
 
@@ -175,3 +175,12 @@ def test_summary_of_a_model_directory(reviews, tmp_path):
     assert "Labels: binary task" in model.summary()
     with pytest.raises(UsageError, match="takes no settings"):
         rnnsent.summary(tmp_path / "model", hidden_size=3)
+
+
+def test_a_csv_of_joined_labels_without_a_separator_gets_a_note(tmp_path, capsys):
+    # "db|python" cells trained as classes of their own without a word.
+    rows = [(f"word{i % 5} {'query index' if i % 3 else 'def class'} text", ["db", "python", "db|python"][i % 3])
+            for i in range(90)]
+    write_csv(tmp_path / "tags.csv", rows)
+    rnnsent.train(data=tmp_path / "tags.csv", out=tmp_path / "model", progress=False, **TINY)
+    assert "for several labels per text use --label-separator '|'" in capsys.readouterr().out

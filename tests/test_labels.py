@@ -103,3 +103,17 @@ def test_names_differing_only_in_case_are_found():
 
     assert names_differing_in_case(["Spam", "ham", "spam", "HAM", "eggs"]) == [("Spam", "spam"), ("ham", "HAM")]
     assert names_differing_in_case(["negative", "positive"]) == []
+
+
+@pytest.mark.parametrize("names, separator", [
+    (["db", "db|python", "python", "python|web", "web"], "|"),
+    (["a;b", "b;c", "c"], ";"),
+    (["db", "python", "db|python"], "|"),
+    (["sci-fi", "drama", "comedy"], None),  # a hyphen is part of a name
+    (["yes, sir", "no"], None),  # one name with a comma is a name
+    (["positive", "negative"], None),
+])
+def test_class_names_that_join_several_labels_are_recognised(names, separator):
+    from rnnsent.labels import joined_label_separator
+
+    assert joined_label_separator(names) == separator

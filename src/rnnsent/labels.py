@@ -15,6 +15,7 @@ which are then *ordered*), else alphabetically.
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -95,6 +96,25 @@ def names_differing_in_case(names: Iterable[str]) -> list[tuple[str, ...]]:
     for name in names:
         groups.setdefault(name.casefold(), []).append(name)
     return [tuple(group) for group in groups.values() if len(group) > 1]
+
+
+# Characters that join several labels in one cell of a CSV file (``db|python``).
+LIST_SEPARATORS = ("|", ";", ",")
+
+
+def joined_label_separator(names: Iterable[str]) -> str | None:
+    """The separator that seems to join several labels in these class names, or None: some name
+    splits on it into pieces of which one is a class name of its own or recurs in another such
+    name (``db``, ``python``, ``db|python``)."""
+    names = list(names)
+    for separator in LIST_SEPARATORS:
+        joined = [[piece.strip() for piece in name.split(separator)] for name in names if separator in name]
+        joined = [pieces for pieces in joined if len(pieces) > 1 and all(pieces)]
+        singles = {name.strip() for name in names if separator not in name}
+        counts = collections.Counter(piece for pieces in joined for piece in set(pieces))
+        if any(counts[piece] >= 2 or piece in singles for pieces in joined for piece in pieces):
+            return separator
+    return None
 
 
 def labels_over_thresholds(names: Sequence[str], probabilities: Sequence[float],

@@ -34,7 +34,7 @@ from rnnsent.data.sources import ARCHIVE_SUFFIXES
 from rnnsent.data.splits import limit_split, resolve_validation_by
 from rnnsent.errors import ConfigError
 from rnnsent.inference.evaluate import evaluate_model
-from rnnsent.labels import LabelSpace, names_differing_in_case
+from rnnsent.labels import LabelSpace, joined_label_separator, names_differing_in_case
 from rnnsent.metrics import format_metrics
 from rnnsent.model.build import build_model, recurrent_network
 from rnnsent.model.scoring import predict_cut_logits, predict_logits, predict_part_logits
@@ -109,6 +109,11 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
         f"maxlen {config.text.maxlen}, {config.model.cell} cell, device {world.device}")
     if not corpus.labels.is_sentiment:
         log(corpus.labels.describe())
+    separator = joined_label_separator(corpus.labels.names) if corpus.labels.task == "multiclass" else None
+    if separator is not None:
+        log(f"note: labels such as {next(n for n in corpus.labels.names if separator in n)!r} look like several labels "
+            f"in one cell, each combination trained as a class of its own; for several labels per text use "
+            f"--label-separator '{separator}'")
     for spellings in names_differing_in_case(corpus.labels.names):
         log(f"warning: the labels {' and '.join(repr(name) for name in spellings)} differ only in case, so they are "
             "trained as different labels; spell them one way in the data if they are one")
