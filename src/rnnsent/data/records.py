@@ -129,7 +129,7 @@ def _jsonl_records(lines: Iterable[tuple[int, str]], name: str, text_field: str,
         if not isinstance(fields, dict):
             problem = f"this line is {_JSON_TYPES.get(type(fields), 'not an object')}"
         elif text_field not in fields:
-            problem = f"no {text_field!r}; {_TEXT_FIELD_HINT}" if label_field is None else f"no {text_field!r}; {_FIELD_HINT}"
+            problem = f"no {text_field!r}; {_TEXT_FIELD_HINT if label_field is None else _FIELD_HINT}"
         elif not isinstance(fields[text_field], str):
             problem = f"{text_field!r} is {_JSON_TYPES.get(type(fields[text_field]), 'not a string')}"
         elif label_field is not None and label_field not in fields:
