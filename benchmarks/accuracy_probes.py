@@ -65,6 +65,13 @@ def word_ngrams(tokens: list[str]) -> list[str]:
     return tokens + pairs + triples
 
 
+def best_words(tokens, kept: np.ndarray) -> set[str]:
+    """The words ``best`` keeps: the 20,000 - 3 (ids reserved) most frequent in the training
+    reviews ``kept``, whose words are ``tokens[i]``."""
+    counts = collections.Counter(word for i in kept for word in tokens[i])
+    return {word for word, _ in counts.most_common(20_000 - 3)}
+
+
 def nb_logistic_regression(train_rows, targets: np.ndarray, weights: np.ndarray, inverse_l2: float = 1.0):
     """NBSVM's logistic-regression variant on binary n-gram rows ``(n, features)`` with soft
     ``targets`` in [0, 1] (each row enters twice, as a positive of weight ``t * w`` and a negative
@@ -133,8 +140,7 @@ def probe_ngram_inputs(reviews: Reviews) -> None:
     from rnnsent.text.tokenize import tokenize
 
     tokens = [tokenize(text) for text in reviews.texts]
-    counts = collections.Counter(word for i in reviews.kept for word in tokens[i])
-    frequent = {word for word, _ in counts.most_common(20_000 - 3)}  # 3 ids are reserved
+    frequent = best_words(tokens, reviews.kept)
     punctuated = re.compile(r"[a-z0-9']+|[!?]")
     variants = {
         "rnnsent's 20,000 words": [[w if w in frequent else "<oov>" for w in words] for words in tokens],
@@ -161,8 +167,7 @@ def probe_cotrain(run: Path, reviews: Reviews) -> None:
     from rnnsent.text.tokenize import tokenize
 
     parts = part_logits(run, reviews)
-    counts = collections.Counter(w for i in reviews.kept for w in tokenize(reviews.texts[i]))
-    frequent = {word for word, _ in counts.most_common(20_000 - 3)}
+    frequent = best_words({i: tokenize(reviews.texts[i]) for i in reviews.kept}, reviews.kept)
 
     def grams(text: str) -> list[str]:
         return word_ngrams([w if w in frequent else "<oov>" for w in tokenize(text)][-1000:])  # maxlen 1000, truncating pre

@@ -284,18 +284,19 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
     source = resolve_source(data)
     data_config = dataclasses.replace(config.data, **{k: v for k, v in (fields or {}).items() if v is not None})
     same_path = isinstance(trained_on, str) and Path(trained_on).resolve() == Path(source).resolve()
+    every_row = None
     try:
         corpus = load_encoded(source, config.text, quiet=not verbose, data=data_config)
     except DataError:
         # A file of one label, or too few rows to hold out a test fifth, is no training source
         # but may still be scored whole.
-        if same_path or read_every_row(source, data_config) is None:
+        every_row = None if same_path else read_every_row(source, data_config)
+        if every_row is None:
             raise
         corpus = None
     # The training source, at its recorded path or a copy of it (the same vocabulary and labels).
     training_source = same_path or (corpus is not None and corpus.vocabulary.words == artifact.vocabulary.words
                                     and corpus.labels == artifact.labels)
-    every_row = None
     if training_source:
         available = len(corpus.test)
         test = limit_split(corpus.test, limit)
@@ -305,7 +306,7 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
         # Another source than the training one: encode its raw texts (every row of a file, the
         # test split of a source that has one) with the model's vocabulary, and its labels with
         # the model's label space.
-        every_row = read_every_row(source, data_config)
+        every_row = every_row or read_every_row(source, data_config)
         raw = every_row if every_row is not None else read_corpus(source, data=data_config).test
         ids, lengths = artifact.encoder.encode_batch(raw.texts)
         targets = artifact.labels.encode(raw.labels, [raw.place(i) for i in range(len(raw))])

@@ -42,9 +42,6 @@ _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a num
 # A carriage return that does not end a "\r\n" pair: an old-style line end inside a "\n" line.
 _BARE_CARRIAGE_RETURN = re.compile(r"(?<=\r)(?!\n)")
 _NO_FIELDS: Mapping[str, Any] = MappingProxyType({})  # plain lines have no fields
-# How to read other column or field names, said where they are missing.
-_TEXT_FIELD_HINT = "name yours with --text-field"
-_FIELD_HINT = "name yours with --text-field and --label-field"
 
 
 class Record(NamedTuple):
@@ -115,8 +112,14 @@ def _line_records(lines: Iterable[tuple[int, str]], name: str) -> Iterator[Recor
         yield Record(line.rstrip("\r\n"), None, name, number, _NO_FIELDS)
 
 
+def _field_hint(label_field: str | None) -> str:
+    """How to read other field or column names, said where the expected ones are missing."""
+    return "name yours with --text-field" + (" and --label-field" if label_field is not None else "")
+
+
 def _jsonl_records(lines: Iterable[tuple[int, str]], name: str, text_field: str, label_field: str | None) -> Iterator[Record]:
     needs = f"a string {text_field!r} field" + (f" and a {label_field!r} field" if label_field is not None else "")
+    hint = _field_hint(label_field)
     for number, line in lines:
         line = line.strip()
         if not line:
@@ -129,11 +132,11 @@ def _jsonl_records(lines: Iterable[tuple[int, str]], name: str, text_field: str,
         if not isinstance(fields, dict):
             problem = f"this line is {_JSON_TYPES.get(type(fields), 'not an object')}"
         elif text_field not in fields:
-            problem = f"no {text_field!r}; {_TEXT_FIELD_HINT if label_field is None else _FIELD_HINT}"
+            problem = f"no {text_field!r}; {hint}"
         elif not isinstance(fields[text_field], str):
             problem = f"{text_field!r} is {_JSON_TYPES.get(type(fields[text_field]), 'not a string')}"
         elif label_field is not None and label_field not in fields:
-            problem = f"no {label_field!r}; {_FIELD_HINT}"
+            problem = f"no {label_field!r}; {hint}"
         if problem:
             raise DataError(f"{name}:{number}: each JSONL line needs {needs} ({problem})")
         label = fields[label_field] if label_field is not None else None
@@ -159,8 +162,7 @@ def _csv_records(lines: Iterable[tuple[int, str]], name: str, text_field: str, l
         header = [column.strip() for column in header]
         if any(field not in header for field in wanted):
             columns = f"a {text_field!r} column" if label_field is None else f"{text_field!r} and {label_field!r} columns"
-            raise DataError(f"{name}: the CSV header needs {columns}, found {header}; "
-                            f"{_FIELD_HINT if label_field is not None else _TEXT_FIELD_HINT}")
+            raise DataError(f"{name}: the CSV header needs {columns}, found {header}; {_field_hint(label_field)}")
         text_column = header.index(text_field)
         label_column = header.index(label_field) if label_field is not None else None
         needed = max(text_column, label_column or 0) + 1

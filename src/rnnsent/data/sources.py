@@ -19,18 +19,32 @@ from rnnsent.errors import DataError
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
+def source_kind(source: Path) -> str | None:
+    """What a source is: ``"archive"`` (aclImdb's .tar.gz), ``"records"`` (CSV or JSONL),
+    ``"split folders"`` (a folder with train/ and test/, aclImdb's layout), ``"label folders"``
+    (a folder of label folders), or None for anything else."""
+    if source.is_file() and source.name.lower().endswith(ARCHIVE_SUFFIXES):
+        return "archive"
+    if source.is_file() and source.suffix.lower() in SUFFIX_FORMATS:
+        return "records"
+    if source.is_dir():
+        root = source / "aclImdb" if (source / "aclImdb").is_dir() else source
+        return "split folders" if (root / "train").is_dir() or (root / "test").is_dir() else "label folders"
+    return None
+
+
 def read_corpus(source: Path, include_unlabelled: bool = False, data: DataConfig = DataConfig()) -> Corpus:
     """Every text of a source with its raw label, as train and test splits (and aclImdb's
     unlabelled reviews when asked). ``data`` says which fields hold texts and labels."""
-    name = source.name.lower()
-    if source.is_file() and name.endswith(ARCHIVE_SUFFIXES):
+    kind = source_kind(source)
+    if kind == "archive":
         return read_imdb_archive(source, include_unlabelled, data.labels)
-    if source.is_file() and source.suffix.lower() in SUFFIX_FORMATS:
+    if kind == "records":
         return read_records_file(source, SUFFIX_FORMATS[source.suffix.lower()], data)
-    if source.is_dir():
+    if kind == "split folders":
         root = source / "aclImdb" if (source / "aclImdb").is_dir() else source
-        if (root / "train").is_dir() or (root / "test").is_dir():
-            return read_split_folders(root, include_unlabelled, data.labels)
+        return read_split_folders(root, include_unlabelled, data.labels)
+    if kind == "label folders":
         return read_label_folders(source)
     raise DataError(f"{source}: unsupported data source; use an aclImdb folder or .tar.gz, a label-folder tree, .csv or .jsonl")
 
@@ -39,12 +53,11 @@ def read_every_row(source: Path, data: DataConfig = DataConfig()) -> LabelledTex
     """Every labelled text of a source without a test split of its own (a CSV or JSONL file, a
     folder of label folders), for scoring a model on data it was not trained on; None for a
     source with its own test split (aclImdb's layout), whose test split is the one to score."""
-    if source.is_file() and source.suffix.lower() in SUFFIX_FORMATS:
+    kind = source_kind(source)
+    if kind == "records":
         return read_labelled_records(source, SUFFIX_FORMATS[source.suffix.lower()], data)
-    if source.is_dir():
-        root = source / "aclImdb" if (source / "aclImdb").is_dir() else source
-        if not ((root / "train").is_dir() or (root / "test").is_dir()):
-            return read_label_folder_texts(source)
+    if kind == "label folders":
+        return read_label_folder_texts(source)
     return None
 
 

@@ -109,14 +109,8 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
         f"maxlen {config.text.maxlen}, {config.model.cell} cell, device {world.device}")
     if not corpus.labels.is_sentiment:
         log(corpus.labels.describe())
-    separator = joined_label_separator(corpus.labels.names) if corpus.labels.task == "multiclass" else None
-    if separator is not None:
-        log(f"note: labels such as {next(n for n in corpus.labels.names if separator in n)!r} look like several labels "
-            f"in one cell, each combination trained as a class of its own; for several labels per text use "
-            f"--label-separator '{separator}'")
-    for spellings in names_differing_in_case(corpus.labels.names):
-        log(f"warning: the labels {' and '.join(repr(name) for name in spellings)} differ only in case, so they are "
-            "trained as different labels; spell them one way in the data if they are one")
+    for message in label_notes(corpus.labels):
+        log(message)
     check_fits(config, corpus.labels.num_outputs)
     started = time.perf_counter()
     figures: dict[str, Any] = {"pretrain_seconds": 0.0}
@@ -152,6 +146,21 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
             log(warning)
     return RunOutcome(result.model.cpu(), corpus.vocabulary, metrics, result.history, config, corpus.labels,
                       decision.temperature, decision.thresholds)
+
+
+def label_notes(labels: LabelSpace) -> list[str]:
+    """What looks like a slip in the data's label names: several labels joined in one CSV cell
+    (``db|python``) without ``--label-separator``, one label spelled in two cases."""
+    notes = []
+    separator = joined_label_separator(labels.names) if labels.task == "multiclass" else None
+    if separator is not None:
+        example = next(name for name in labels.names if separator in name)
+        notes.append(f"note: labels such as {example!r} look like several labels in one cell, each combination "
+                     f"trained as a class of its own; for several labels per text use --label-separator '{separator}'")
+    for spellings in names_differing_in_case(labels.names):
+        notes.append(f"warning: the labels {' and '.join(repr(name) for name in spellings)} differ only in case, so "
+                     "they are trained as different labels; spell them one way in the data if they are one")
+    return notes
 
 
 def read_data(source: Path, config: RunConfig, world: World, quiet: bool = False) -> EncodedCorpus:
