@@ -139,6 +139,11 @@ def train(preset: str | None = None, data: PathLike | tuple | None = None, out: 
             raise UsageError(f"{resume} holds a language-model pretraining; continue it with "
                              f"'rnnsent pretrain --language-model --resume {resume}'")
         config = RunConfig.from_dict(meta["config"])
+        if _finished_and_saved(meta, config, Path(resume)):
+            if verbose:
+                print(f"{resume}: this run finished training and its model is saved; nothing to resume (score it "
+                      f"with 'rnnsent evaluate {resume}')", flush=True)
+            return load(resume)
         options = build_options({**meta.get("options", {}), **option_settings})
         run_dir = Path(resume)
         data = _resumed_data(meta, data)
@@ -150,14 +155,7 @@ def train(preset: str | None = None, data: PathLike | tuple | None = None, out: 
         if config is not None:
             config = recipe_from(config, recipe_settings)
         else:
-            # auto becomes a named preset from the data (the saved recipe records that name). The
-            # data are named by a path, $RNNSENT_DATA, or else they are aclImdb (cached or
-            # downloaded): settings are checked before anything is downloaded.
-            named = data or os.environ.get("RNNSENT_DATA")
-            data_settings = build_config("seed", {k: v for k, v in recipe_settings.items()
-                                                  if k in ("labels", "task")}).data
-            chosen = pipeline.choose_preset(preset or "auto", Path(named).expanduser() if named else None, data_settings)
-            config = build_config(chosen, recipe_settings)
+            config = build_config(_chosen_preset(preset, data, recipe_settings), recipe_settings)
         options = build_options(option_settings)
         check_fits(config)
         source = resolve_source(data)
@@ -171,6 +169,19 @@ def train(preset: str | None = None, data: PathLike | tuple | None = None, out: 
     extras = {"labels": outcome.labels} if outcome.labels is not None else {}
     return Model(Artifact(run_dir, outcome.config or config, outcome.vocabulary, outcome.model.eval(), outcome.metrics,
                           outcome.history, temperature=outcome.temperature, thresholds=outcome.thresholds, **extras))
+
+
+def _finished_and_saved(meta: dict[str, Any], config: RunConfig, run_dir: Path) -> bool:
+    """Whether the checkpoint ``meta`` of ``run_dir`` is that of a run whose training ended (its
+    last epoch, an early stop or --max-steps) and whose model directory was saved after it: a
+    resume would only train nothing and write the same model again."""
+    from rnnsent.training.checkpoint import CHECKPOINT_STATE, checkpoint_dir
+
+    progress = meta.get("progress", {})
+    ended = bool(progress.get("finished")) or progress.get("epoch", 0) >= config.train.epochs
+    manifest = run_dir / "manifest.json"
+    return ended and manifest.exists() and (
+        manifest.stat().st_mtime >= (checkpoint_dir(run_dir) / CHECKPOINT_STATE).stat().st_mtime)
 
 
 def recipe_from(config: PathLike | dict[str, Any] | RunConfig, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -199,19 +210,33 @@ def recipe_from(config: PathLike | dict[str, Any] | RunConfig, overrides: dict[s
     return recipe.validate()
 
 
+def _chosen_preset(preset: str | None, data: PathLike | None, recipe_settings: dict[str, Any]) -> str:
+    """The named preset that ``preset`` (None: ``auto``) stands for on ``data``: ``auto`` becomes
+    one from the data (the saved recipe records that name). The data are named by a path,
+    $RNNSENT_DATA, or else they are aclImdb (cached or downloaded): this reads nothing, so the
+    settings are checked before anything is downloaded."""
+    from rnnsent.training.pipeline import choose_preset
+
+    named = data or os.environ.get("RNNSENT_DATA")
+    data_settings = build_config("seed", {k: v for k, v in recipe_settings.items() if k in ("labels", "task")}).data
+    return choose_preset(preset or "auto", Path(named).expanduser() if named else None, data_settings)
+
+
 def tune(data: PathLike | None = None, out: PathLike | None = None, budget: str | float = "20m",
          preset: str | None = None, metric: str = "accuracy", *, trials: int | None = None, verbose: bool = True,
          **fixed_settings: Any) -> Model:
     """Search recipes with Optuna for at most ``budget`` (``"90s"``, ``"20m"``, ``"1h"``, or
     seconds) and return the winner, trained into ``out/best`` and scored once on the test split.
 
-    ``preset`` is the base recipe (default ``seed``), which is trial 0; ``metric`` (``accuracy``,
+    ``preset`` is the base recipe (by default ``auto``: ``seed`` on aclImdb's sentiment labels,
+    ``small`` on any other data, as :func:`train` chooses), which is trial 0; ``metric`` (``accuracy``,
     ``macro_f1``, ``mae``, ``log_loss``) is read from the validation split. Recipe settings given
     as keywords are fixed (not searched); run options (``threads``, ``limit``, ...) apply to every
     trial. ``trials`` caps the number of trials. The same call again continues an interrupted
     tune. Needs the ``tune`` extra (optuna). See docs/tune.md.
     """
-    from rnnsent.data.download import resolve_source
+    from rnnsent.data.download import check_data_argument, resolve_source
+    from rnnsent.data.in_memory import in_memory_source, is_in_memory
     from rnnsent.training.tracking import check_available
     from rnnsent.training.tune import require_tune_extra
     from rnnsent.training.tune import tune as run_tune
@@ -220,7 +245,11 @@ def tune(data: PathLike | None = None, out: PathLike | None = None, budget: str 
     if out is None:
         raise UsageError("say where to keep the study and its trials: out=DIR")
     recipe_settings, option_settings = split_settings(fixed_settings)
-    build_config(preset or "seed", recipe_settings)  # check the fixed settings before anything runs
+    check_data_argument(data)
+    if is_in_memory(data):
+        data = in_memory_source(data)
+    preset = _chosen_preset(preset, data, recipe_settings)
+    build_config(preset, recipe_settings)  # check the fixed settings before anything runs
     options = build_options(option_settings)
     check_available(options.tensorboard)
     log = (lambda message: print(message, flush=True)) if verbose else (lambda message: None)

@@ -198,12 +198,27 @@ def test_interrupted_run_resumes_to_identical_weights(workspace, interrupted, re
 
 
 def test_resume_of_a_finished_run_changes_nothing(workspace, references, capsys):
-    """Resuming after the last epoch only rewrites the artifact from the final checkpoint."""
+    """A finished and saved run is left as it is: its metrics (training time included) are not
+    rewritten by a resume that trains nothing."""
     out = workspace["root"] / "finished"
     shutil.copytree(references(tuple(RMSPROP)), out)
-    before = (out / "model.safetensors").read_bytes()
+    before = {name: (out / name).read_bytes() for name in ("model.safetensors", "metrics.json", "manifest.json")}
+    capsys.readouterr()
     assert main(["train", "--resume", str(out)]) == 0
-    assert (out / "model.safetensors").read_bytes() == before
+    assert "nothing to resume" in capsys.readouterr().out
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_resume_of_a_run_that_finished_training_but_was_not_saved_saves_it(workspace, references, capsys):
+    """Killed after its last epoch and before its model directory was written: a resume trains
+    nothing and writes the same weights."""
+    out = workspace["root"] / "finished-unsaved"
+    shutil.copytree(references(tuple(RMSPROP)), out)
+    weights = (out / "model.safetensors").read_bytes()
+    for name in ("manifest.json", "model.safetensors", "metrics.json"):
+        (out / name).unlink()
+    assert main(["train", "--resume", str(out)]) == 0
+    assert (out / "model.safetensors").read_bytes() == weights and (out / "manifest.json").exists()
 
 
 def test_resume_without_checkpoint_is_a_one_line_error(workspace, tmp_path, capsys):

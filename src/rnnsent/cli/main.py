@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="validation score to optimise (default: accuracy; mae needs ordered labels)")
     tune.add_argument("--trials", type=int, metavar="N", help="at most N trials in all, resumed ones included "
                       "(default: as many as the budget allows)")
-    add_recipe(tune)
+    add_recipe(tune, preset=AUTO_PRESET)
     group = tune.add_argument_group("run options (how every trial executes)")
     for f in options.values():
         _add_field(group, f)

@@ -208,7 +208,7 @@ def tune(source: Path, out: Path, *, budget: str | float = "20m", preset: str | 
         raise UsageError(f"--trials must be at least 1; got {trials}")
     settings = dict(settings or {})
     options = options or build_options()
-    preset = preset or "seed"
+    preset = preset or "seed"  # the API passes the preset it chose from the data
     forced = {"report_test": False}
     if not build_config(preset, settings).train.validation_split:
         forced["validation_split"] = FORCED_VALIDATION_SPLIT
@@ -224,7 +224,8 @@ def tune(source: Path, out: Path, *, budget: str | float = "20m", preset: str | 
         trial_dir = out / "trials"
         trial_dir.mkdir(parents=True, exist_ok=True)
         spent_before = float(study.user_attrs.get("spent_seconds", 0.0))
-        log(f"tuning {metric} ({METRICS[metric]}) on the validation split of {source}: {len(space)} settings searched, "
+        log(f"tuning {metric} ({METRICS[metric]}) on the validation split of {source} from the {preset} recipe: "
+            f"{len(space)} settings searched, "
             f"budget {budget_seconds:.0f}s" + (f" ({spent_before:.0f}s spent before)" if spent_before else "")
             + (f", up to {trials} trials" if trials else ""))
         try:
