@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence
 
 from rnnsent.errors import ConfigError
 
@@ -443,12 +443,18 @@ def split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     return recipe, run
 
 
-def unknown_setting(name: str, known: list[str]) -> ConfigError:
-    """The error for a setting ``name`` that is not one of ``known``, naming the nearest."""
+def nearest_name(name: str, known: Sequence[str]) -> str | None:
+    """The one of ``known`` that ``name`` most likely mistypes (``epocs`` -> ``epochs``), or None."""
     import difflib
 
     near = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
-    hint = f"did you mean {near[0]!r}? " if near else ""
+    return near[0] if near else None
+
+
+def unknown_setting(name: str, known: list[str]) -> ConfigError:
+    """The error for a setting ``name`` that is not one of ``known``, naming the nearest."""
+    near = nearest_name(name, known)
+    hint = f"did you mean {near!r}? " if near else ""
     return ConfigError(f"unknown setting {name!r}; {hint}run 'rnnsent train --help' for the list")
 
 

@@ -151,16 +151,17 @@ class Parser(argparse.ArgumentParser):
 def unknown_arguments(extras: Sequence[str], command: argparse.ArgumentParser) -> str:
     """The message for arguments ``command`` does not take, with the nearest flag it does take
     for each mistyped one (``--epocs`` -> ``--epochs``)."""
-    import difflib
     import re
+
+    from rnnsent.config import nearest_name
 
     flags = sorted(set(re.findall(r"--[a-z][a-z0-9-]*", command.format_usage())))
     hints = {}
     for extra in extras:
         flag = extra.split("=", 1)[0]
-        near = difflib.get_close_matches(flag, flags, n=1, cutoff=0.7) if flag.startswith("--") else []
+        near = nearest_name(flag, flags) if flag.startswith("--") else None
         if near:
-            hints[flag] = near[0]
+            hints[flag] = near
     message = f"unrecognized arguments: {' '.join(extras)}"
     if len(hints) == 1:
         return f"{message} (did you mean {next(iter(hints.values()))}?)"
