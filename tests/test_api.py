@@ -184,3 +184,20 @@ def test_a_csv_of_joined_labels_without_a_separator_gets_a_note(tmp_path, capsys
     write_csv(tmp_path / "tags.csv", rows)
     rnnsent.train(data=tmp_path / "tags.csv", out=tmp_path / "model", progress=False, **TINY)
     assert "for several labels per text use --label-separator '|'" in capsys.readouterr().out
+
+
+def test_punctuation_as_words_is_learned_from_and_kept_by_the_model(tmp_path):
+    # "!" alone tells the labels apart; with punctuation dropped (the default) the texts are the
+    # same words, so only a model that reads marks as words can learn it.
+    rows = [(f"the film was {'ok!' if index % 2 else 'ok.'}", "loud" if index % 2 else "calm") for index in range(200)]
+    data = write_csv(tmp_path / "marks.csv", rows)
+    settings = {**TINY, "epochs": 8, "maxlen": 8}
+    model = rnnsent.train(data=data, out=tmp_path / "words", punctuation="words", verbose=False, **settings)
+    assert {"!", "."} <= set(json.loads((tmp_path / "words" / "vocabulary.json").read_text())["words"])
+    loaded = rnnsent.load(tmp_path / "words")
+    assert loaded.config.text.punctuation == "words"
+    assert [p.label for p in loaded.predict(["the film was ok!", "the film was ok."])] == ["loud", "calm"]
+    assert "!" in loaded.explain("the film was ok!").to_dict()["tokens"]
+    dropped = rnnsent.train(data=data, out=tmp_path / "drop", verbose=False, **settings)
+    assert dropped.config.text.punctuation == "drop"
+    assert "!" not in json.loads((tmp_path / "drop" / "vocabulary.json").read_text())["words"]

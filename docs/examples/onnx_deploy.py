@@ -24,13 +24,15 @@ def load_settings(onnx_path: str) -> dict:
 
 
 def tokenize(text: str, settings: dict) -> list[str]:
-    """Lower-case, make the replacements, turn each filter character into a space, split on whitespace."""
+    """Lower-case, make the replacements, turn each filter character into a space (each mark
+    into a word of its own), split on whitespace."""
     rules = settings["text"]
     text = text.lower() if rules["lowercase"] else text
     for old, new in rules["replace"].items():
         text = text.replace(old, new)
-    text = text.translate({ord(character): " " for character in rules["filters"]})
-    return text.split()
+    table = {ord(character): " " for character in rules["filters"]}
+    table.update({ord(character): f" {character} " for character in rules.get("marks", "")})
+    return text.translate(table).split()
 
 
 def encode(texts: list[str], settings: dict) -> tuple[np.ndarray, np.ndarray]:

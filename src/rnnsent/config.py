@@ -60,6 +60,8 @@ class TextConfig:
     truncating: str = setting("pre", "which end is cut: pre keeps the last maxlen tokens", choices=("pre", "post"))
     maxlen_quantile: float = setting(0.0, "size maxlen from the data: the length this fraction of training texts fit "
                                           "in, at most maxlen (0: maxlen as given)", low=0.0, high=1.0)
+    punctuation: str = setting("drop", "Keras' punctuation marks: drop (word separators, as Keras) or words (each "
+                                       "mark a word of its own)", choices=("drop", "words"))
 
     def validate(self) -> None:
         check_fields(self)

@@ -28,8 +28,9 @@ from rnnsent.text.vocabulary import Vocabulary
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = runpy.run_path(str(ROOT / "docs" / "examples" / "onnx_deploy.py"))
-CUTS = [{"padding": padding, "truncating": truncating, "maxlen": maxlen}
-        for padding in ("pre", "post") for truncating in ("pre", "post") for maxlen in (1, 4, 9)]
+CUTS = [{"padding": padding, "truncating": truncating, "maxlen": maxlen, "punctuation": punctuation}
+        for padding in ("pre", "post") for truncating in ("pre", "post") for maxlen in (1, 4, 9)
+        for punctuation in ("drop", "words")]
 # Text made of what the tokenizer treats specially: vocabulary words in any case, Keras' filter
 # characters, <br />, Unicode whitespace and letters whose lower case is not one character.
 PIECES = st.sampled_from([*RANDOM_WORDS[:6], "W3", "unknown", "<br />", "<BR />", *KERAS_FILTERS[:12], " ", "\u00a0",
@@ -58,7 +59,7 @@ def test_the_settings_hold_the_vocabulary_text_settings_and_labels():
     assert described["onnx_file"] == "tags.onnx" and described["opset"] == 18
     assert described["vocabulary"] == list(RANDOM_WORDS)
     assert described["text"] | {"steps": None} == {
-        "steps": None, "lowercase": True, "replace": {"<br />": " "}, "filters": KERAS_FILTERS, "num_words": 33,
+        "steps": None, "lowercase": True, "replace": {"<br />": " "}, "filters": KERAS_FILTERS, "marks": "", "num_words": 33,
         "index_from": 3, "maxlen": 7, "padding": "post", "truncating": "post", "pad_id": 0, "start_id": 1, "oov_id": 2}
     assert described["task"] == "multilabel" and described["labels"] == ["politics", "sports", "tech"]
     assert described["thresholds"] == [0.2, 0.5, 0.9] and described["temperature"] == 1.5

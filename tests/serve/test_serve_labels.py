@@ -155,12 +155,20 @@ def test_explain_multilabel_and_binary_classes(servers, predictors, tiny_predict
     assert negative["target"] == "negative"
 
 
+def test_an_integer_label_may_be_named_by_its_number(servers, predictors):
+    by_number = httpx.post(f"{servers['stars']}/explain", json={"text": "a fine film", "class": 5})
+    assert by_number.status_code == 200 and by_number.json()["target"] == "5"
+    assert by_number.json() == httpx.post(f"{servers['stars']}/explain", json={"text": "a fine film", "class": "5"}).json()
+    assert predictors["stars"].explain("a fine film", label=5).to_dict()["target"] == "5"
+
+
 @pytest.mark.parametrize("kind, body, message", [
     ("topics", {"text": "x", "class": "sport"},
      "unknown class 'sport'; the model's labels are politics, sports, tech"),
     ("sentiment", {"text": "x", "class": "pos"}, "unknown class 'pos'; the model's labels are negative, positive"),
     ("stars", {"text": "x", "class": "6"}, "unknown class '6'; the model's labels are 1, 2, 3, 4, 5"),
-    ("topics", {"text": "x", "class": 5}, "class must be a string"),
+    ("topics", {"text": "x", "class": 5}, "unknown class '5'; the model's labels are politics, sports, tech"),
+    ("topics", {"text": "x", "class": True}, "class must be a string"),
     ("topics", {"text": "x", "klass": "sports"}, "unknown field klass"),
 ])
 def test_unknown_classes_get_one_line_naming_the_labels(servers, kind, body, message):

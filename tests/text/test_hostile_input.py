@@ -52,8 +52,9 @@ any_text = st.one_of(
     st.lists(st.sampled_from(PIECES), max_size=60).map("".join),
 )
 TEXT_SETTINGS = [
-    TextConfig(num_words=20, maxlen=maxlen, padding=padding, truncating=truncating)
+    TextConfig(num_words=20, maxlen=maxlen, padding=padding, truncating=truncating, punctuation=punctuation)
     for maxlen in (1, 4) for padding in ("pre", "post") for truncating in ("pre", "post")
+    for punctuation in ("drop", "words")
 ]
 VOCABULARY = Vocabulary(WORDS)
 
@@ -63,22 +64,28 @@ VOCABULARY = Vocabulary(WORDS)
 def test_tokenize_gives_clean_words(value):
     for word in tokenize(value):
         assert word and not any(character.isspace() or character in KERAS_FILTERS for character in word)
+    # With punctuation as words, a word is one mark or has none.
+    for word in tokenize(value, "words"):
+        assert word and not any(character.isspace() for character in word)
+        assert len(word) == 1 or not any(character in KERAS_FILTERS for character in word)
 
 
 @settings(max_examples=400, deadline=None)
 @given(any_text, st.integers(1, 6))
 def test_tokenizing_only_an_end_matches_the_whole_text(value, count):
-    words = tokenize(value)
-    assert tokenize_tail(value, count) == words[-count:]
-    assert tokenize_head(value, count) == words[:count]
+    for punctuation in ("drop", "words"):
+        words = tokenize(value, punctuation)
+        assert tokenize_tail(value, count, punctuation) == words[-count:]
+        assert tokenize_head(value, count, punctuation) == words[:count]
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(any_text, max_size=6))
 def test_tokenizing_texts_together_matches_each_alone(values):
     values = [value for value in values if TEXT_BOUNDARY not in value]
-    expected = [word for value in values for word in (TEXT_BOUNDARY, *tokenize(value))]
-    assert tokenize_joined(values) == expected
+    for punctuation in ("drop", "words"):
+        expected = [word for value in values for word in (TEXT_BOUNDARY, *tokenize(value, punctuation))]
+        assert tokenize_joined(values, punctuation) == expected
 
 
 @settings(max_examples=100, deadline=None)
@@ -175,7 +182,8 @@ def test_ten_megabyte_text_reads_only_its_kept_end(predictor, monkeypatch):
     huge = "A long, long review <br />of a good movie. " * 250_000  # 10.75 MB, 2.25 million words
     normalised = []
     original = tokenize_module.normalize
-    monkeypatch.setattr(tokenize_module, "normalize", lambda value: normalised.append(len(value)) or original(value))
+    monkeypatch.setattr(tokenize_module, "normalize",
+                        lambda value: normalised.append(len(value)) or original(value))
     ids, lengths = predictor.encoder.encode_batch([huge])
     assert sum(normalised) < 10_000
     monkeypatch.undo()

@@ -49,6 +49,25 @@ def test_tokenize_cases(text, expected):
     assert tokenize(text) == expected
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("Bad. Not good!<br />It's GREAT...", ["bad", ".", "not", "good", "!", "it's", "great", ".", ".", "."]),
+    ("first<BR />second<br /><br />third", ["first", "second", "third"]),  # a line break is no mark
+    ("a(b)c, \"d\"", ["a", "(", "b", ")", "c", ",", '"', "d", '"']),
+    ("wow… “quoted” — dash", ["wow…", "“quoted”", "—", "dash"]),  # only ASCII marks are words
+    ("a\tb\nc", ["a", "b", "c"]),  # tab and newline still separate
+    ("", []),
+    ("!?", ["!", "?"]),
+])
+def test_punctuation_as_words(text, expected):
+    assert tokenize(text, "words") == expected
+
+
+@pytest.mark.parametrize("character", [c for c in KERAS_DEFAULT_FILTERS if not c.isspace()])
+def test_with_punctuation_as_words_every_mark_is_a_word_between_its_neighbours(character):
+    assert tokenize(f"left{character}right", "words") == ["left", character, "right"]
+    assert tokenize(f"left{character}right") == ["left", "right"]
+
+
 def test_br_tag_leaves_no_br_token():
     # Were <br /> filtered as punctuation instead of replaced, "br" would remain as a word.
     assert "br" not in tokenize("one<br />two<br /><br />three")
@@ -112,14 +131,21 @@ def test_index_from():
 # ----------------------------------------------------------------------------- encode / decode
 
 
-def encoder(maxlen=5, padding="pre", truncating="pre", num_words=100) -> TextEncoder:
-    vocabulary = Vocabulary.build([tokenize("the cat sat on the mat the end")], num_words=num_words)
-    return TextEncoder(vocabulary, TextConfig(num_words=num_words, maxlen=maxlen, padding=padding, truncating=truncating))
+def encoder(maxlen=5, padding="pre", truncating="pre", num_words=100, punctuation="drop") -> TextEncoder:
+    vocabulary = Vocabulary.build([tokenize("the cat sat on the mat, the end!", punctuation)], num_words=num_words)
+    return TextEncoder(vocabulary, TextConfig(num_words=num_words, maxlen=maxlen, padding=padding, truncating=truncating,
+                                              punctuation=punctuation))
 
 
 def test_encode_known_answer():
     # Counts: the 3; cat, end, mat, on, sat 1 each (alphabetical): the=3 cat=4 end=5 mat=6 on=7 sat=8.
     assert encoder().encode("The cat, the DOG!") == [START_ID, 3, 4, 3, OOV_ID]
+
+
+def test_encode_known_answer_with_punctuation_as_words():
+    # Counts: the 3; then "!", ",", cat, end, mat, on, sat 1 each, in code-point order ("!" 33 and
+    # "," 44 before letters): the=3 !=4 ,=5 cat=6 end=7 mat=8 on=9 sat=10.
+    assert encoder(punctuation="words").encode("The cat, the DOG!") == [START_ID, 3, 6, 5, 3, OOV_ID, 4]
 
 
 def test_decode_round_trip():
@@ -249,13 +275,27 @@ PIECES = st.sampled_from([
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(PIECES, max_size=120).map("".join), st.integers(0, 6))
-def test_tokenize_tail_and_head_equal_full_tokenization(text, count):
+@given(st.lists(PIECES, max_size=120).map("".join), st.integers(0, 6), st.sampled_from(["drop", "words"]))
+def test_tokenize_tail_and_head_equal_full_tokenization(text, count, punctuation):
     from rnnsent.text.tokenize import tokenize_head, tokenize_tail
 
-    words = tokenize(text)
-    assert tokenize_tail(text, count) == (words[-count:] if count else [])
-    assert tokenize_head(text, count) == words[:count]
+    words = tokenize(text, punctuation)
+    assert tokenize_tail(text, count, punctuation) == (words[-count:] if count else [])
+    assert tokenize_head(text, count, punctuation) == words[:count]
+
+
+@pytest.mark.parametrize("window", [1, 2, 3])
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_a_cut_through_a_line_break_leaves_no_piece_of_it(window, count, monkeypatch):
+    # Small first windows cut this text at the space inside a "<br />", among other places:
+    # with punctuation as words its pieces would be the words "/" and ">" (or "<" and "br").
+    from rnnsent.text import tokenize as module
+
+    text = "one two <br /> three four <br /> five six"
+    monkeypatch.setattr(module, "WINDOW_CHARACTERS_PER_WORD", window)
+    words = tokenize(text, "words")
+    assert module.tokenize_tail(text, count, "words") == words[-count:]
+    assert module.tokenize_head(text, count, "words") == words[:count]
 
 
 @settings(max_examples=100, deadline=None)
@@ -270,9 +310,9 @@ def test_encode_batch_and_kept_tokens_on_long_texts(text, maxlen, truncating):
     assert text_encoder.kept_tokens(text) == (kept, len(tokens) > maxlen)
 
 
-def naive_kept_ids(text, vocabulary, maxlen, truncating):
+def naive_kept_ids(text, vocabulary, maxlen, truncating, punctuation="drop"):
     """The definition of what the model reads: tokenize everything, prepend the start token, then cut."""
-    tokens = ["<start>", *tokenize(text)]
+    tokens = ["<start>", *tokenize(text, punctuation)]
     kept = tokens[-maxlen:] if truncating == "pre" else tokens[:maxlen]
     # Keras' filters remove "<" and ">", so "<start>" in first place can only be the start token.
     ids = [START_ID if position == 0 and token == "<start>" else vocabulary.id(token)
@@ -282,23 +322,23 @@ def naive_kept_ids(text, vocabulary, maxlen, truncating):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(PIECES, max_size=120).map("".join), st.integers(1, 6), st.sampled_from(["pre", "post"]),
-       st.sampled_from(["pre", "post"]))
-def test_every_encoding_is_the_naive_tokenize_then_cut(text, maxlen, truncating, padding):
+       st.sampled_from(["pre", "post"]), st.sampled_from(["drop", "words"]))
+def test_every_encoding_is_the_naive_tokenize_then_cut(text, maxlen, truncating, padding, punctuation):
     from rnnsent.text.encoder import kept_ids
 
-    text_encoder = encoder(maxlen=maxlen, padding=padding, truncating=truncating)
+    text_encoder = encoder(maxlen=maxlen, padding=padding, truncating=truncating, punctuation=punctuation)
     vocabulary = text_encoder.vocabulary
-    tokens, ids, truncated = naive_kept_ids(text, vocabulary, maxlen, truncating)
-    assert kept_ids(text, vocabulary, maxlen, truncating) == (ids, truncated)
+    tokens, ids, truncated = naive_kept_ids(text, vocabulary, maxlen, truncating, punctuation)
+    assert kept_ids(text, vocabulary, maxlen, truncating, punctuation) == (ids, truncated)
     assert text_encoder.kept_ids(text) == (ids, truncated)
     assert text_encoder.kept_tokens(text) == (tokens, truncated)
     padded, lengths = text_encoder.encode_batch([text])
     row = padded[0].tolist()
     assert lengths.tolist() == [len(ids)]
     assert row == ([0] * (maxlen - len(ids)) + ids if padding == "pre" else ids + [0] * (maxlen - len(ids)))
-    whole = [START_ID, *[vocabulary.id(word) for word in tokenize(text)]]
-    assert text_encoder.encode(text) == whole == kept_ids(text, vocabulary)[0]
-    flat, offsets = encode_corpus([text], vocabulary)
+    whole = [START_ID, *[vocabulary.id(word) for word in tokenize(text, punctuation)]]
+    assert text_encoder.encode(text) == whole == kept_ids(text, vocabulary, punctuation=punctuation)[0]
+    flat, offsets = encode_corpus([text], vocabulary, punctuation)
     assert flat.dtype == np.int32 and offsets.tolist() == [0, len(whole)] and flat.tolist() == whole
 
 

@@ -63,7 +63,8 @@ def load_encoded(source: Path, config: TextConfig, cache_dir: Path | None = None
 
 def encode(corpus: Corpus, config: TextConfig, data: DataConfig = DataConfig()) -> EncodedCorpus:
     """A corpus of raw texts and labels encoded with the vocabulary and label space of its training split."""
-    vocabulary = Vocabulary.build((tokenize(text) for text in corpus.train.texts), config.num_words, config.index_from)
+    vocabulary = Vocabulary.build((tokenize(text, config.punctuation) for text in corpus.train.texts), config.num_words,
+                                  config.index_from)
     places = [corpus.train.place(i) for i in range(len(corpus.train))]
     labels = LabelSpace.infer(corpus.train.labels, data.task, places, data.label_separator or None)
     targets = {name: labels.encode(split.labels, [split.place(i) for i in range(len(split))]).astype(
@@ -72,8 +73,8 @@ def encode(corpus: Corpus, config: TextConfig, data: DataConfig = DataConfig()) 
     groups = np.unique(corpus.train.groups, return_inverse=True)[1].astype(np.int64) if corpus.train.groups else None
     return EncodedCorpus(
         vocabulary,
-        EncodedSplit(*encode_corpus(corpus.train.texts, vocabulary), targets["train"], groups),
-        EncodedSplit(*encode_corpus(corpus.test.texts, vocabulary), targets["test"]),
+        EncodedSplit(*encode_corpus(corpus.train.texts, vocabulary, config.punctuation), targets["train"], groups),
+        EncodedSplit(*encode_corpus(corpus.test.texts, vocabulary, config.punctuation), targets["test"]),
         labels,
     )
 
@@ -88,6 +89,8 @@ def _cache_key(source: Path, config: TextConfig, data: DataConfig) -> str:
         "num_words": config.num_words,
         "index_from": config.index_from,
         "data": dataclasses.asdict(data),
+        # Only when it is not the default, so that the caches written before the setting existed are still found.
+        **({"punctuation": config.punctuation} if config.punctuation != "drop" else {}),
     }
     if source.is_dir():
         identity["tree"] = sorted((str(p.relative_to(source)), p.stat().st_mtime_ns) for p in source.rglob("*"))

@@ -15,7 +15,7 @@ from typing import Any
 
 from rnnsent import __version__
 from rnnsent.artifact.directory import Artifact
-from rnnsent.text.tokenize import HTML_LINE_BREAK, KERAS_FILTERS
+from rnnsent.text.tokenize import HTML_LINE_BREAK, KERAS_FILTERS, PUNCTUATION_MARKS
 from rnnsent.text.vocabulary import OOV_ID, PAD_ID, START_ID
 
 SETTINGS_FORMAT = "rnnsent-onnx"
@@ -70,7 +70,8 @@ def deployment_settings(artifact: Artifact, onnx_name: str, opset: int) -> dict[
             "steps": [
                 "lower-case the text as Python's str.lower() does (full Unicode case mapping)",
                 "replace each key of 'replace' by its value",
-                "replace each character of 'filters' by a space",
+                "replace each character of 'filters' by a space, except those also in 'marks': each of "
+                "those by itself with a space either side (a word of its own)",
                 "split on runs of whitespace as Python's str.split() does (Unicode whitespace)",
                 "look each word up in 'vocabulary': words[i] has id index_from + i; any other word is oov_id",
                 "put start_id before the ids",
@@ -80,6 +81,7 @@ def deployment_settings(artifact: Artifact, onnx_name: str, opset: int) -> dict[
             "lowercase": True,
             "replace": dict(REPLACEMENTS),
             "filters": KERAS_FILTERS,
+            "marks": PUNCTUATION_MARKS if text.punctuation == "words" else "",
             "num_words": text.num_words,
             "index_from": artifact.vocabulary.index_from,
             "maxlen": text.maxlen,

@@ -97,26 +97,29 @@ class Explanation:
 
 
 def explain(artifact: "Artifact", text: str, integrated_gradients: bool = False,
-            steps: int = DEFAULT_IG_STEPS, label: str | None = None) -> Explanation:
+            steps: int = DEFAULT_IG_STEPS, label: str | int | None = None) -> Explanation:
     """Explain the prediction of a loaded model for one raw text (see the module docstring).
 
-    ``label`` names the class to explain (default: see the module docstring); a name the
-    model does not know is a :class:`~rnnsent.errors.UsageError` listing its labels.
+    ``label`` names the class to explain (default: see the module docstring); an integer
+    stands for its name (star ratings: ``label=5`` is ``"5"``); a name the model does not
+    know is a :class:`~rnnsent.errors.UsageError` listing its labels.
     """
     if not isinstance(text, str):
         raise TypeError("explain takes one text (a string)")
     if steps < 1:
         raise ValueError("integrated gradients need at least 1 step")
     space = artifact.labels
+    if isinstance(label, int) and not isinstance(label, bool):
+        label = str(label)  # label names are strings; integer labels are stored as their digits
     if label is not None and label not in space.names:
         raise UsageError(f"unknown class {label!r}; the model's labels are {', '.join(space.names)}")
     model, encoder, config = artifact.model, artifact.encoder, artifact.config
     # The same cut and lookup as the encoder's kept_ids, so the row is exactly what the model reads.
-    words, start, truncated = kept_words(text, config.text.maxlen, config.text.truncating)
+    words, start, truncated = kept_words(text, config.text.maxlen, config.text.truncating, config.text.punctuation)
     tokens = [START_TOKEN, *words] if start else list(words)
     special = [start and position == 0 for position in range(len(tokens))]
     row = ([START_ID] if start else []) + encoder.vocabulary.ids(words)
-    dropped = len(tokenize(text)) - len(words)
+    dropped = len(tokenize(text, config.text.punctuation)) - len(words)
     device = next(model.parameters()).device
     with torch.inference_mode():
         ids, lengths = _padded([row], config)

@@ -80,7 +80,7 @@ class Predictor:
         """
         probabilities, lengths = self._score(texts, batch_size)
         # One kept token is the start token alone, unless truncation to maxlen 1 kept a word instead.
-        empty = [bool(n <= 1 and not tokenize(text)) for n, text in zip(lengths, texts)]
+        empty = [bool(n <= 1 and not tokenize(text, self.config.text.punctuation)) for n, text in zip(lengths, texts)]
         names = self.labels.names
         if self.labels.task == "binary":
             return [Prediction(names[int(p > 0.5)], float(p), e) for p, e in zip(probabilities, empty)]

@@ -46,7 +46,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rnnsent import __version__
@@ -360,9 +360,16 @@ class ExplainRequest(BaseModel):
     text: StrictStr = Field(description="one raw text")
     integrated_gradients: StrictBool = Field(False, description="also compute integrated gradients (slower)")
     class_: StrictStr | None = Field(None, alias="class",
-                                     description="the label to explain, one of the model's labels (GET /model); "
+                                     description="the label to explain, one of the model's labels (GET /model; "
+                                                 "an integer label such as a star rating may be given as a number); "
                                                  "default: the label a binary model scores (sentiment: positive), "
                                                  "else the most probable one")
+
+    @field_validator("class_", mode="before")
+    @classmethod
+    def _integer_label(cls, value: Any) -> Any:
+        # Integer labels (star ratings) are named by their digits; a JSON number names them too.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class ExplainResponse(BaseModel):

@@ -1,8 +1,9 @@
 """Text to token ids and back: the cut that decides what the model reads, encode/decode, pad.
 
 The conventions are those of Keras' IMDB loader and Tokenizer, which the seed notebook used:
-lower-case, ``<br />`` to a space, Keras' default punctuation filters replaced by spaces,
-split on whitespace. Ids 0, 1 and 2 are padding, start-of-review and out-of-vocabulary;
+lower-case, ``<br />`` to a space, Keras' default punctuation filters replaced by spaces
+(or, with the text setting ``punctuation="words"``, each mark a word of its own), split on
+whitespace. Ids 0, 1 and 2 are padding, start-of-review and out-of-vocabulary;
 words take ids from ``index_from`` upwards in order of training-set frequency, and only
 ids below ``num_words`` are kept.
 
@@ -45,7 +46,7 @@ class KeptWords(NamedTuple):
     truncated: bool
 
 
-def kept_words(text: str, maxlen: int | None = None, truncating: str = "pre") -> KeptWords:
+def kept_words(text: str, maxlen: int | None = None, truncating: str = "pre", punctuation: str = "drop") -> KeptWords:
     """The part of ``<start> word1 ... wordN`` that Keras' truncation to ``maxlen`` tokens keeps.
 
     ``truncating="pre"`` keeps the last ``maxlen`` tokens, ``"post"`` the first ones; with
@@ -53,9 +54,9 @@ def kept_words(text: str, maxlen: int | None = None, truncating: str = "pre") ->
     (property tested), but only the kept end of the text is tokenized.
     """
     if maxlen is None:
-        return KeptWords(tokenize(text), True, False)
+        return KeptWords(tokenize(text, punctuation), True, False)
     # maxlen words are enough to tell whether the text fits beside its start token.
-    words = tokenize_tail(text, maxlen) if truncating == "pre" else tokenize_head(text, maxlen)
+    words = tokenize_tail(text, maxlen, punctuation) if truncating == "pre" else tokenize_head(text, maxlen, punctuation)
     if len(words) < maxlen:
         return KeptWords(words, True, False)
     if truncating == "pre":
@@ -63,9 +64,10 @@ def kept_words(text: str, maxlen: int | None = None, truncating: str = "pre") ->
     return KeptWords(words[:maxlen - 1], True, True)
 
 
-def kept_ids(text: str, vocabulary: Vocabulary, maxlen: int | None = None, truncating: str = "pre") -> tuple[list[int], bool]:
+def kept_ids(text: str, vocabulary: Vocabulary, maxlen: int | None = None, truncating: str = "pre",
+             punctuation: str = "drop") -> tuple[list[int], bool]:
     """The ids the model reads for ``text`` (start id included when it survives), and whether any token was cut."""
-    words, start, truncated = kept_words(text, maxlen, truncating)
+    words, start, truncated = kept_words(text, maxlen, truncating, punctuation)
     ids = vocabulary.ids(words)
     return ([START_ID, *ids] if start else ids), truncated
 
@@ -80,11 +82,11 @@ class TextEncoder:
 
     def kept_ids(self, text: str) -> tuple[list[int], bool]:
         """The ids the model reads, unpadded (at most ``maxlen``), and whether any token was cut."""
-        return kept_ids(text, self.vocabulary, self.config.maxlen, self.config.truncating)
+        return kept_ids(text, self.vocabulary, self.config.maxlen, self.config.truncating, self.config.punctuation)
 
     def encode(self, text: str) -> list[int]:
         """The whole review as ids: the start id, then one id per word (no cut, no padding)."""
-        return kept_ids(text, self.vocabulary)[0]
+        return kept_ids(text, self.vocabulary, punctuation=self.config.punctuation)[0]
 
     def kept_tokens(self, text: str) -> tuple[list[str], bool]:
         """The tokens the model reads (``<start>`` included when it survives), and whether any were cut.
@@ -92,7 +94,7 @@ class TextEncoder:
         Words are as written in the text, out-of-vocabulary ones included; looking them up
         gives exactly the ids of :meth:`kept_ids`.
         """
-        words, start, truncated = kept_words(text, self.config.maxlen, self.config.truncating)
+        words, start, truncated = kept_words(text, self.config.maxlen, self.config.truncating, self.config.punctuation)
         return ([START_TOKEN, *words] if start else words), truncated
 
     def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +133,7 @@ class TextEncoder:
 
     def _joined_ids(self, texts: Sequence[str]) -> np.ndarray:
         """``[START_ID, ids of text 0..., START_ID, ids of text 1..., ...]`` ``(total,)`` int64."""
-        words = tokenize_joined(texts)
+        words = tokenize_joined(texts, self.config.punctuation)
         return np.fromiter(map(self._boundary_lookup.get, words, repeat(OOV_ID)), dtype=np.int64, count=len(words))
 
     def decode(self, ids: Iterable[int], skip_padding: bool = True) -> list[str]:
@@ -139,12 +141,12 @@ class TextEncoder:
         return [self.vocabulary.word(int(i)) for i in ids if not (skip_padding and int(i) == PAD_ID)]
 
 
-def encode_corpus(texts: Sequence[str], vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+def encode_corpus(texts: Sequence[str], vocabulary: Vocabulary, punctuation: str = "drop") -> tuple[np.ndarray, np.ndarray]:
     """Whole reviews (start id + word ids, no cut) stored flat: ``(ids (total,) int32, offsets (n + 1,) int64)``.
 
     Review ``i`` is ``ids[offsets[i]:offsets[i + 1]]``, equal to :meth:`TextEncoder.encode`.
     """
-    rows = [np.asarray(kept_ids(text, vocabulary)[0], dtype=np.int32) for text in texts]
+    rows = [np.asarray(kept_ids(text, vocabulary, punctuation=punctuation)[0], dtype=np.int32) for text in texts]
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)), out=offsets[1:])
     flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)

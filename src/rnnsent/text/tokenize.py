@@ -1,4 +1,10 @@
-"""Raw text to words, as Keras' Tokenizer: lower-case, ``<br />`` and Keras' punctuation filters to spaces, split on whitespace."""
+"""Raw text to words, as Keras' Tokenizer: lower-case, ``<br />`` and Keras' punctuation filters to spaces, split on whitespace.
+
+With ``punctuation="words"`` (the text setting of that name) each punctuation mark among the
+filters is a word of its own instead of a separator: ``"Bad. Not good!"`` is ``bad . not good !``.
+An n-gram then does not run across a sentence's end (``bad not``), and a mark such as ``!``
+or ``?`` is evidence in itself. Tab and newline separate words either way.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,15 @@ HTML_LINE_BREAK = "<br />"
 # replacing their bytes in the UTF-8 form is replacing the characters (several times faster
 # than str.translate on non-ASCII text). "surrogatepass" carries lone surrogates through.
 _FILTER_BYTES = bytes.maketrans(KERAS_FILTERS.encode("ascii"), b" " * len(KERAS_FILTERS))
+# The filters that punctuation "words" keeps, each as a word: all but the whitespace ones.
+PUNCTUATION_MARKS = "".join(c for c in KERAS_FILTERS if not c.isspace())
+# A mark, or a run of characters that are neither marks nor whitespace (re's \s is str.isspace,
+# what str.split() splits on): finding these in one pass is faster than spacing the marks out
+# and splitting.
+_WORD_OR_MARK = re.compile(f"[{re.escape(PUNCTUATION_MARKS)}]|[^\\s{re.escape(PUNCTUATION_MARKS)}]+")
+# Words that a cut through "<br />" can leave beside the cut with punctuation "words": "<" and
+# "br" before the cut's space, "/" and ">" after it (dropped filters leave only "br", one word).
+_CUT_FRAGMENT_WORDS = {"drop": 1, "words": 2}
 
 # Marks where one text ends and the next begins in tokenize_joined. A control character is
 # neither cased nor case-ignorable, so lower-casing beside it (Greek final sigma) is as at
@@ -26,12 +41,16 @@ def normalize(text: str) -> str:
     return lowered.encode("utf-8", "surrogatepass").translate(_FILTER_BYTES).decode("utf-8", "surrogatepass")
 
 
-def tokenize(text: str) -> list[str]:
-    """Split normalised text into words (any run of whitespace separates words)."""
+def tokenize(text: str, punctuation: str = "drop") -> list[str]:
+    """Split normalised text into words (any run of whitespace separates words); with
+    ``punctuation="words"`` each of Keras' punctuation marks is a word of its own."""
+    if punctuation == "words":
+        return _WORD_OR_MARK.findall(text.lower().replace(HTML_LINE_BREAK, " "))
+    assert punctuation == "drop", f"punctuation is drop or words, not {punctuation!r}"
     return normalize(text).split()
 
 
-def tokenize_joined(texts: Sequence[str]) -> list[str]:
+def tokenize_joined(texts: Sequence[str], punctuation: str = "drop") -> list[str]:
     """The words of many texts in one list, each text's words preceded by a ``TEXT_BOUNDARY`` word.
 
     Equal to ``[TEXT_BOUNDARY, *tokenize(texts[0]), TEXT_BOUNDARY, *tokenize(texts[1]), ...]``
@@ -41,22 +60,23 @@ def tokenize_joined(texts: Sequence[str]) -> list[str]:
     if not texts:
         return []
     separator = f" {TEXT_BOUNDARY} "
-    return normalize(separator + separator.join(texts)).split()
+    return tokenize(separator + separator.join(texts), punctuation)
 
 
-def tokenize_tail(text: str, count: int) -> list[str]:
+def tokenize_tail(text: str, count: int, punctuation: str = "drop") -> list[str]:
     """``tokenize(text)[-count:]``, normalising only as much of the text's end as needed.
 
-    The text is cut just after a whitespace character, where no word, ``<br />`` or
-    lower-casing context (Greek final sigma) can straddle the cut, so the words after it are
-    exactly the last words of the whole text. A 10 MB review thus costs no more than a short one.
+    The text is cut just after a whitespace character, where no word or lower-casing context
+    (Greek final sigma) can straddle the cut; the pieces of a ``<br />`` cut through at its
+    space are never among the words returned, so they are exactly the last words of the whole
+    text. A 10 MB review thus costs no more than a short one.
     """
-    return _tokenize_end(text, count, from_end=True)
+    return _tokenize_end(text, count, punctuation, from_end=True)
 
 
-def tokenize_head(text: str, count: int) -> list[str]:
+def tokenize_head(text: str, count: int, punctuation: str = "drop") -> list[str]:
     """``tokenize(text)[:count]``, normalising only as much of the text's start as needed."""
-    return _tokenize_end(text, count, from_end=False)
+    return _tokenize_end(text, count, punctuation, from_end=False)
 
 
 _WHITESPACE = re.compile(r"\s")  # the characters str.split() splits on
@@ -65,7 +85,7 @@ _WHITESPACE = re.compile(r"\s")  # the characters str.split() splits on
 WINDOW_CHARACTERS_PER_WORD = 32
 
 
-def _tokenize_end(text: str, count: int, from_end: bool) -> list[str]:
+def _tokenize_end(text: str, count: int, punctuation: str, from_end: bool) -> list[str]:
     if count <= 0:
         return []
     window = WINDOW_CHARACTERS_PER_WORD * count  # characters; grows fourfold until the window holds enough words
@@ -76,10 +96,10 @@ def _tokenize_end(text: str, count: int, from_end: bool) -> list[str]:
         else:
             match = _WHITESPACE.search(text, window)
             part = text[:match.start()] if match else None
-        # One word more than needed: the word beside the cut is never one of those returned.
-        words = tokenize(part) if part is not None else []
-        if len(words) > count:
+        # The words a cut can leave beside it more than needed: they are never among those returned.
+        words = tokenize(part, punctuation) if part is not None else []
+        if len(words) >= count + _CUT_FRAGMENT_WORDS[punctuation]:
             return words[-count:] if from_end else words[:count]
         window *= 4
-    words = tokenize(text)
+    words = tokenize(text, punctuation)
     return words[-count:] if from_end else words[:count]

@@ -95,7 +95,7 @@ def load_encoder(path: Path, config: RunConfig, vocabulary: Vocabulary) -> Langu
                           "settings or pretrain again with these")
     if metadata.get("vocabulary_sha256") != vocabulary_fingerprint(vocabulary):
         raise ConfigError(f"--encoder {path} was pretrained for another vocabulary; pretrain again on this data "
-                          "with the same --num-words")
+                          "with the same --num-words and --punctuation")
     model = LanguageModel(config.model, config.text.num_words)
     tensors = read_tensors(file)
     expected = encoder_tensors(model)

@@ -71,14 +71,15 @@ def unlabelled_pool(config: RunConfig, source: Path, vocabulary: Vocabulary,
     if not texts:
         raise DataError(f"{source} has no unlabelled texts for --unlabelled-batch-size; name some with "
                         "--unlabelled-data PATH (a .txt file of one text a line, a .jsonl/.csv file or a folder)")
-    pool = encode_unlabelled(texts, vocabulary)
+    pool = encode_unlabelled(texts, vocabulary, config.text.punctuation)
     log(f"{len(texts):,} unlabelled texts from {where}, read and encoded in {time.perf_counter() - started:.1f}s")
     return config, pool
 
 
-def encode_unlabelled(texts: list[str], vocabulary: Vocabulary) -> EncodedSplit:
-    """Unlabelled ``texts`` encoded with the run's vocabulary, as a split whose labels are all 0."""
-    flat, offsets = encode_corpus(texts, vocabulary)
+def encode_unlabelled(texts: list[str], vocabulary: Vocabulary, punctuation: str = "drop") -> EncodedSplit:
+    """Unlabelled ``texts`` encoded with the run's vocabulary (and its ``punctuation`` setting),
+    as a split whose labels are all 0."""
+    flat, offsets = encode_corpus(texts, vocabulary, punctuation)
     return EncodedSplit(flat, offsets, np.zeros(len(texts), dtype=np.int64))
 
 

@@ -146,7 +146,8 @@ def pretraining_reviews(corpus, source: Path, config, limit: int = 0,
     train, _ = training_splits(corpus.train, config.train.validation_split, limit, config.train.validation_by)
     reviews = [(train.flat, train.offsets)]
     if unlabelled is None:
-        unlabelled = encode_unlabelled(read_unlabelled_texts(source, config.data)[0], corpus.vocabulary)
+        unlabelled = encode_unlabelled(read_unlabelled_texts(source, config.data)[0], corpus.vocabulary,
+                                       config.text.punctuation)
     if len(unlabelled):
         reviews.append((unlabelled.flat, unlabelled.offsets))
     return reviews
