@@ -95,10 +95,15 @@ def per_class_scores(confusion: np.ndarray, names: Sequence[str]) -> dict[str, d
     return scores
 
 
-def _averaged_f1(scores: dict[str, dict[str, float]]) -> tuple[float, float]:
-    """Macro-F1 (unweighted mean over classes) and weighted F1 (weighted by support)."""
-    f1 = np.array([s["f1"] for s in scores.values()])
-    support = np.array([s["support"] for s in scores.values()], dtype=np.float64)
+def _averaged_f1(scores: dict[str, dict[str, float]], confusion: np.ndarray | None = None) -> tuple[float, float]:
+    """Macro-F1 (unweighted mean over classes) and weighted F1 (weighted by support).
+
+    With the ``(K, K)`` ``confusion`` of a single-label model, only the classes that are in the
+    data or predicted count, as scikit-learn's default: data without some of a model's classes
+    (evaluate on another file) do not score those classes' F1 as 0."""
+    present = np.ones(len(scores), dtype=bool) if confusion is None else (confusion.sum(0) + confusion.sum(1)) > 0
+    f1 = np.array([s["f1"] for s in scores.values()])[present]
+    support = np.array([s["support"] for s in scores.values()], dtype=np.float64)[present]
     macro = float(f1.mean()) if len(f1) else float("nan")
     weighted = float((f1 * support).sum() / support.sum()) if support.sum() else float("nan")
     return macro, weighted
@@ -118,7 +123,7 @@ def multiclass_metrics(labels: np.ndarray, logits: np.ndarray, names: Sequence[s
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     scores = per_class_scores(confusion, names)
-    macro, weighted = _averaged_f1(scores)
+    macro, weighted = _averaged_f1(scores, confusion)
     count = len(labels)
     confidence = np.exp(log_probabilities.max(axis=1)) if count else np.zeros(0)
     metrics = {
@@ -256,8 +261,9 @@ def task_metrics(labels: LabelSpace, targets: np.ndarray, logits: np.ndarray,
     else:
         metrics = classification_metrics(targets, logits)
         (tn, fp), (fn, tp) = metrics["confusion_matrix"]
-        scores = per_class_scores(np.array([[tn, fp], [fn, tp]]), labels.names)
-        macro, weighted = _averaged_f1(scores)
+        confusion = np.array([[tn, fp], [fn, tp]])
+        scores = per_class_scores(confusion, labels.names)
+        macro, weighted = _averaged_f1(scores, confusion)
         # The logistic function as 0.5 (1 + tanh(z / 2)): the same value, without exp(-z)
         # overflowing for very negative logits.
         probability = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float64)))

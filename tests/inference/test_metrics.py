@@ -118,6 +118,25 @@ def test_against_scikit_learn():
     assert mine["subset_accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(targets, guessed))
 
 
+def test_classes_absent_from_the_data_and_the_predictions_do_not_count_in_the_averages():
+    # Three classes, data of the first alone, all predicted right: each class that is there has
+    # F1 1, so both averages are 1 (a model's other classes are not scored as F1 0).
+    logits = np.array([[3.0, 0.0, 0.0], [2.0, 1.0, 0.0]])
+    ours = multiclass_metrics(np.array([0, 0]), logits, ("politics", "sports", "tech"))
+    assert ours["macro_f1"] == 1.0 and ours["weighted_f1"] == 1.0
+    # One wrong answer brings a predicted class in: its F1 is 0 and it counts (mean of 2/3 and 0).
+    mixed = multiclass_metrics(np.array([0, 0]), np.array([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), ("a", "b", "c"))
+    assert mixed["macro_f1"] == pytest.approx(1 / 3)
+    from rnnsent.labels import LabelSpace
+    from rnnsent.metrics import task_metrics
+
+    binary = task_metrics(LabelSpace("binary", ("ham", "spam")), np.array([1, 1]), np.array([2.0, 3.0]))
+    assert binary["macro_f1"] == 1.0
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    assert mixed["macro_f1"] == pytest.approx(sklearn_metrics.f1_score([0, 0], [0, 1], average="macro"))
+    assert ours["macro_f1"] == sklearn_metrics.f1_score([0, 0], [0, 0], average="macro")
+
+
 def test_binary_metrics_of_saturated_logits_are_finite_and_warn_of_nothing():
     import warnings
 
