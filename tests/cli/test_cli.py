@@ -395,3 +395,23 @@ def test_train_piped_into_a_reader_that_leaves_still_saves_its_model(tmp_path):
     assert process.returncode == 0, stderr.decode()
     assert (out / "model.safetensors").is_file() and (out / "manifest.json").is_file()
     assert b"Traceback" not in stderr and b"Exception ignored" not in stderr
+
+
+def test_predict_reads_the_column_the_model_was_trained_from(tmp_path, capsys):
+    # Trained on a CSV whose texts are under "body": predict on a file of that layout needs no
+    # --text-field (it asked for a "text" column); another column is still named with the flag.
+    rows = make_reviews(120)
+    data = tmp_path / "bodies.csv"
+    data.write_text("id,body,topic\n" + "".join(f'{i},"{text}",{label}\n' for i, (text, label) in enumerate(rows)),
+                    encoding="utf-8")
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(data), "--text-field", "body", "--label-field", "topic", "--out", str(out),
+                 *TRAIN_FLAGS]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(out), "--file", str(data), "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 120 and json.loads(lines[0])["text"] == rows[0][0] and json.loads(lines[0])["id"] == "0"
+    other = tmp_path / "other.csv"
+    other.write_text("review\nA great film.\n", encoding="utf-8")
+    assert main(["predict", str(out), "--file", str(other), "--text-field", "review"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1

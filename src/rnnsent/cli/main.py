@@ -283,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--file", help="read texts from a file of any size (streamed): plain text, .jsonl or .csv")
     predict.add_argument("--format", choices=["auto", "lines", "jsonl", "csv"], default="auto",
                          help="input format (default: auto: .jsonl/.ndjson as JSONL, .csv as CSV, else one text per line)")
-    predict.add_argument("--text-field", default="text", help="JSONL field or CSV column holding the text (default: text)")
+    predict.add_argument("--text-field", help="JSONL field or CSV column holding the text (default: the one the model "
+                                              "was trained from, usually text)")
     predict.add_argument("--output", help="write the results to this file instead of standard output")
     predict.add_argument("--json", action="store_true", help="one JSON object per text")
     predict.add_argument("--batch-size", type=int, default=4096, help="texts read, scored and written at once (default: 4096)")
@@ -502,14 +503,16 @@ def _score_stream(model, args: argparse.Namespace) -> int:
     )
 
     handle = None
+    # The column the model's training texts came from, unless another is named.
+    text_field = args.text_field or model.config.data.text_field
     if args.texts:
         texts: Iterator = iter(args.texts)
     elif args.file and args.file != "-":
         handle = open(args.file, "rb")
-        texts = read_inputs(handle, args.file, detect_format(args.file, args.format), args.text_field)
+        texts = read_inputs(handle, args.file, detect_format(args.file, args.format), text_field)
     else:
         handle = sys.stdin.buffer
-        texts = read_inputs(handle, "<stdin>", detect_format("", args.format), args.text_field)
+        texts = read_inputs(handle, "<stdin>", detect_format("", args.format), text_field)
     bar = ProgressBar(handle, enabled=handle is not None and not args.quiet and sys.stderr.isatty())
     # Any str may arrive (lone surrogates from undecodable argv bytes or JSON escapes, emoji on
     # a Latin-1 terminal): write what cannot be encoded as a backslash escape.
