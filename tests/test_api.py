@@ -201,3 +201,14 @@ def test_punctuation_as_words_is_learned_from_and_kept_by_the_model(tmp_path):
     dropped = rnnsent.train(data=data, out=tmp_path / "drop", verbose=False, **settings)
     assert dropped.config.text.punctuation == "drop"
     assert "!" not in json.loads((tmp_path / "drop" / "vocabulary.json").read_text())["words"]
+
+
+def test_evaluate_takes_other_column_names_as_keywords(reviews, tmp_path):
+    model = rnnsent.train(data=reviews, out=tmp_path / "m", verbose=False, **TINY)
+    other = tmp_path / "other.csv"
+    other.write_text("body,stars\nA wonderful superb film.,1\nAwful boring mess.,0\n", encoding="utf-8")
+    metrics = rnnsent.evaluate(model, data=other, text_field="body", label_field="stars")
+    assert metrics["count"] == 2
+    assert rnnsent.evaluate(model, data=other, fields={"text_field": "body", "label_field": "stars"}) == metrics
+    with pytest.raises(DataError, match="--text-field"):
+        rnnsent.evaluate(model, data=other)

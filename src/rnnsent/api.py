@@ -276,7 +276,8 @@ def _resumed_data(meta: dict[str, Any], data: PathLike | None) -> str:
 
 
 def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: int = 0, threads: int = 0,
-             verbose: bool = False, fields: dict[str, str] | None = None) -> Metrics:
+             verbose: bool = False, text_field: str | None = None, label_field: str | None = None,
+             label_separator: str | None = None, fields: dict[str, str] | None = None) -> Metrics:
     """Score a model on the test split of ``data`` and return its metrics.
 
     Without ``data``, the source the model was trained on (its ``metrics.json`` names it) while
@@ -287,8 +288,8 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
 
     ``model`` is a :class:`Model` or a model directory. On the training source's full test split
     the model directory's ``metrics.json`` is refreshed; other data or a ``limit`` subset of N
-    test reviews leave it as it is. ``fields`` (``text_field``, ``label_field``,
-    ``label_separator``) read other column names than the model was trained with.
+    test reviews leave it as it is. ``text_field``, ``label_field`` and ``label_separator``
+    (or the same as a ``fields`` mapping) read other column names than the model was trained with.
     """
     from rnnsent.data.cache import load_encoded
     from rnnsent.data.download import resolve_source
@@ -311,7 +312,9 @@ def evaluate(model: Model | PathLike, data: PathLike | None = None, *, limit: in
             raise DataError(f"{trained_on}, the data {artifact.path} was trained on, no longer exists; "
                             "say what to score: data=PATH (--data PATH)")
     source = resolve_source(data)
-    data_config = dataclasses.replace(config.data, **{k: v for k, v in (fields or {}).items() if v is not None})
+    keywords = {"text_field": text_field, "label_field": label_field, "label_separator": label_separator}
+    named = {**(fields or {}), **{k: v for k, v in keywords.items() if v is not None}}
+    data_config = dataclasses.replace(config.data, **{k: v for k, v in named.items() if v is not None})
     same_path = isinstance(trained_on, str) and Path(trained_on).resolve() == Path(source).resolve()
     every_row = None
     try:
