@@ -75,6 +75,16 @@ def test_a_label_seen_only_in_test_names_its_place():
         space.encode(["a", "d"], where=["data.csv:6", "data.csv:7"])
 
 
+def test_labels_joined_in_one_cell_get_the_separator_to_use():
+    tags = LabelSpace.infer([["politics"], ["sports", "tech"]])
+    with pytest.raises(DataError, match=r"tags.csv:4: label 'tech\|politics' is not one of the training labels "
+                                        r"\(politics, sports, tech\); it looks like several labels joined by '\|': "
+                                        r"read it with --label-separator '\|'$"):
+        tags.encode([["tech|politics"]], where="tags.csv:4")
+    with pytest.raises(DataError, match="every label must occur in the training data$"):
+        tags.encode([["tech|music"]], where="tags.csv:4")
+
+
 @pytest.mark.parametrize("space", [
     LabelSpace.infer([0, 1]), LabelSpace.infer(["ham", "spam"]), LabelSpace.infer(["1", "2", "10"]),
     LabelSpace.infer([["x"], ["y", "z"]]),

@@ -172,8 +172,13 @@ class LabelSpace:
         try:
             return self.names.index(name)
         except ValueError:
+            # Several of the training labels in one cell (a CSV read without its separator).
+            joined = next((separator for separator in LIST_SEPARATORS if separator in name
+                           and all(piece.strip() in self.names for piece in name.split(separator))), None)
+            hint = (f"; it looks like several labels joined by {joined!r}: read it with --label-separator '{joined}'"
+                    if joined is not None else "; every label must occur in the training data")
             raise DataError(f"{where}: label {name!r} is not one of the training labels "
-                            f"({', '.join(self.names[:10])}); every label must occur in the training data") from None
+                            f"({', '.join(self.names[:10])}){hint}") from None
 
     def encode(self, values: Sequence[Any], where: Sequence[str] | str = "label") -> np.ndarray:
         """Targets for raw label values: binary ``(n,)`` float32 0/1, multiclass ``(n,)`` int64,
