@@ -4,6 +4,9 @@
     python -m benchmarks.accuracy_probes cotrain RUN                  # the regression refitted on GRU-labelled reviews
     python -m benchmarks.accuracy_probes averaging RUN                # the kept and the last epoch, averaged
     python -m benchmarks.accuracy_probes refine RUN --teacher blend   # one more epoch, distilled from the blend
+    python -m benchmarks.accuracy_probes third-part RUN               # a third regression in the blend
+    python -m benchmarks.accuracy_probes punctuation RUN              # punctuation marks kept as words
+    python -m benchmarks.accuracy_probes rating-third-part RATING_RUN # star ratings: TF-IDF regression as a third part
 
 ``RUN`` is a model directory of ``rnnsent train --preset best --seed 0 --out RUN`` with its
 ``checkpoint/`` (which holds the last epoch's weights). Every probe reads the same training
@@ -110,6 +113,23 @@ def blend_report(name: str, recurrent: tuple[np.ndarray, np.ndarray], ngrams: tu
           f"{accuracy(ngrams[0], validation_labels):.4f}, test {accuracy(ngrams[1], reviews.test_labels):.4f} | "
           f"blend validation {accuracy(folds, validation_labels):.4f}, test {accuracy(blended, reviews.test_labels):.4f}",
           flush=True)
+
+
+def blend_of_parts(name: str, parts: dict[str, tuple[np.ndarray, np.ndarray]], reviews: Reviews) -> None:
+    """Print each part's validation and test accuracy and the accuracy of their blend, as
+    :func:`blend_report` does for two parts, for any number of them."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    validation_labels = reviews.labels[reviews.held]
+    inputs = np.stack([logits[0] for logits in parts.values()], 1)
+    folds = cross_val_predict(LogisticRegression(C=1e4), inputs, validation_labels, cv=10, method="decision_function")
+    fitted = LogisticRegression(C=1e4).fit(inputs, validation_labels)
+    blended = fitted.decision_function(np.stack([logits[1] for logits in parts.values()], 1))
+    each = ", ".join(f"{part} {accuracy(logits[0], validation_labels):.4f} / {accuracy(logits[1], reviews.test_labels):.4f}"
+                     for part, logits in parts.items())
+    print(f"{name}: (validation / test) {each} | blend validation {accuracy(folds, validation_labels):.4f}, "
+          f"test {accuracy(blended, reviews.test_labels):.4f}, weights {np.round(fitted.coef_.ravel(), 3)}", flush=True)
 
 
 def part_logits(run: Path, reviews: Reviews) -> dict[str, np.ndarray]:
@@ -289,9 +309,174 @@ def probe_refine(run: Path, reviews: Reviews, teacher_name: str, epochs: int, pe
                      reviews)
 
 
+def probe_third_part(run: Path, reviews: Reviews) -> None:
+    """A third NB-weighted regression beside the GRU and the n-grams, over other inputs: character
+    2-5-grams within words, or word 1-3-grams with every punctuation mark kept as a word."""
+    import re
+
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    parts = part_logits(run, reviews)
+    base = {"GRU": (parts["validation_recurrent"], parts["test_recurrent"]),
+            "n-grams": (parts["validation_ngrams"], parts["test_ngrams"])}
+    blend_of_parts("the run as saved", base, reviews)
+    marks = re.compile(r"[a-z0-9']+|[^a-z0-9'\s]")
+    views = {
+        "characters 2-5": CountVectorizer(analyzer="char_wb", ngram_range=(2, 5), binary=True, lowercase=True,
+                                          preprocessor=lambda text: text.lower().replace("<br />", " ")),
+        "words 1-3 with punctuation": CountVectorizer(
+            analyzer=lambda text: word_ngrams(marks.findall(text.lower().replace("<br />", " "))), binary=True),
+    }
+    known = reviews.labels[reviews.kept].astype(float)
+    for view, vectorizer in views.items():
+        started = time.perf_counter()
+        train = vectorizer.fit_transform([reviews.texts[i] for i in reviews.kept])
+        validation = vectorizer.transform([reviews.texts[i] for i in reviews.held])
+        test = vectorizer.transform(reviews.test_texts)
+        for inverse_l2 in (0.3, 1.0):
+            score = nb_logistic_regression(train, known, np.ones(len(known)), inverse_l2)
+            third = (score(validation), score(test))
+            blend_of_parts(f"{view} ({train.shape[1]:,} features, C {inverse_l2:g}, "
+                           f"{time.perf_counter() - started:.0f} s)", {**base, view: third}, reviews)
+
+
+def probe_punctuation(run: Path, reviews: Reviews) -> None:
+    """The regression over words with Keras' punctuation characters kept as words of their own
+    (each character one word; tab and newline still separate), as a text setting would give
+    it: the 20,000 most frequent words, the rest one out-of-vocabulary word, the last 1,000;
+    alone and in place of the run's regression in the blend."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from rnnsent.text.tokenize import HTML_LINE_BREAK, KERAS_FILTERS
+
+    parts = part_logits(run, reviews)
+    marks = "".join(c for c in KERAS_FILTERS if not c.isspace())
+    spaced = str.maketrans({c: f" {c} " for c in marks})
+
+    def words(text: str) -> list[str]:
+        return text.lower().replace(HTML_LINE_BREAK, " ").translate(spaced).split()
+
+    tokens = {i: words(reviews.texts[i]) for i in reviews.kept}
+    frequent = best_words(tokens, reviews.kept)
+
+    def grams(text: str) -> list[str]:
+        return word_ngrams([w if w in frequent else "<oov>" for w in words(text)][-1000:])
+
+    vectorizer = CountVectorizer(analyzer=grams, binary=True)
+    train = vectorizer.fit_transform([reviews.texts[i] for i in reviews.kept])
+    validation = vectorizer.transform([reviews.texts[i] for i in reviews.held])
+    test = vectorizer.transform(reviews.test_texts)
+    recurrent = (parts["validation_recurrent"], parts["test_recurrent"])
+    for inverse_l2 in (0.3, 1.0):
+        score = nb_logistic_regression(train, reviews.labels[reviews.kept].astype(float), np.ones(len(reviews.kept)),
+                                       inverse_l2)
+        blend_report(f"punctuation as words, 20,000 words, C {inverse_l2:g} ({train.shape[1]:,} n-grams)", recurrent,
+                     (score(validation), score(test)), reviews)
+
+
+def probe_refit_all(run: Path, reviews: Reviews) -> None:
+    """The regression refitted on all 25,000 training reviews (validation ones too) after the blend
+    is fitted: the blend's weights from the regression of the kept reviews, applied to the refitted
+    one's test logits. Only test can judge it (validation is then in the fit)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from rnnsent.text.tokenize import tokenize
+
+    parts = part_logits(run, reviews)
+    frequent = best_words({i: tokenize(reviews.texts[i]) for i in reviews.kept}, reviews.kept)
+
+    def grams(text: str) -> list[str]:
+        return word_ngrams([w if w in frequent else "<oov>" for w in tokenize(text)][-1000:])
+
+    validation_labels = reviews.labels[reviews.held]
+    for rows, name in ((reviews.kept, "the kept reviews"), (np.arange(len(reviews.texts)), "all 25,000")):
+        vectorizer = CountVectorizer(analyzer=grams, binary=True)
+        train = vectorizer.fit_transform([reviews.texts[i] for i in rows])
+        score = nb_logistic_regression(train, reviews.labels[rows].astype(float), np.ones(len(rows)))
+        test = score(vectorizer.transform(reviews.test_texts))
+        if name == "the kept reviews":
+            validation = score(vectorizer.transform([reviews.texts[i] for i in reviews.held]))
+            blend = LogisticRegression(C=1e4).fit(np.stack([parts["validation_recurrent"], validation], 1),
+                                                  validation_labels)
+        blended = blend.decision_function(np.stack([parts["test_recurrent"], test], 1))
+        print(f"regression on {name}: n-grams test {accuracy(test, reviews.test_labels):.4f}, "
+              f"blend test {accuracy(blended, reviews.test_labels):.4f}", flush=True)
+
+
+def probe_rating_third_part(run: Path, data: str) -> None:
+    """Star ratings (``RUN`` from ``rnnsent train --labels rating --preset best``): the run's two
+    parts blended by a multinomial regression over their log-probabilities, then with a third
+    part, TF-IDF 1-2-grams and a multinomial logistic regression (the peer of benchmarks/ratings.py)
+    fitted on the same training reviews. Validation by 10-fold cross-validation within the
+    validation split; test fitted on the whole validation split."""
+    import json
+
+    from scipy.special import log_softmax
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    from rnnsent.artifact.directory import load_artifact
+    from rnnsent.config import DataConfig
+    from rnnsent.data.sources import read_corpus
+    from rnnsent.data.splits import grouped_held_out_split
+    from rnnsent.model.scoring import predict_part_logits
+    from rnnsent.text.tokenize import tokenize
+
+    corpus = read_corpus(Path(data), data=DataConfig(labels="rating"))
+    names = json.loads((run / "labels.json").read_text())["names"]
+    index = {name: i for i, name in enumerate(names)}
+    labels = np.array([index[str(label)] for label in corpus.train.labels])
+    test_labels = np.array([index[str(label)] for label in corpus.test.labels])
+    stars = np.array([int(name) for name in names])
+    groups = np.unique(corpus.train.groups, return_inverse=True)[1]
+    kept, held = grouped_held_out_split(groups, 0.1)
+    cache = run / "probe-parts.npz"
+    if cache.exists():
+        parts = dict(np.load(cache))
+    else:
+        artifact = load_artifact(run)
+        parts = {}
+        for split, texts in (("validation", [corpus.train.texts[i] for i in held]), ("test", corpus.test.texts)):
+            for name, logits in predict_part_logits(artifact.model, *artifact.encoder.encode_batch(texts)).items():
+                parts[f"{split}_{name}"] = logits
+        np.savez(cache, **parts)
+
+    def report(name: str, chosen: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        inputs = [np.concatenate([log_softmax(v[i], axis=1) for v in chosen.values()], 1) for i in (0, 1)]
+        for c in (0.1, 1.0):
+            blend = LogisticRegression(C=c, max_iter=2000)
+            folds = cross_val_predict(blend, inputs[0], labels[held], cv=10, method="predict_proba")
+            predicted = blend.fit(inputs[0], labels[held]).predict_proba(inputs[1]).argmax(1)
+            each = ", ".join(f"{part} {np.mean(v[0].argmax(1) == labels[held]):.4f} / {np.mean(v[1].argmax(1) == test_labels):.4f}"
+                             for part, v in chosen.items())
+            print(f"{name}, blend C {c:g}: (validation / test) {each} | blend validation "
+                  f"{np.mean(folds.argmax(1) == labels[held]):.4f} (MAE {np.mean(abs(stars[folds.argmax(1)] - stars[labels[held]])):.3f}), "
+                  f"test {np.mean(predicted == test_labels):.4f} (MAE {np.mean(abs(stars[predicted] - stars[test_labels])):.3f})",
+                  flush=True)
+
+    print(f"the run as saved: validation {np.mean(parts['validation_model'].argmax(1) == labels[held]):.4f}, "
+          f"test {np.mean(parts['test_model'].argmax(1) == test_labels):.4f}", flush=True)
+    base = {"GRU": (parts["validation_recurrent"], parts["test_recurrent"]),
+            "n-grams": (parts["validation_ngrams"], parts["test_ngrams"])}
+    report("two parts", base)
+    started = time.perf_counter()
+    vectorizer = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, ngram_range=(1, 2),
+                                 sublinear_tf=True, min_df=2)
+    train = vectorizer.fit_transform([corpus.train.texts[i] for i in kept])
+    validation = vectorizer.transform([corpus.train.texts[i] for i in held])
+    test = vectorizer.transform(corpus.test.texts)
+    for c in (3.0, 10.0):
+        regression = LogisticRegression(C=c, max_iter=1000).fit(train, labels[kept])
+        third = (regression.decision_function(validation), regression.decision_function(test))
+        report(f"+ TF-IDF regression C {c:g} ({time.perf_counter() - started:.0f} s)", {**base, "TF-IDF": third})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("probe", choices=["ngram-inputs", "cotrain", "averaging", "refine"])
+    parser.add_argument("probe", choices=["ngram-inputs", "cotrain", "averaging", "refine", "third-part", "refit-all", "rating-third-part",
+                                          "punctuation"])
     parser.add_argument("run", nargs="?", type=Path, help="a best model directory with its checkpoint/")
     parser.add_argument("--data", default=os.environ.get("RNNSENT_DATA", "../shared/data/aclImdb.tar.gz"))
     parser.add_argument("--teacher", choices=["blend", "ngrams"], default="blend")
@@ -304,6 +489,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.probe == "rating-third-part":
+        probe_rating_third_part(args.run, args.data)
+        return
     reviews = read_reviews(args.data)
     if args.probe == "ngram-inputs":
         probe_ngram_inputs(reviews)
@@ -311,6 +499,12 @@ def main() -> None:
         probe_cotrain(args.run, reviews)
     elif args.probe == "averaging":
         probe_averaging(args.run, reviews)
+    elif args.probe == "third-part":
+        probe_third_part(args.run, reviews)
+    elif args.probe == "punctuation":
+        probe_punctuation(args.run, reviews)
+    elif args.probe == "refit-all":
+        probe_refit_all(args.run, reviews)
     else:
         probe_refine(args.run, reviews, args.teacher, args.epochs, args.lr)
 
