@@ -83,8 +83,8 @@ def server(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def keyed_server(tiny_model_dir):
-    """`rnnsent serve` with an API key from RNNSENT_API_KEY and a 2 s limit for sending headers."""
-    url, process = start_serve_process(tiny_model_dir, "--header-timeout-seconds", "2",
+    """`rnnsent serve` with an API key from RNNSENT_API_KEY and 2 s limits for sending headers and a body."""
+    url, process = start_serve_process(tiny_model_dir, "--header-timeout-seconds", "2", "--body-timeout-seconds", "2",
                                        env={"RNNSENT_API_KEY": API_KEY})
     yield url, process
     stop_serve_process(process)
@@ -199,6 +199,29 @@ def test_headers_not_sent_in_time_get_a_408_and_slow_ones_within_it_work(keyed_s
         for start in range(0, len(request), 6):
             connection.sendall(request[start:start + 6])
             time.sleep(0.1)
+        assert read_answer(connection).startswith(b"HTTP/1.1 200")
+
+
+def test_a_body_not_sent_in_time_gets_a_408_and_a_slow_one_within_it_works(keyed_server):
+    url, _ = keyed_server
+    body = b'{"texts": ["a great film"]}'
+    head = (f"POST /predict HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {API_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body) + 40}\r\n\r\n").encode()
+    with socket.create_connection(address(url), timeout=10) as connection:
+        connection.sendall(head + body)  # and never the 40 bytes more it declared
+        started = time.monotonic()
+        answer = read_answer(connection, seconds=10)
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"the request body did not arrive within 2 s" in answer and 1.5 < waited < 6
+    # A body sent in pieces over one second is within the limit.
+    head = head.replace(str(len(body) + 40).encode(), str(len(body)).encode()).replace(
+        b"Host: test\r\n", b"Host: test\r\nConnection: close\r\n")
+    with socket.create_connection(address(url), timeout=10) as connection:
+        connection.sendall(head)
+        for start in range(0, len(body), 4):
+            connection.sendall(body[start:start + 4])
+            time.sleep(0.12)
         assert read_answer(connection).startswith(b"HTTP/1.1 200")
 
 

@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="request line and headers together; larger gets a 431 (default: 65536)")
     serve.add_argument("--header-timeout-seconds", type=float, default=10.0,
                        help="time a client has to send the request line and headers; slower gets a 408 (default: 10)")
+    serve.add_argument("--body-timeout-seconds", type=float, default=60.0,
+                       help="time a client has to send a request's body once its headers are in; slower gets a 408 "
+                            "(default: 60)")
     serve.add_argument("--batch-wait-ms", type=float, default=0.0,
                        help="wait this long for more requests before each model call (default: 0, take what is queued)")
     key = serve.add_mutually_exclusive_group()
@@ -561,7 +564,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          max_body_bytes=args.max_body_bytes, max_batch_texts=max(1024, args.max_texts),
                          batch_wait_seconds=args.batch_wait_ms / 1000, max_explain_chars=args.max_explain_chars,
                          explain_timeout_seconds=args.explain_timeout_seconds, max_head_bytes=args.max_header_bytes,
-                         head_timeout_seconds=args.header_timeout_seconds)
+                         head_timeout_seconds=args.header_timeout_seconds,
+                         body_timeout_seconds=args.body_timeout_seconds)
     serve(args.model, args.host, args.port, limits, access_log=args.access_log, api_key=_api_key(args))
     return 0
 

@@ -92,6 +92,7 @@ class ServeLimits:
     explain_timeout_seconds: float = 10.0  # an explanation's deadline, from its arrival (waiting included)
     max_head_bytes: int = 64 * 1024  # request line and headers together
     head_timeout_seconds: float = 10.0  # time a client has to send the request line and headers
+    body_timeout_seconds: float = 60.0  # time a client has to send a request's body, once its head is in
 
     def __post_init__(self) -> None:
         if self.max_body_bytes is None:
@@ -107,7 +108,7 @@ class ServeLimits:
             raise ValueError("max_batch_texts must be at least max_texts, so that any request fits one call")
         if not 0 <= self.batch_wait_seconds <= 1:
             raise ValueError("the batch wait must be between 0 and 1 second")
-        for name in ("explain_timeout_seconds", "head_timeout_seconds"):
+        for name in ("explain_timeout_seconds", "head_timeout_seconds", "body_timeout_seconds"):
             if not 0 < getattr(self, name) <= 3600:
                 raise ValueError(f"{name} must be more than 0 and at most 3600 seconds")
         predict_needs = request_bytes(self.max_texts, self.max_text_chars, 1)
@@ -151,19 +152,23 @@ def _is_public(scope) -> bool:
 
 
 class RequestGuard:
-    """ASGI middleware: the API key, then the body size, both before any of the body is read.
+    """ASGI middleware: the API key, then the body size, both before any of the body is read,
+    then the body's deadline.
 
     With ``api_key``, requests other than :func:`_is_public` ones need ``Authorization: Bearer
     <key>`` (401 otherwise). Bodies over ``max_bytes`` are refused (413) without being read
     whole: a declared ``Content-Length`` over the limit is refused before any of the body is
     read; a body without one (chunked) is read chunk by chunk and refused as soon as it passes
-    the limit, so at most ``max_bytes`` plus one chunk is ever held.
+    the limit, so at most ``max_bytes`` plus one chunk is ever held. A body not complete within
+    ``body_timeout_seconds`` gets a 408 and the connection closes: a client that stops sending
+    (or sends a byte now and then) does not hold a connection and its buffer for ever.
     """
 
-    def __init__(self, app, max_bytes: int, api_key: str | None = None) -> None:
+    def __init__(self, app, max_bytes: int, api_key: str | None = None, body_timeout_seconds: float = 60.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.api_key = api_key.encode() if api_key else None
+        self.body_timeout_seconds = body_timeout_seconds
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -186,19 +191,26 @@ class RequestGuard:
                 await _refuse(scope, receive, send, 413, self._too_large())
                 return
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            more = message.get("more_body", False)
-            if size > self.max_bytes:
-                await _refuse(scope, receive, send, 413, self._too_large(), read=size, finished=not more)
-                return
-            chunks.append(chunk)
-            if not more:
-                break
+        try:
+            async with asyncio.timeout(self.body_timeout_seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    more = message.get("more_body", False)
+                    if size > self.max_bytes:
+                        await _refuse(scope, receive, send, 413, self._too_large(), read=size, finished=not more)
+                        return
+                    chunks.append(chunk)
+                    if not more:
+                        break
+        except TimeoutError:
+            # The answer says "connection: close"; the server closes it once the answer is sent.
+            await _send_error(send, 408, f"the request body did not arrive within {self.body_timeout_seconds:g} s "
+                                         f"({size} bytes came); send it at once")
+            return
         body = b"".join(chunks)
         replayed = False
 
@@ -469,7 +481,8 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None,
     app.router.route_class = JsonRoute
     app.state.batcher = batcher
     app.state.explain_worker = explain_worker
-    app.add_middleware(RequestGuard, max_bytes=limits.max_body_bytes, api_key=api_key)
+    app.add_middleware(RequestGuard, max_bytes=limits.max_body_bytes, api_key=api_key,
+                       body_timeout_seconds=limits.body_timeout_seconds)
     _add_error_handlers(app)
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, summary="Label texts")
