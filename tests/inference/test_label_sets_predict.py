@@ -130,6 +130,19 @@ def test_csv_columns_pass_through_with_json(models, capsys, tmp_path):
     assert [r["label"] for r in results] == ["spam", "ham"]
 
 
+def test_input_fields_named_like_the_results_come_along_prefixed(models, capsys, tmp_path):
+    # A file with its own labels: they stay beside the predicted ones instead of being replaced.
+    rows = [{"text": "a free prize for the winner", "label": "ham", "probability": 5, "input_label": "kept"}]
+    path = tmp_path / "gold.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    (result,) = predict_json(capsys, models["spam"], "--file", str(path))
+    assert result["label"] == "spam" and 0 <= result["probability"] <= 1
+    assert result["input_input_label"] == "ham" and result["input_label"] == "kept" and result["input_probability"] == 5
+    gold = write_csv(tmp_path / "gold.csv", [("1", "a free prize for the winner", "ham")], header=("id", "text", "label"))
+    (row,) = predict_json(capsys, models["spam"], "--file", str(gold))
+    assert (row["id"], row["input_label"], row["label"]) == ("1", "ham", "spam")
+
+
 def test_binary_other_names_predict_like_sentiment(models, capsys):
     lines = predict_lines(capsys, models["spam"], "free prize winner", "the lunch report")
     assert [line.split("\t")[0] for line in lines] == ["spam", "ham"]

@@ -15,7 +15,8 @@ Result lines, for every label space:
 * JSON: ``{"text": ..., **Prediction.to_dict()}``. The other fields of a JSONL object or CSV
   row come along unchanged, after ``text`` and before the prediction's keys; a field named
   like one of those (``text``, ``label``, ``probability``, ``empty``, ``labels``,
-  ``probabilities``) is replaced by the result's.
+  ``probabilities``) comes along as ``input_`` and its name (``input_label``: a file's own
+  labels stay beside the predicted ones).
 """
 
 from __future__ import annotations
@@ -68,8 +69,12 @@ def format_result(text: str, prediction: Prediction, as_json: bool, fields: Mapp
     ``label<TAB>probability<TAB>snippet`` (see the module docstring)."""
     if as_json:
         result = {"text": text}
-        if fields:
-            result.update((key, value) for key, value in fields.items() if key not in RESULT_KEYS)
+        for key, value in (fields or {}).items():
+            if key in RESULT_KEYS:
+                key = "input_" + key
+                while key in fields:  # the file has that name too
+                    key = "input_" + key
+            result[key] = value
         result.update(prediction.to_dict())
         return json.dumps(result) + "\n"
     snippet = snippet_of(text)
