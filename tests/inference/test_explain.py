@@ -161,6 +161,82 @@ def test_integrated_gradients_complete(name):
     assert math.isclose(explanation.probability, 1 / (1 + math.exp(-logit)), abs_tol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["simple-last-ngrams", "gru-max-lengths-stacked-ngrams"])
+def test_integrated_gradients_complete_with_an_ngram_branch(name):
+    """With an n-gram branch the baseline also has none of the words' n-grams: the attributions
+    add up to logit(text) - logit(word vectors zero, n-gram branch over the start token alone),
+    and a word whose n-grams weigh heavily gets their part (it got nothing of them before)."""
+    predictor = make_predictor(VARIANTS[name])
+    text = "w4 w11 w20 w4 w33"
+    explanation = predictor.explain(text, integrated_gradients=True, steps=256)
+    ids, lengths = predictor.encoder.encode_batch([text])
+    ids_tensor = torch.from_numpy(ids)
+    lengths_tensor = torch.from_numpy(lengths) if predictor.config.model.use_lengths else None
+    model = predictor.model
+    with torch.no_grad():
+        logit = model(ids_tensor, lengths_tensor)[0].item()
+        words = ids_tensor > 1  # not padding, not the start token
+        embedded = recurrent_network(model).embedding(ids_tensor) * ~words.unsqueeze(-1)
+        parts = {"recurrent": model.network(ids_tensor, lengths_tensor, embedded=embedded)[0],
+                 "ngrams": model.ngrams(ids_tensor.masked_fill(words, 0))}
+        baseline = model.combine(parts).item()
+    gradients = explanation.integrated_gradients
+    assert gradients[0] == 0.0
+    assert sum(gradients) == pytest.approx(logit - baseline, rel=0.03, abs=2e-3)
+    # The branch's part alone: make its weight of w33 huge, and w33's attribution follows it.
+    heavy = copy.deepcopy(predictor)
+    with torch.no_grad():
+        heavy.model.ngrams.weight.weight[3 + WORDS.index("w33")] += 50.0
+        heavy_logit = heavy.model(ids_tensor, lengths_tensor)[0].item()
+    before = explanation.integrated_gradients[-1]
+    after = heavy.explain(text, integrated_gradients=True, steps=256).integrated_gradients[-1]
+    # The logit is linear in the branch's output, and only w33's unigram changed: all of the
+    # change is w33's.
+    assert heavy_logit - logit > 3.0
+    assert after - before == pytest.approx(heavy_logit - logit, rel=1e-3)
+
+
+def test_ngram_word_shares_add_up_to_the_branch_without_the_words():
+    from rnnsent.model.ngrams import NgramBranch
+
+    torch.manual_seed(0)
+    for branch in (NgramBranch(20, 13, 3), NgramBranch(20, 13, 3, binary=True),
+                   NgramBranch(20, 13, 2, binary=True, outputs=4, ordinal=True)):
+        with torch.no_grad():
+            branch.weight.weight.normal_()
+            if branch.ordinal:
+                branch.readout.normal_()
+        row = torch.tensor([1, 5, 7, 5, 7, 9, 0, 0])  # the start token, words (a repeated bigram), padding
+        words = (row > 1)
+        shares = branch.word_shares(row, words)
+        assert torch.all(shares[~words] == 0)
+        without = branch(row.masked_fill(words, 0).unsqueeze(0))[0]
+        assert torch.allclose(shares.sum(dim=0), branch(row.unsqueeze(0))[0] - without, atol=1e-5)
+    # Hand-derived: a stacked branch of unigrams and bigrams, words a b a (ids 4 5 4) after the
+    # start token. The distinct n-grams are a, b, <start> a, a b, b a; "a" occurs twice, so each
+    # occurrence carries half its weight; each bigram's weight is split over its words.
+    branch = NgramBranch(6, 101, 2, binary=True)
+    row = torch.tensor([1, 4, 5, 4])
+    with torch.no_grad():
+        branch.weight.weight.zero_()
+        branch.weight.weight[4] = 2.0  # a
+        branch.weight.weight[5] = 1.0  # b
+        features = ngram_ids_of(row, branch)
+        assert len(set(features[4:7].tolist())) == 3  # the three bigrams in buckets of their own
+        for feature, value in zip(features[4:7].tolist(), (8.0, 4.0, 6.0)):  # <start> a, a b, b a
+            branch.weight.weight[feature] += value
+    shares = branch.word_shares(row, row > 1).tolist()
+    # a (first): 2/2 + all of "<start> a" (8) + half of "a b" (2) = 11; b: 1 + 2 + 3 = 6;
+    # a (second): 2/2 + half of "b a" (3) = 4.
+    assert shares == pytest.approx([0.0, 11.0, 6.0, 4.0])
+
+
+def ngram_ids_of(row, branch):
+    from rnnsent.model.ngrams import ngram_ids
+
+    return ngram_ids(row.unsqueeze(0), branch.vocab_size, branch.buckets, branch.order, mixed=True)[0]
+
+
 def test_explain_rejects_bad_input():
     predictor = make_predictor({})
     with pytest.raises(TypeError):

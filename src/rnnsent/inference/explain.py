@@ -16,7 +16,8 @@ class asked for by name. For one raw text, :func:`explain` returns
 * optionally integrated gradients on the word embeddings, in units of the target's
   log-odds (the logit for binary and multi-label models; for a softmax over K classes
   ``z_k - logsumexp(z_j, j != k)``, whose sigmoid is the class's probability), against a
-  baseline where every word's vector is zero.
+  baseline where every word's vector is zero and, for a model with an n-gram branch, where
+  the branch has no n-gram of the words: each word's attribution holds its part in both.
 
 The calibrated temperature of the model divides its logits first, as in prediction.
 """
@@ -237,11 +238,15 @@ def _occlusion(model, row: list[int], special: list[bool], config, device, proba
 
 def _integrated_gradients(model, row: list[int], special: list[bool], config, device, steps: int,
                           score) -> list[float]:
-    """Integrated gradients of the target's log-odds with respect to each word's embedding.
+    """Integrated gradients of the target's log-odds with respect to each word's embedding and,
+    for a model with an n-gram branch, each word's share of that branch's output.
 
-    The baseline keeps padding and the start token as they are and sets every word's
-    vector to zero; the path integral uses the midpoint rule over ``steps`` points, all in
-    one batch. Attributions sum to ``score(text) - score(baseline)`` up to that rule's error.
+    The baseline keeps padding and the start token as they are, sets every word's vector to
+    zero and, with an n-gram branch, gives that branch its output for the row without its
+    words; the path scales both from there (the branch's output along the straight line, its
+    words' shares in proportion: :meth:`~rnnsent.model.ngrams.NgramBranch.word_shares`). The
+    path integral uses the midpoint rule over ``steps`` points, all in one batch. Attributions
+    sum to ``score(text) - score(baseline)`` up to that rule's error.
     """
     ids, lengths = _padded([row], config)
     ids, lengths = ids.to(device), lengths.to(device)
@@ -258,20 +263,36 @@ def _integrated_gradients(model, row: list[int], special: list[bool], config, de
     scale = 1.0 - word_mask + word_mask * alphas.view(steps, 1, 1)  # (steps, time, 1)
     path = (scale * embedded).detach().requires_grad_(True)  # (steps, time, embedding)
 
-    def replace_embedding(module, inputs, output):
-        return path
-
+    branch = ngram_branch(model)
     # cuDNN cannot run an RNN backward in eval mode; the plain kernels can.
     cudnn_off = torch.backends.cudnn.flags(enabled=False) if ids.is_cuda else nullcontext()
-    hook = embedding.register_forward_hook(replace_embedding)
-    try:
-        with torch.enable_grad(), cudnn_off:
-            batch_ids = ids.expand(steps, -1)
-            scores = score(_logits(model, batch_ids, lengths.expand(steps), config))  # (steps,)
-            (gradients,) = torch.autograd.grad(scores.sum(), path)
-    finally:
-        hook.remove()
+    with torch.enable_grad(), cudnn_off:
+        batch_ids, batch_lengths = ids.expand(steps, -1), lengths.expand(steps)
+        if branch is None:
+            def replace_embedding(module, inputs, output):
+                return path
+
+            hook = embedding.register_forward_hook(replace_embedding)
+            try:
+                scores = score(_logits(model, batch_ids, batch_lengths, config))  # (steps,)
+                (gradients,) = torch.autograd.grad(scores.sum(), path)
+            finally:
+                hook.remove()
+        else:
+            with torch.no_grad():
+                shares = branch.word_shares(ids[0], word_mask[:, 0].bool())  # (time,) or (time, K)
+                full = branch(ids)[0]  # () or (K,)
+            base = full - shares.sum(dim=0)
+            scale_shape = (steps,) + (1,) * full.dim()
+            ngram_path = (base + alphas.view(scale_shape) * (full - base)).detach().requires_grad_(True)  # (steps[, K])
+            parts = {"recurrent": model.network(batch_ids, batch_lengths, embedded=path)[0], "ngrams": ngram_path}
+            scores = score(model.combine(parts).float())  # (steps,)
+            gradients, ngram_gradients = torch.autograd.grad(scores.sum(), (path, ngram_path))
     average = gradients.mean(dim=0)  # (time, embedding)
     attributions = (average * embedded).sum(dim=-1)  # (time,)
+    if branch is not None:
+        # Each word's share of the branch's output, times the mean gradient along the path.
+        ngram_average = ngram_gradients.mean(dim=0)  # () or (K,)
+        attributions = attributions + (shares * ngram_average if full.dim() == 0 else shares @ ngram_average)
     first_values = attributions[first:first + len(row)].detach().cpu().numpy().astype(np.float64)
     return [0.0 if is_start else float(value) for value, is_start in zip(first_values, special)]

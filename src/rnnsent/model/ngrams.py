@@ -155,6 +155,52 @@ class NgramBranch(nn.Module):
             return total + self.bias
         return self.lr_scale * total / count
 
+    def word_shares(self, row: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        """What each token of one id row ``(time,)`` adds to the branch's output, ``(time,)`` or
+        ``(time, K)``: zero where ``words`` ``(time,)`` is false (padding, the start token).
+
+        The shares sum to the output for the row minus the output for the row without its
+        words (only the tokens that are not words kept): each n-gram's weight is split equally
+        over its occurrences and each occurrence's share over the words it spans (for a joint
+        branch, whose output is a mean, what the changed count adds is spread over every word).
+        An ordinal branch's cut shares go through its readout, which is linear.
+        """
+        time = row.shape[0]
+        features = ngram_ids(row.unsqueeze(0), self.vocab_size, self.buckets, self.order, mixed=self.binary)[0]
+        present = features >= 0  # (order * time,): occurrence j is an n-gram of j // time + 1 words from j % time
+        spans = torch.zeros(len(features), time, dtype=torch.float64)  # occurrence x the words it spans
+        for n in range(1, self.order + 1):
+            block = torch.arange((n - 1) * time, n * time)
+            for offset in range(n):
+                positions = torch.arange(time) + offset
+                inside = positions < time
+                spans[block[inside], positions[inside]] = words[positions[inside]].double()
+        spans *= present.unsqueeze(1)
+        weights = self.weight.weight.detach()[features.clamp(min=0)].double() * present.unsqueeze(1)  # (occ, columns)
+        if self.binary:
+            # A distinct n-gram counts once, however often it occurs: split its weight over its occurrences.
+            _, inverse, counts = torch.unique(features, return_inverse=True, return_counts=True)
+            weights = weights / counts[inverse].unsqueeze(1).double()
+        else:
+            weights = self.lr_scale * weights / present.sum().clamp(min=1)
+        covered = spans.sum(dim=1, keepdim=True)
+        shares = (spans / covered.clamp(min=1)).T @ (weights * (covered > 0))  # (time, columns)
+        without_words = torch.where(words, torch.full_like(row, PAD_ID), row)
+        total = (self._columns(row.unsqueeze(0)) - self._columns(without_words.unsqueeze(0)))[0].double()
+        if words.any():
+            shares += words.double().unsqueeze(1) * (total - shares.sum(dim=0)) / words.sum()
+        if self.ordinal:
+            shares = shares @ self.readout.double()
+        shares = shares.to(self.weight.weight.dtype)
+        return shares.squeeze(1) if self.outputs == 1 else shares
+
+    def _columns(self, ids: torch.Tensor) -> torch.Tensor:
+        """The branch's output before an ordinal readout ``(batch, columns)``."""
+        total, present = self._sums(ids, torch.float64)
+        if self.binary:
+            return total + self.bias.reshape(1, -1)
+        return self.lr_scale * total / present.sum(dim=1, keepdim=True).clamp(min=1)
+
     def cut_logits(self, ids: torch.Tensor, accumulate: torch.dtype = torch.float32) -> torch.Tensor:
         """An ordinal branch's K-1 cut logits ``(batch, K-1)``: column j scores "the label is above cut j"."""
         assert self.ordinal, "only an ordinal branch has cut logits"
