@@ -98,63 +98,33 @@ def test_trajectory_matches_per_prefix_runs(name):
         assert explanation.trajectory[-1] == pytest.approx(full, abs=1e-5)
 
 
-@pytest.mark.parametrize("name", ["simple-last-pre", "gru-maxmean-lengths-post", "bilstm-last-pre"])
-def test_occlusion_is_probability_drop_without_each_word(name):
-    predictor = make_predictor(VARIANTS[name])
-    words = ["w12", "w3", "w25", "w3", "zzz", "w9"]
-    explanation = predictor.explain(" ".join(words))
-    full = predictor.predict([" ".join(words)])[0].probability
-    shortened = [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
-    expected = [full - prediction.probability for prediction in predictor.predict(shortened)]
-    assert explanation.influence[0] is None  # the start token is not a word
-    assert explanation.influence[1:] == pytest.approx(expected, abs=1e-5)
-
-
-def test_oov_truncation_and_dropped_words_pre():
-    predictor = make_predictor({}, maxlen=5)
-    explanation = predictor.explain("w1 w2 w3 notaword w4 w5 w6")
-    # "pre" truncation keeps the last 5 tokens, so the start token and w1, w2 are cut.
-    assert explanation.tokens == ["w3", "notaword", "w4", "w5", "w6"]
-    assert explanation.oov == [False, True, False, False, False]
-    assert explanation.special == [False] * 5
-    assert explanation.truncated and explanation.dropped_words == 2
-    assert explanation.token_ids == [3 + WORDS.index("w3"), 2, 3 + WORDS.index("w4"), 3 + WORDS.index("w5"),
-                                     3 + WORDS.index("w6")]
-    assert None not in explanation.influence
-
-
-def test_truncation_post_keeps_start():
-    predictor = make_predictor({"padding": "post", "truncating": "post"}, maxlen=4)
-    explanation = predictor.explain("w1, w2! w3 w4 w5")
-    assert explanation.tokens == ["<start>", "w1", "w2", "w3"]
-    assert explanation.truncated and explanation.dropped_words == 2
-    short = predictor.explain("w1 w2")
-    assert not short.truncated and short.dropped_words == 0
-
-
-def test_empty_text_is_the_prior():
-    predictor = make_predictor({})
-    explanation = predictor.explain("  ...  ")
-    assert explanation.tokens == ["<start>"] and explanation.empty
-    assert explanation.influence == [None]
-    assert explanation.trajectory == pytest.approx([predictor.predict([""])[0].probability], abs=1e-6)
-
-
-@pytest.mark.parametrize("name", ["simple-last-pre", "gru-maxmean-lengths-post", "bilstm-last-pre"])
-def test_integrated_gradients_complete(name):
-    """Attributions add up to logit(text) - logit(every word's vector set to zero)."""
-    predictor = make_predictor(VARIANTS[name])
-    text = "w4 w11 w20 w4 w33"
-    explanation = predictor.explain(text, integrated_gradients=True, steps=256)
+def logit_and_baseline(predictor: Predictor, text: str) -> tuple[float, float]:
+    """The model's logit for ``text``, and for the baseline of integrated gradients: every word's
+    vector zero and, with an n-gram branch, the branch over the row without its words."""
     ids, lengths = predictor.encoder.encode_batch([text])
     ids_tensor = torch.from_numpy(ids)
     lengths_tensor = torch.from_numpy(lengths) if predictor.config.model.use_lengths else None
-    baseline_model = copy.deepcopy(predictor.model)
+    model, network = predictor.model, recurrent_network(predictor.model)
     with torch.no_grad():
-        logit = predictor.model(ids_tensor, lengths_tensor)[0].item()
-        for word in set(text.split()):
-            recurrent_network(baseline_model).embedding.weight[3 + WORDS.index(word)] = 0.0
-        baseline = baseline_model(ids_tensor, lengths_tensor)[0].item()
+        words = ids_tensor > 1  # not padding, not the start token
+        embedded = network.embedding(ids_tensor) * ~words.unsqueeze(-1)
+        recurrent = network(ids_tensor, lengths_tensor, embedded=embedded)[0]
+        if ngram_branch(model) is None:
+            baseline = recurrent
+        else:
+            baseline = model.combine({"recurrent": recurrent, "ngrams": model.ngrams(ids_tensor.masked_fill(words, 0))})
+        return model(ids_tensor, lengths_tensor)[0].item(), baseline.item()
+
+
+@pytest.mark.parametrize("name", ["simple-last-pre", "gru-maxmean-lengths-post", "bilstm-last-pre",
+                                  "simple-last-ngrams", "gru-max-lengths-stacked-ngrams"])
+def test_integrated_gradients_complete(name):
+    """Attributions add up to logit(text) - logit(every word's vector zero and, with an n-gram
+    branch, none of the words' n-grams)."""
+    predictor = make_predictor(VARIANTS[name])
+    text = "w4 w11 w20 w4 w33"
+    explanation = predictor.explain(text, integrated_gradients=True, steps=256)
+    logit, baseline = logit_and_baseline(predictor, text)
     gradients = explanation.integrated_gradients
     assert gradients[0] == 0.0  # the start token keeps its vector in the baseline
     assert sum(gradients) == pytest.approx(logit - baseline, rel=0.03, abs=2e-3)
@@ -162,38 +132,19 @@ def test_integrated_gradients_complete(name):
 
 
 @pytest.mark.parametrize("name", ["simple-last-ngrams", "gru-max-lengths-stacked-ngrams"])
-def test_integrated_gradients_complete_with_an_ngram_branch(name):
-    """With an n-gram branch the baseline also has none of the words' n-grams: the attributions
-    add up to logit(text) - logit(word vectors zero, n-gram branch over the start token alone),
-    and a word whose n-grams weigh heavily gets their part (it got nothing of them before)."""
+def test_a_words_ngram_weight_is_its_attribution(name):
+    """Raise the n-gram branch's weight of one word: all of the logit's change is that word's
+    attribution (the logit is linear in the branch's output; before, the branch was held fixed
+    and the word got none of it)."""
     predictor = make_predictor(VARIANTS[name])
     text = "w4 w11 w20 w4 w33"
-    explanation = predictor.explain(text, integrated_gradients=True, steps=256)
-    ids, lengths = predictor.encoder.encode_batch([text])
-    ids_tensor = torch.from_numpy(ids)
-    lengths_tensor = torch.from_numpy(lengths) if predictor.config.model.use_lengths else None
-    model = predictor.model
-    with torch.no_grad():
-        logit = model(ids_tensor, lengths_tensor)[0].item()
-        words = ids_tensor > 1  # not padding, not the start token
-        embedded = recurrent_network(model).embedding(ids_tensor) * ~words.unsqueeze(-1)
-        parts = {"recurrent": model.network(ids_tensor, lengths_tensor, embedded=embedded)[0],
-                 "ngrams": model.ngrams(ids_tensor.masked_fill(words, 0))}
-        baseline = model.combine(parts).item()
-    gradients = explanation.integrated_gradients
-    assert gradients[0] == 0.0
-    assert sum(gradients) == pytest.approx(logit - baseline, rel=0.03, abs=2e-3)
-    # The branch's part alone: make its weight of w33 huge, and w33's attribution follows it.
     heavy = copy.deepcopy(predictor)
     with torch.no_grad():
         heavy.model.ngrams.weight.weight[3 + WORDS.index("w33")] += 50.0
-        heavy_logit = heavy.model(ids_tensor, lengths_tensor)[0].item()
-    before = explanation.integrated_gradients[-1]
+    change = logit_and_baseline(heavy, text)[0] - logit_and_baseline(predictor, text)[0]
+    before = predictor.explain(text, integrated_gradients=True, steps=256).integrated_gradients[-1]
     after = heavy.explain(text, integrated_gradients=True, steps=256).integrated_gradients[-1]
-    # The logit is linear in the branch's output, and only w33's unigram changed: all of the
-    # change is w33's.
-    assert heavy_logit - logit > 3.0
-    assert after - before == pytest.approx(heavy_logit - logit, rel=1e-3)
+    assert change > 3.0 and after - before == pytest.approx(change, rel=1e-3)
 
 
 def test_ngram_word_shares_add_up_to_the_branch_without_the_words():
