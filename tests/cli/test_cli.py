@@ -415,3 +415,12 @@ def test_predict_reads_the_column_the_model_was_trained_from(tmp_path, capsys):
     other.write_text("review\nA great film.\n", encoding="utf-8")
     assert main(["predict", str(out), "--file", str(other), "--text-field", "review"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_training_into_a_model_directory_says_that_model_is_replaced(tmp_path, capsys):
+    data = write_csv(tmp_path / "reviews.csv", make_reviews(60))
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(data), "--out", str(out), *TRAIN_FLAGS]) == 0
+    assert "replaces" not in capsys.readouterr().out
+    assert main(["train", "--data", str(data), "--out", str(out), *TRAIN_FLAGS]) == 0
+    assert f"note: {out} holds a trained model, which this run replaces" in capsys.readouterr().out

@@ -99,7 +99,9 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
         config = size_to_data(config, dataclasses.replace(corpus, train=limit_split(corpus.train, options.limit)), log)
     data = prepare_data(corpus, config, options.limit)
     config, data.unlabelled = unlabelled_pool(config, source, corpus.vocabulary, log)
-    if not resume and checkpoints.has_checkpoint(out):
+    if not resume and (Path(out) / "manifest.json").exists():
+        log(f"note: {out} holds a trained model, which this run replaces (give another --out to keep it)")
+    elif not resume and checkpoints.has_checkpoint(out):
         log(f"note: starting afresh in {out} (its previous checkpoint is replaced)")
     validation = ""
     if data.validation is not None:
