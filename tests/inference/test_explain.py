@@ -200,7 +200,7 @@ def test_render_text_plain_and_coloured():
     predictor = make_predictor({})
     explanation = predictor.explain("w1 w2 nonword w3", integrated_gradients=True)
     plain = render_text(explanation, color=False)
-    assert "\x1b[" not in plain
+    assert "\x1b[" not in plain and "\nreview: " in plain  # a sentiment model reads reviews
     assert plain.splitlines()[0].startswith(f"{explanation.label}  {explanation.probability:.4f}")
     assert "nonword (oov)" in plain and "int. grad" in plain
     coloured = render_text(explanation, color=True)

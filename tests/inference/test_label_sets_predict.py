@@ -278,8 +278,8 @@ def test_rendering_names_the_class_in_the_models_words(models, name, label):
     explanation = model.explain("the goal of this free app was a weak vote", label=label)
     for color in (False, True):
         text = render_text(explanation, color)
-        assert "positive" not in text and "negative" not in text
-        assert f"probability of {explanation.target} after reading" in text
+        assert "positive" not in text and "negative" not in text and "review" not in text
+        assert f"probability of {explanation.target} after reading" in text and "\ntext: " in text
         if color:
             assert f"green: pushes towards {explanation.target}" in text
     plain = render_text(explanation, False)

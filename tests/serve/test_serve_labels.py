@@ -60,6 +60,7 @@ def test_model_reports_task_labels_order_and_thresholds(servers, predictors):
     assert topics["page"]["title"] == "rnnsent: politics, sports or tech, word by word"
     assert tags["page"]["title"] == "rnnsent: politics, sports and tech labels, word by word"
     assert spam["page"]["title"] == "rnnsent: ham or spam, word by word"
+    assert stars["page"]["title"] == "rnnsent: ratings 1 to 5, word by word"
     for info in (topics, stars, spam, tags):
         assert info["page"]["noun"] == "text"
         assert not IMDB_WORDS.search(info["page"]["title"] + info["page"]["placeholder"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rnnsent.inference.explain import Explanation
+from rnnsent.labels import SENTIMENT
 
 if TYPE_CHECKING:
     pass
@@ -44,8 +45,11 @@ def render_text(explanation: Explanation, color: bool) -> str:
     text; with ``color`` false (output not a terminal) the same content comes without escape codes.
     """
     e = explanation
+    # IMDB's sentiment models read reviews; any other model, texts.
+    noun = "review" if tuple(e.names) == SENTIMENT else "text"
     words = sum(1 for is_start in e.special if not is_start)
-    cut = f"; {e.dropped_words} more words were cut by maxlen" if e.truncated else ""
+    more = "1 more word was" if e.dropped_words == 1 else f"{e.dropped_words} more words were"
+    cut = f"; {more} cut by maxlen" if e.truncated else ""
     lines = [f"{_verdict(e)}  ({words} words read{cut})"]
     largest = max((abs(v) for v in e.influence if v is not None), default=0.0)
     pieces = []
@@ -56,7 +60,7 @@ def render_text(explanation: Explanation, color: bool) -> str:
         if color and oov:
             style = f"{style};4" if style else "4"
         pieces.append(f"\x1b[{style}m{token}\x1b[0m" if style else token)
-    lines.append("review: " + (" ".join(pieces) if pieces else "(no words)"))
+    lines.append(f"{noun}: " + (" ".join(pieces) if pieces else "(no words)"))
     if not e.default_target:
         lines.append(f"explaining: {e.target} (probability {e.probability:.4f})")
     if e.probabilities is not None:
@@ -88,5 +92,5 @@ def render_text(explanation: Explanation, color: bool) -> str:
             line += "" if e.special[index] else f"{e.integrated_gradients[index]:>+11.4f}"
         lines.append(line)
     lines.append(f"p after: probability of {e.target} after reading the token; influence: "
-                 "p(review) - p(review without the word)")
+                 f"p({noun}) - p({noun} without the word)")
     return "\n".join(lines)

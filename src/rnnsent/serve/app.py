@@ -549,6 +549,8 @@ def label_info(space: LabelSpace, thresholds: Sequence[float] | None) -> dict[st
 
 def _labels_phrase(space: LabelSpace) -> str:
     names = list(space.names)
+    if space.task == "multiclass" and space.ordered:
+        return f"ratings {names[0]} to {names[-1]}"  # ordered integer labels: star ratings and the like
     if len(names) > 6:
         return f"{len(names)} labels"
     joined = ", ".join(names[:-1]) + (" and " if space.task == "multilabel" else " or ") + names[-1]
