@@ -7,9 +7,12 @@ Two measures keep the default steady (measured in docs/performance.md):
 
 * :func:`configure_process` (the ``rnnsent`` command, before torch is imported) sets
   ``OMP_WAIT_POLICY=PASSIVE`` for the scoring commands (``predict``, ``evaluate``, ``serve``)
-  unless the user set it: waiting threads sleep instead of spinning. Training keeps OpenMP's
-  default: a GRU step runs thousands of short parallel regions, and sleeping between them made
-  a `bigru` epoch a third slower on an idle machine (docs/performance.md).
+  unless the user set it: waiting threads sleep instead of spinning. Training (``train``,
+  ``tune``, ``pretrain``) keeps OpenMP's default on an idle machine, since a GRU step runs
+  thousands of short parallel regions and sleeping between them made a `bigru` epoch a third
+  slower; but when other processes are running as it starts, it waits passively too: there,
+  spinning made a small training run 30 to 47 times slower (docs/performance.md). The thread
+  count, and so every result, stays the same either way.
 * :func:`free_cores` is the default thread count for predict, evaluate and the Python API: the
   cores not already taken by running processes, at least one. It reads the 1-minute load
   average and the processes running right now (``/proc/loadavg``), and takes the busier view,
@@ -58,12 +61,26 @@ def free_cores(cores: int | None = None) -> int:
 
 # The commands whose work is scoring, where a busy machine hurts most and spinning buys little.
 SCORING_COMMANDS = ("predict", "evaluate", "serve")
+# The commands that train, where spinning pays on an idle machine only.
+TRAINING_COMMANDS = ("train", "tune", "pretrain")
+
+
+def busy_now() -> bool:
+    """Whether other processes keep a core busy now: both the 1-minute load average and the
+    processes running at this moment say so (the average alone lingers after work ends; the
+    count alone catches a passing process)."""
+    running = _running_now()
+    try:
+        average = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return False
+    return running is not None and min(average, float(running)) >= 0.5
 
 
 def configure_process(command: str | None) -> None:
     """Settings that must precede ``import torch``: passive OpenMP waiting for the scoring
-    commands, unless set by the user."""
-    if command in SCORING_COMMANDS:
+    commands, and for the training ones on a busy machine; never over the user's own setting."""
+    if command in SCORING_COMMANDS or (command in TRAINING_COMMANDS and busy_now()):
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

@@ -248,8 +248,6 @@ def test_the_scoring_commands_set_passive_openmp_waiting_unless_told_otherwise(t
 
     code = command("predict", "--help")
     assert _python(code, tmp_path) == {"policy": "PASSIVE"}
-    # Training keeps OpenMP's default: passive waiting made a bigru epoch a third slower.
-    assert _python(command("train", "--help"), tmp_path) == {"policy": None}
     os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
     try:
         assert _python(code, tmp_path) == {"policy": "ACTIVE"}
@@ -257,6 +255,30 @@ def test_the_scoring_commands_set_passive_openmp_waiting_unless_told_otherwise(t
         del os.environ["OMP_WAIT_POLICY"]
     assert _python("import json, os, rnnsent; print(json.dumps({'policy': os.environ.get('OMP_WAIT_POLICY')}))",
                    tmp_path) == {"policy": None}  # never at package import
+
+
+@pytest.mark.parametrize("command, busy, policy", [
+    ("train", False, None),  # idle: OpenMP's default, spinning (passive made a bigru epoch a third slower)
+    ("train", True, "PASSIVE"),  # busy: spinning threads wait for cores other processes hold
+    ("tune", True, "PASSIVE"), ("pretrain", True, "PASSIVE"),
+    ("predict", False, "PASSIVE"), ("summary", True, None),
+])
+def test_training_waits_passively_only_on_a_busy_machine(command, busy, policy, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(threads_module, "busy_now", lambda: busy)
+    threads_module.configure_process(command)
+    assert os.environ.get("OMP_WAIT_POLICY") == policy
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's own setting is kept
+    threads_module.configure_process(command)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+@pytest.mark.parametrize("average, running, busy", [(0.0, 0, False), (1.2, 0, False), (0.1, 2, False),
+                                                    (1.2, 1, True), (3.0, 4, True)])
+def test_busy_needs_both_the_load_average_and_a_process_running_now(average, running, busy, monkeypatch):
+    monkeypatch.setattr(threads_module.os, "getloadavg", lambda: (average, 0.0, 0.0))
+    monkeypatch.setattr(threads_module, "_running_now", lambda: running)
+    assert threads_module.busy_now() is busy
 
 
 # ----------------------------------------------------------------------------- quantization
