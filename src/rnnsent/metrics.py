@@ -190,6 +190,17 @@ def multilabel_metrics(targets: np.ndarray, logits: np.ndarray, names: Sequence[
     }
 
 
+# The range temperature scaling searches. A fit at the lowest temperature means the loss only
+# fell as the logits grew: the texts it was fitted on are separated perfectly, and no finite
+# temperature is best (see :func:`separated`).
+TEMPERATURE_RANGE = (1e-3, 1e3)
+
+
+def separated(temperature: float) -> bool:
+    """Whether a fitted temperature is the search's lowest: no temperature was found, only the edge."""
+    return temperature < 2 * TEMPERATURE_RANGE[0]
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, task: str, iterations: int = 100) -> float:
     """The temperature T > 0 that minimises the log loss of ``logits / T`` (temperature scaling,
     Guo et al., 2017), by golden-section search on the inverse temperature, where the loss is convex."""
@@ -204,7 +215,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, task: str, iteration
 
     if not len(labels):
         return 1.0
-    low, high = 1e-3, 1e3
+    low, high = TEMPERATURE_RANGE
     ratio = (np.sqrt(5) - 1) / 2
     a, b = high - ratio * (high - low), low + ratio * (high - low)
     loss_a, loss_b = loss(a), loss(b)

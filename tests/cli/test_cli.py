@@ -424,3 +424,26 @@ def test_training_into_a_model_directory_says_that_model_is_replaced(tmp_path, c
     assert "replaces" not in capsys.readouterr().out
     assert main(["train", "--data", str(data), "--out", str(out), *TRAIN_FLAGS]) == 0
     assert f"note: {out} holds a trained model, which this run replaces" in capsys.readouterr().out
+
+
+def test_too_few_texts_for_a_validation_split_is_a_one_line_error(tmp_path, capsys):
+    # Eight texts of three labels: a fifth of each label's two or three texts rounds to none.
+    rows = [(f"text number {i}", ("politics", "sports", "tech")[i % 3]) for i in range(8)]
+    data = write_csv(tmp_path / "tiny.csv", rows)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "m"), "--quiet", "--threads", "1"]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("error: too few texts for a validation split: 6 training texts leave none")
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_calibrate_keeps_temperature_one_when_validation_is_all_right(tmp_path, capsys):
+    # Texts a word decides: every validation text is answered right, and a fitted temperature
+    # would run to its search's edge (0.001), making every answer 0 or 1.
+    rows = [(f"{'great' if i % 2 else 'awful'} film number {i}", i % 2) for i in range(200)]
+    data = write_csv(tmp_path / "easy.csv", rows)
+    out = tmp_path / "m"
+    assert main(["train", "--data", str(data), "--out", str(out), "--calibrate", "--quiet", "--threads", "1"]) == 0
+    assert "--calibrate kept temperature 1" in capsys.readouterr().out
+    assert json.loads((out / "labels.json").read_text())["temperature"] == 1.0
+    probability = rnnsent.load(out).predict(["a film"])[0].probability
+    assert 0.01 < probability < 0.99

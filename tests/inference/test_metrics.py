@@ -88,6 +88,14 @@ def test_temperature_scaling_recovers_the_temperature_that_made_logits_overconfi
         labels, true_logits * 3.0, task)[0]
 
 
+def test_a_separated_split_has_no_temperature_but_the_search_edge():
+    from rnnsent.metrics import separated
+
+    labels = np.array([0, 1, 0, 1])
+    assert separated(fit_temperature(np.array([-2.0, 1.0, -0.5, 3.0]), labels, "binary"))  # all right
+    assert not separated(fit_temperature(np.array([-2.0, 1.0, 0.5, 3.0]), labels, "binary"))  # one wrong
+
+
 def test_thresholds_maximise_each_labels_f1_and_keep_one_half_when_nothing_tells():
     targets = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])  # the second label never occurs: no threshold helps
     probabilities = np.array([[0.35, 0.5], [0.4, 0.5], [0.2, 0.5], [0.1, 0.5]])

@@ -476,7 +476,7 @@ def balanced_weights(targets: torch.Tensor, labels: LabelSpace) -> torch.Tensor:
 
 def decision_stage(model: nn.Module, config: RunConfig, data: TrainingData, log: Log) -> Decision:
     """Fit the temperature (``--calibrate``) and multilabel thresholds on the validation split."""
-    from rnnsent.metrics import choose_thresholds, fit_temperature, task_metrics
+    from rnnsent.metrics import choose_thresholds, fit_temperature, separated, task_metrics
 
     decision = Decision()
     if data.validation is None or not (config.train.calibrate or data.labels.task == "multilabel"):
@@ -486,6 +486,12 @@ def decision_stage(model: nn.Module, config: RunConfig, data: TrainingData, log:
     if config.train.calibrate:
         before = task_metrics(data.labels, targets, logits)["ece"]
         decision.temperature = fit_temperature(logits, targets, data.labels.task)
+        if separated(decision.temperature):
+            # Every validation text is right by a margin: sharper is always better there, and a
+            # temperature at the search's edge would answer 0 or 1 for every text.
+            log(f"note: --calibrate kept temperature 1: the {len(targets)} validation texts are all answered right, "
+                "so they cannot tell how sure the model should be; give more validation texts to calibrate")
+            decision.temperature = 1.0
         after = task_metrics(data.labels, targets, logits / decision.temperature)["ece"]
         decision.figures = {"temperature": decision.temperature, "ece_before": before, "ece_after": after}
         log(f"calibration: temperature {decision.temperature:.3f}; validation ECE {before:.4f} -> {after:.4f}")

@@ -54,6 +54,12 @@ def prepare_data(corpus: EncodedCorpus, config: RunConfig, limit: int = 0) -> Tr
         cause = f"--limit {limit} keeps" if limit else "the data has"
         raise DataError(f"{cause} no {which} reviews ({len(corpus.train)} training, {len(corpus.test)} test in all); "
                         f"{'use a larger --limit' if limit else 'add reviews'}")
+    if held_out is not None and not len(held_out):
+        # Early stopping, the blend and calibration would read an empty split (a flat model, NaN scores).
+        fraction = config.train.validation_split
+        raise DataError(f"too few texts for a validation split: {len(train_split)} training texts leave none at "
+                        f"--validation-split {fraction:g} (a share of each label's texts is held out); give "
+                        f"more texts of each label, or a larger --validation-split")
     task = corpus.labels.task
     validation = Tensors.from_split(held_out, config, task) if held_out is not None else None
     test = Tensors.from_split(test_split, config, task) if config.train.report_test else None
