@@ -143,6 +143,13 @@ def test_a_tune_of_other_settings_is_refused_in_the_same_folder(tuned, reviews, 
     assert "holds a tune of other settings" in capsys.readouterr().err
 
 
+def test_a_tune_of_other_data_is_refused_in_the_same_folder(tuned, tmp_path, capsys):
+    out, _ = tuned
+    other = write_tiny_reviews(tmp_path / "other.csv", count=120, seed=3)
+    assert main(["tune", "--data", str(other), "--out", str(out), "--trials", "3", *FIXED_FLAGS]) == 2
+    assert "holds a tune of other data" in capsys.readouterr().err
+
+
 def test_the_budget_stops_new_trials_and_a_first_one_always_finishes(reviews, tmp_path):
     out = tmp_path / "study"
     model = rnnsent.tune(reviews, out, budget=1e-3, metric="log_loss", verbose=False, **FIXED)  # spent by trial 0

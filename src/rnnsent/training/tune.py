@@ -219,7 +219,7 @@ def tune(source: Path, out: Path, *, budget: str | float = "20m", preset: str | 
         # The n-gram fit "auto" (best's) as the labels make it, so that the search names the fit made.
         base = fit_to_labels(base, labels)
         space = active_space(search_space(base, labels.task), set(settings))
-        study = _open_study(optuna, out, base, metric, preset, settings)
+        study = _open_study(optuna, out, base, metric, preset, settings, source)
         _recover(optuna, study, base, space)
         trial_dir = out / "trials"
         trial_dir.mkdir(parents=True, exist_ok=True)
@@ -258,7 +258,8 @@ def _check_metric(source: Path, base: RunConfig, metric: str):
     return corpus.labels
 
 
-def _open_study(optuna, out: Path, base: RunConfig, metric: str, preset: str, settings: dict[str, Any]):
+def _open_study(optuna, out: Path, base: RunConfig, metric: str, preset: str, settings: dict[str, Any],
+                source: Path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out.mkdir(parents=True, exist_ok=True)
     identity = json.dumps({"preset": preset, "metric": metric, "settings": settings}, sort_keys=True, default=str)
@@ -272,6 +273,17 @@ def _open_study(optuna, out: Path, base: RunConfig, metric: str, preset: str, se
     elif saved != identity:
         raise UsageError(f"{out} holds a tune of other settings ({saved}); run that command again to continue "
                          "it, or tune into another --out")
+    # The data too: trials scored on other data (or on this file before it changed) would be
+    # compared with these, and the winner could be a model of other labels.
+    from rnnsent.data.download import source_identity
+
+    data = {"path": str(Path(source).resolve()), **source_identity(Path(source))}
+    saved_data = study.user_attrs.get("data")
+    if saved_data is None:
+        study.set_user_attr("data", data)
+    elif saved_data != data:
+        what = "other data" if saved_data.get("path") != data["path"] else "this data before it changed"
+        raise UsageError(f"{out} holds a tune of {what} ({saved_data.get('path')}); tune into another --out")
     return study
 
 
