@@ -263,6 +263,10 @@ def test_single_label_data_is_rejected(tmp_path):
     path = write_csv(tmp_path / "r.csv", [("good", 1), ("great", 1)])
     with pytest.raises(DataError, match="needs examples of both labels"):
         read_corpus(path)
+    # The label as the file spells it (it read "['1']" for pos, the number it stands for).
+    spelled = write_csv(tmp_path / "p.csv", [("good", "pos"), ("great", "pos")])
+    with pytest.raises(DataError, match=r"found 2 example\(s\) of pos; a classifier needs two or more labels$"):
+        read_corpus(spelled)
 
 
 def test_unsupported_source(tmp_path):

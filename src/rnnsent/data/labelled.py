@@ -68,8 +68,10 @@ def with_held_out_test(data: LabelledTexts, where: str) -> Corpus:
                         "(a CSV needs a header, such as text,label)")
     strata = data.strata()
     if len(set(strata)) < 2:
+        # The labels as written (the strata read sentiment spellings as numbers: pos is "1").
+        written = sorted({str(label) for label in data.labels})
         raise DataError(f"{where}: needs examples of both labels, found {len(data)} example(s) of "
-                        f"{sorted(set(strata.tolist()))}; a classifier needs two or more labels")
+                        f"{', '.join(written[:5])}; a classifier needs two or more labels")
     train_index, test_index = held_out_split(strata, TEST_FRACTION)
     if not len(test_index):
         raise DataError(f"{where}: {len(data)} examples are too few to hold out a test fifth; give at least 3 "
