@@ -175,6 +175,11 @@ def test_summary_of_a_model_directory(reviews, tmp_path):
     assert "Labels: binary task" in model.summary()
     with pytest.raises(UsageError, match="takes no settings"):
         rnnsent.summary(tmp_path / "model", hidden_size=3)
+    assert rnnsent.summary(model) == model.summary()  # a Model too (it was a TypeError)
+    with pytest.raises(ArtifactError, match="no such model directory"):  # it said "unknown preset"
+        rnnsent.summary(str(tmp_path / "missing" / "model"))
+    with pytest.raises(ArtifactError, match="is a file, not a model directory"):
+        rnnsent.summary(reviews)
 
 
 def test_a_csv_of_joined_labels_without_a_separator_gets_a_note(tmp_path, capsys):

@@ -425,18 +425,18 @@ def pretrain(out: PathLike | None = None, data: PathLike | None = None, preset: 
                                    max_minutes=float(max_minutes), log=log, checkpoint_fields=fields)
 
 
-def summary(preset: PathLike = "seed", **settings: Any) -> str:
+def summary(preset: PathLike | Model = "seed", **settings: Any) -> str:
     """The Keras-style table of the model a recipe builds: layers, output shapes, parameter counts.
 
-    ``preset`` may instead be a model directory (``summary("runs/spam")``): its model's table and
-    label names, as :meth:`Model.summary` gives them."""
+    ``preset`` may instead be a model directory (``summary("runs/spam")``) or a :class:`Model`:
+    its model's table and label names, as :meth:`Model.summary` gives them."""
     from rnnsent.model.build import build_model
     from rnnsent.model.summary import summary_table
 
-    if str(preset) not in PRESETS and Path(preset).is_dir():
+    if isinstance(preset, Model) or (str(preset) not in PRESETS and (Path(preset).exists() or os.sep in str(preset))):
         if settings:
-            raise UsageError("a model directory's summary takes no settings: it is of the model as saved")
-        return load(preset).summary()
+            raise UsageError("a model's summary takes no settings: it is of the model as saved")
+        return (preset if isinstance(preset, Model) else load(preset)).summary()
 
     config = build_config(preset, settings)
     check_fits(config, training=False)

@@ -175,6 +175,18 @@ def test_non_strings_are_a_type_error(predictor):
     with pytest.raises(TypeError, match="text 1 is bytes"):
         predictor.predict(["good", b"bad"])
     assert predictor.predict([]) == []
+    with pytest.raises(TypeError, match="use predict_stream"):
+        predictor.predict(text for text in ["good"])
+    assert [p.label for p in predictor.predict_stream(text for text in ["good"])] == [predictor.predict(["good"])[0].label]
+    assert predictor.probabilities(("good", "bad")).shape == (2,)
+    assert predictor.probabilities(np.array(["good", "bad"])).shape == (2,)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_a_batch_size_under_one_is_refused(predictor, batch_size):
+    # -1 once returned no rows for one text; 0 raised range()'s own error.
+    with pytest.raises(ValueError, match="batch_size must be a whole number of at least 1"):
+        predictor.probabilities(["good"], batch_size=batch_size)
 
 
 def test_ten_megabyte_text_reads_only_its_kept_end(predictor, monkeypatch):

@@ -166,6 +166,8 @@ def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cp
     ``quantize``: int8 dynamic quantization for CPU inference (:mod:`rnnsent.model.quantize`).
     """
     directory = Path(directory)
+    if directory.is_file():
+        raise ArtifactError(f"{directory} is a file, not a model directory; name the folder 'rnnsent train --out' wrote")
     if not directory.is_dir():
         raise ArtifactError(f"{directory}: no such model directory; train one with 'rnnsent train --out {directory}'")
     manifest = _read_manifest(directory)

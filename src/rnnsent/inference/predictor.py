@@ -11,6 +11,7 @@ import torch
 
 from rnnsent.artifact.directory import Artifact, load_artifact
 from rnnsent.data.batches import iter_text_chunks
+from rnnsent.errors import UsageError
 from rnnsent.labels import labels_over_thresholds
 from rnnsent.model.scoring import predict_logits
 from rnnsent.text.tokenize import tokenize
@@ -106,6 +107,11 @@ class Predictor:
         """``(probabilities (n,) or (n, K) float32, kept token counts (n,) int64)``."""
         if isinstance(texts, str):
             raise TypeError("pass a list of texts, not a single string")
+        if not (hasattr(texts, "__len__") and hasattr(texts, "__getitem__")):  # a list, a tuple, an array, a Series
+            raise TypeError(f"texts must be a list (or another sequence), not a {type(texts).__name__}; "
+                            "for an iterator of texts use predict_stream, which reads it in batches")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise UsageError(f"batch_size must be a whole number of at least 1; got {batch_size!r}")
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts must be str; text {index} is {type(text).__name__}")
