@@ -78,8 +78,9 @@ def test_a_failed_checkpoint_write_does_not_hide_the_runs_own_error(corpus, tmp_
 
 
 def test_max_steps(corpus, tmp_path):
-    result, _ = fit(corpus, tmp_path, {"max_steps": 4})
+    result, lines = fit(corpus, tmp_path, {"max_steps": 4})
     assert result.steps == 4 and len(result.history) == 1
+    assert lines[-1].startswith("stopped at --max-steps 4, in epoch 1 of ")  # it stopped without a word
 
 
 def test_validation_split_is_reported_and_selects_the_best_epoch(corpus, tmp_path):

@@ -255,7 +255,10 @@ class Trainer:
         progress.epoch += 1
         progress.step_in_epoch = 0
         progress.epoch_sums = [0.0, 0.0, 0.0]
-        if self.options.max_steps and progress.global_step >= self.options.max_steps:
+        if self.options.max_steps and progress.global_step >= self.options.max_steps and not progress.finished:
+            if progress.epoch < config.train.epochs:
+                self.log(f"stopped at --max-steps {self.options.max_steps:,}, in epoch {progress.epoch} of "
+                         f"{config.train.epochs}")
             progress.finished = True
         return best_state
 
