@@ -182,12 +182,13 @@ def test_summary_of_a_model_directory(reviews, tmp_path):
         rnnsent.summary(reviews)
 
 
-def test_a_csv_of_joined_labels_without_a_separator_gets_a_note(tmp_path, capsys):
-    # "db|python" cells trained as classes of their own without a word.
+@pytest.mark.parametrize("task", ["auto", "multilabel"])
+def test_a_csv_of_joined_labels_without_a_separator_gets_a_note(tmp_path, capsys, task):
+    # "db|python" cells trained as classes (or labels) of their own without a word.
     rows = [(f"word{i % 5} {'query index' if i % 3 else 'def class'} text", ["db", "python", "db|python"][i % 3])
             for i in range(90)]
     write_csv(tmp_path / "tags.csv", rows)
-    rnnsent.train(data=tmp_path / "tags.csv", out=tmp_path / "model", progress=False, **TINY)
+    rnnsent.train(data=tmp_path / "tags.csv", out=tmp_path / "model", progress=False, task=task, **TINY)
     assert "for several labels per text use --label-separator '|'" in capsys.readouterr().out
 
 

@@ -154,11 +154,11 @@ def label_notes(labels: LabelSpace) -> list[str]:
     """What looks like a slip in the data's label names: several labels joined in one CSV cell
     (``db|python``) without ``--label-separator``, one label spelled in two cases."""
     notes = []
-    separator = joined_label_separator(labels.names) if labels.task == "multiclass" else None
+    separator = joined_label_separator(labels.names) if labels.task in ("multiclass", "multilabel") else None
     if separator is not None:
         example = next(name for name in labels.names if separator in name)
         notes.append(f"note: labels such as {example!r} look like several labels in one cell, each combination "
-                     f"trained as a class of its own; for several labels per text use --label-separator '{separator}'")
+                     f"trained as a label of its own; for several labels per text use --label-separator '{separator}'")
     for spellings in names_differing_in_case(labels.names):
         notes.append(f"warning: the labels {' and '.join(repr(name) for name in spellings)} differ only in case, so "
                      "they are trained as different labels; spell them one way in the data if they are one")
