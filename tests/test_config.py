@@ -15,6 +15,7 @@ from rnnsent.config import (
     apply_overrides,
     build_config,
 )
+from rnnsent.errors import ConfigError
 
 
 def test_seed_preset_is_the_notebook_recipe():
@@ -140,3 +141,17 @@ def test_from_dict_coerces_like_the_command_line():
 def test_from_dict_rejects_non_objects():
     with pytest.raises(ValueError, match="JSON object"):
         RunConfig.from_dict([])  # type: ignore[arg-type]
+
+
+def test_without_a_validation_split_every_setting_that_reads_one_is_named_at_once():
+    # small has early stopping and a stacked n-gram fit: both were refused one after the other,
+    # each message advising to put the split back.
+    with pytest.raises(ConfigError) as raised:
+        build_config("small", {"validation_split": 0.0, "calibrate": True})
+    message = str(raised.value)
+    assert message.startswith("--early-stopping, --calibrate, --ngram-fit stacked read a validation split")
+    assert "--early-stopping 0; no --calibrate; --ngram-fit joint or --ngram-buckets 0" in message
+    config = build_config("small", {"validation_split": 0.0, "early_stopping": 0, "ngram_fit": "joint"})
+    assert config.train.validation_split == 0.0
+    with pytest.raises(ConfigError, match="^--early-stopping needs a validation split"):  # one alone: as before
+        build_config("bigru", {"validation_split": 0.0})

@@ -254,6 +254,7 @@ class RunConfig:
         self.text.validate()
         self.data.validate()
         self.model.validate()
+        self._check_validation_needs()
         self.train.validate()
         if self.model.use_lengths and self.text.padding != "post":
             raise ConfigError("--use-lengths reads each review up to its true length: add --padding post")
@@ -270,6 +271,22 @@ class RunConfig:
         if self.model.encoder and self.train.lm_steps:
             raise ConfigError("--encoder loads a pretrained language model and --lm-steps trains one: choose one")
         return self
+
+    def _check_validation_needs(self) -> None:
+        """Without a validation split, every setting that reads one, named in one message (each
+        alone has its own message)."""
+        if self.train.validation_split:
+            return
+        needs = []
+        if self.train.early_stopping:
+            needs.append(("--early-stopping", "--early-stopping 0"))
+        if self.train.calibrate:
+            needs.append(("--calibrate", "no --calibrate"))
+        if self.model.ngram_buckets and self.model.ngram_fit in STACKED_FITS:
+            needs.append((f"--ngram-fit {self.model.ngram_fit}", "--ngram-fit joint or --ngram-buckets 0"))
+        if len(needs) > 1:
+            raise ConfigError(f"{', '.join(name for name, _ in needs)} read a validation split: keep one "
+                              f"(--validation-split 0.1), or go without all of them ({'; '.join(f for _, f in needs)})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
