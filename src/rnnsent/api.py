@@ -175,11 +175,12 @@ def _finished_and_saved(meta: dict[str, Any], config: RunConfig, run_dir: Path) 
     """Whether the checkpoint ``meta`` of ``run_dir`` is that of a run whose training ended (its
     last epoch, an early stop or --max-steps) and whose model directory was saved after it: a
     resume would only train nothing and write the same model again."""
+    from rnnsent.artifact.directory import MANIFEST
     from rnnsent.training.checkpoint import CHECKPOINT_STATE, checkpoint_dir
 
     progress = meta.get("progress", {})
     ended = bool(progress.get("finished")) or progress.get("epoch", 0) >= config.train.epochs
-    manifest = run_dir / "manifest.json"
+    manifest = run_dir / MANIFEST
     return ended and manifest.exists() and (
         manifest.stat().st_mtime >= (checkpoint_dir(run_dir) / CHECKPOINT_STATE).stat().st_mtime)
 

@@ -209,8 +209,6 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_fields(self)
-        if self.early_stopping and not self.validation_split:
-            raise ConfigError("--early-stopping needs a validation split: add --validation-split 0.1")
         if self.unlabelled_batch_size and not (self.virtual_adversarial_weight or self.entropy_weight
                                                or self.distill_weight):
             raise ConfigError("--unlabelled-batch-size feeds the virtual adversarial, entropy and distillation "
@@ -254,39 +252,42 @@ class RunConfig:
         self.text.validate()
         self.data.validate()
         self.model.validate()
-        self._check_validation_needs()
         self.train.validate()
+        self._check_validation_needs()
         if self.model.use_lengths and self.text.padding != "post":
             raise ConfigError("--use-lengths reads each review up to its true length: add --padding post")
-        if self.train.calibrate and not self.train.validation_split:
-            raise ConfigError("--calibrate fits a temperature on a validation split: add --validation-split 0.1")
         if self.data.unlabelled_data and not (self.train.unlabelled_batch_size or self.model.pretrain_window
                                               or self.train.lm_steps):
             raise ConfigError("--unlabelled-data is read by the unlabelled batches, the word vectors and the "
                               "language model, and this recipe has none: add --unlabelled-batch-size 64, "
                               "--pretrain-window 5 or --lm-steps 1000")
-        if self.model.ngram_buckets and self.model.ngram_fit in STACKED_FITS and not self.train.validation_split:
-            raise ConfigError(f"--ngram-fit {self.model.ngram_fit} blends the two parts on a validation split: "
-                              "add --validation-split 0.1")
         if self.model.encoder and self.train.lm_steps:
             raise ConfigError("--encoder loads a pretrained language model and --lm-steps trains one: choose one")
         return self
 
     def _check_validation_needs(self) -> None:
-        """Without a validation split, every setting that reads one, named in one message (each
-        alone has its own message)."""
+        """Without a validation split, every setting that reads one: one alone gets its own
+        message, several are named in one."""
         if self.train.validation_split:
             return
+        # (setting, how to go without it, the message when it is the only one)
         needs = []
         if self.train.early_stopping:
-            needs.append(("--early-stopping", "--early-stopping 0"))
+            needs.append(("--early-stopping", "--early-stopping 0",
+                          "--early-stopping needs a validation split: add --validation-split 0.1"))
         if self.train.calibrate:
-            needs.append(("--calibrate", "no --calibrate"))
+            needs.append(("--calibrate", "no --calibrate",
+                          "--calibrate fits a temperature on a validation split: add --validation-split 0.1"))
         if self.model.ngram_buckets and self.model.ngram_fit in STACKED_FITS:
-            needs.append((f"--ngram-fit {self.model.ngram_fit}", "--ngram-fit joint or --ngram-buckets 0"))
-        if len(needs) > 1:
-            raise ConfigError(f"{', '.join(name for name, _ in needs)} read a validation split: keep one "
-                              f"(--validation-split 0.1), or go without all of them ({'; '.join(f for _, f in needs)})")
+            needs.append((f"--ngram-fit {self.model.ngram_fit}", "--ngram-fit joint or --ngram-buckets 0",
+                          f"--ngram-fit {self.model.ngram_fit} blends the two parts on a validation split: "
+                          "add --validation-split 0.1"))
+        if len(needs) == 1:
+            raise ConfigError(needs[0][2])
+        if needs:
+            raise ConfigError(f"{', '.join(need[0] for need in needs)} read a validation split: keep one "
+                              f"(--validation-split 0.1), or go without all of them "
+                              f"({'; '.join(need[1] for need in needs)})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

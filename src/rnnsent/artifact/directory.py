@@ -70,6 +70,8 @@ READABLE_VERSIONS = (1, 2, 3)
 # ratings: 37 MB instead of 448.
 NGRAM_TABLE = "ngrams.weight.weight"
 REQUIRED_FILES = ("config.json", "vocabulary.json", "model.safetensors")
+# The checksums of the files above, written last: a directory holding it holds a saved model.
+MANIFEST = "manifest.json"
 # Where a training run keeps the state it resumes from (rnnsent.training.checkpoint), inside
 # its model directory; its state file is written last, so its presence marks a checkpoint.
 CHECKPOINT_FOLDER, CHECKPOINT_STATE = "checkpoint", "state.json"
@@ -114,7 +116,7 @@ def save_artifact(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     sweep_temporaries(directory)
-    (directory / "manifest.json").unlink(missing_ok=True)
+    (directory / MANIFEST).unlink(missing_ok=True)
     files: dict[str, bytes] = {
         "config.json": _json_bytes({
             "format": FORMAT_NAME,
@@ -143,7 +145,7 @@ def save_artifact(
         (directory / "curves.png").unlink(missing_ok=True)  # a previous model's curves would mislead
     manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                 "files": {name: sha256_bytes(data) for name, data in files.items()}}
-    write_json_atomic(directory / "manifest.json", manifest)
+    write_json_atomic(directory / MANIFEST, manifest)
     return directory
 
 
@@ -154,10 +156,10 @@ def update_metrics(directory: Path, metrics: dict[str, Any]) -> None:
     # Unlist the old metrics first: a crash between any two of these writes leaves a
     # loadable model (at worst without metrics), never a manifest that contradicts a file.
     manifest["files"].pop("metrics.json", None)
-    write_json_atomic(Path(directory) / "manifest.json", manifest)
+    write_json_atomic(Path(directory) / MANIFEST, manifest)
     write_bytes_atomic(Path(directory) / "metrics.json", data)
     manifest["files"]["metrics.json"] = sha256_bytes(data)
-    write_json_atomic(Path(directory) / "manifest.json", manifest)
+    write_json_atomic(Path(directory) / MANIFEST, manifest)
 
 
 def load_artifact(directory: str | os.PathLike, device: str | torch.device = "cpu", quantize: bool = False) -> Artifact:
@@ -338,7 +340,7 @@ def _version_1_weights(tensors: dict[str, torch.Tensor], config: ModelConfig) ->
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / "manifest.json"
+    path = directory / MANIFEST
     if not path.exists():
         pid = owner(directory)
         if pid is not None:

@@ -267,17 +267,11 @@ def _integrated_gradients(model, row: list[int], special: list[bool], config, de
     # cuDNN cannot run an RNN backward in eval mode; the plain kernels can.
     cudnn_off = torch.backends.cudnn.flags(enabled=False) if ids.is_cuda else nullcontext()
     with torch.enable_grad(), cudnn_off:
-        batch_ids, batch_lengths = ids.expand(steps, -1), lengths.expand(steps)
+        # The network reads the path's word vectors instead of embedding the ids.
+        recurrent = recurrent_network(model)(ids.expand(steps, -1), lengths.expand(steps), embedded=path)[0]
         if branch is None:
-            def replace_embedding(module, inputs, output):
-                return path
-
-            hook = embedding.register_forward_hook(replace_embedding)
-            try:
-                scores = score(_logits(model, batch_ids, batch_lengths, config))  # (steps,)
-                (gradients,) = torch.autograd.grad(scores.sum(), path)
-            finally:
-                hook.remove()
+            scores = score(recurrent.float())  # (steps,)
+            (gradients,) = torch.autograd.grad(scores.sum(), path)
         else:
             with torch.no_grad():
                 shares = branch.word_shares(ids[0], word_mask[:, 0].bool())  # (time,) or (time, K)
@@ -285,8 +279,7 @@ def _integrated_gradients(model, row: list[int], special: list[bool], config, de
             base = full - shares.sum(dim=0)
             scale_shape = (steps,) + (1,) * full.dim()
             ngram_path = (base + alphas.view(scale_shape) * (full - base)).detach().requires_grad_(True)  # (steps[, K])
-            parts = {"recurrent": model.network(batch_ids, batch_lengths, embedded=path)[0], "ngrams": ngram_path}
-            scores = score(model.combine(parts).float())  # (steps,)
+            scores = score(model.combine({"recurrent": recurrent, "ngrams": ngram_path}).float())  # (steps,)
             gradients, ngram_gradients = torch.autograd.grad(scores.sum(), (path, ngram_path))
     average = gradients.mean(dim=0)  # (time, embedding)
     attributions = (average * embedded).sum(dim=-1)  # (time,)

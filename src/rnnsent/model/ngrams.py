@@ -143,17 +143,10 @@ class NgramBranch(nn.Module):
     def logits(self, ids: torch.Tensor, accumulate: torch.dtype = torch.float32) -> torch.Tensor:
         """:meth:`forward`, each row's weights summed in ``accumulate`` (float64: the rounded sum
         then does not depend on how many absent n-grams, other rows' padding, sit beside them)."""
+        columns = self._columns(ids, accumulate)  # (batch, columns)
         if self.ordinal:
-            return self.cut_logits(ids, accumulate) @ self.readout + self.readout_bias
-        total, present = self._sums(ids, accumulate)  # (batch, outputs), (batch, features)
-        if self.outputs == 1:
-            total = total.squeeze(-1)  # (batch,)
-            count = present.sum(dim=1).clamp(min=1)
-        else:
-            count = present.sum(dim=1, keepdim=True).clamp(min=1)
-        if self.binary:
-            return total + self.bias
-        return self.lr_scale * total / count
+            return columns @ self.readout + self.readout_bias
+        return columns.squeeze(-1) if self.outputs == 1 else columns
 
     def word_shares(self, row: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
         """What each token of one id row ``(time,)`` adds to the branch's output, ``(time,)`` or
@@ -186,7 +179,8 @@ class NgramBranch(nn.Module):
         covered = spans.sum(dim=1, keepdim=True)
         shares = (spans / covered.clamp(min=1)).T @ (weights * (covered > 0))  # (time, columns)
         without_words = torch.where(words, torch.full_like(row, PAD_ID), row)
-        total = (self._columns(row.unsqueeze(0)) - self._columns(without_words.unsqueeze(0)))[0].double()
+        columns = self._columns(torch.stack([row, without_words]), torch.float64)
+        total = (columns[0] - columns[1]).double()
         if words.any():
             shares += words.double().unsqueeze(1) * (total - shares.sum(dim=0)) / words.sum()
         if self.ordinal:
@@ -194,9 +188,10 @@ class NgramBranch(nn.Module):
         shares = shares.to(self.weight.weight.dtype)
         return shares.squeeze(1) if self.outputs == 1 else shares
 
-    def _columns(self, ids: torch.Tensor) -> torch.Tensor:
-        """The branch's output before an ordinal readout ``(batch, columns)``."""
-        total, present = self._sums(ids, torch.float64)
+    def _columns(self, ids: torch.Tensor, accumulate: torch.dtype) -> torch.Tensor:
+        """The branch's output before an ordinal readout ``(batch, columns)``: a stacked branch's
+        sums plus their bias, a joint branch's ``lr_scale`` times its mean weight."""
+        total, present = self._sums(ids, accumulate)  # (batch, columns), (batch, features)
         if self.binary:
             return total + self.bias.reshape(1, -1)
         return self.lr_scale * total / present.sum(dim=1, keepdim=True).clamp(min=1)
@@ -204,7 +199,7 @@ class NgramBranch(nn.Module):
     def cut_logits(self, ids: torch.Tensor, accumulate: torch.dtype = torch.float32) -> torch.Tensor:
         """An ordinal branch's K-1 cut logits ``(batch, K-1)``: column j scores "the label is above cut j"."""
         assert self.ordinal, "only an ordinal branch has cut logits"
-        return self._sums(ids, accumulate)[0] + self.bias  # (batch, K-1)
+        return self._columns(ids, accumulate)
 
     def _sums(self, ids: torch.Tensor, accumulate: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's summed weights ``(batch, columns)`` over its n-grams (distinct ones for a

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rnnsent.artifact.directory import save_artifact
+from rnnsent.artifact.directory import MANIFEST, save_artifact
 from rnnsent.artifact.lock import run_lock
 from rnnsent.config import STACKED_FITS, DataConfig, RunConfig, RunOptions, resolve_ngram_fit, resolve_preset
 from rnnsent.data.cache import load_encoded
@@ -99,7 +99,7 @@ def _run(config: RunConfig, options: RunOptions, source: Path, out: Path, world:
         config = size_to_data(config, dataclasses.replace(corpus, train=limit_split(corpus.train, options.limit)), log)
     data = prepare_data(corpus, config, options.limit)
     config, data.unlabelled = unlabelled_pool(config, source, corpus.vocabulary, log)
-    if not resume and (Path(out) / "manifest.json").exists():
+    if not resume and (Path(out) / MANIFEST).exists():
         log(f"note: {out} holds a trained model, which this run replaces (give another --out to keep it)")
     elif not resume and checkpoints.has_checkpoint(out):
         log(f"note: starting afresh in {out} (its previous checkpoint is replaced)")
